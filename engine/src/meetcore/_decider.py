@@ -261,9 +261,14 @@ def _init_meeting(state: MeetingState | None, c: InitMeeting) -> list[Event]:
         raise _invalid(f"duplicatePolicy {c.duplicate_policy[:40]!r} is not replace or reject")
     if c.webhook is not None:
         url = c.webhook.end_point
-        if not url.startswith(("http://", "https://")) or len(url) > MAX_WEBHOOK_URL:
+        if (
+            not url.startswith(("http://", "https://"))
+            or len(url) > MAX_WEBHOOK_URL
+            or not (url.isascii() and url.isprintable())
+        ):
             raise _invalid("webhook endPoint must be an http(s) URL of at most 2048 characters")
-        if len(c.webhook.events) > 32 or not all(0 < len(e) <= 64 for e in c.webhook.events):
+        names = c.webhook.events
+        if len(names) > 32 or not all(0 < len(e) <= 64 and e.isprintable() for e in names):
             raise _invalid("webhook events must be at most 32 names of 1 to 64 characters")
     return [
         MeetingInitialized(

@@ -1,0 +1,67 @@
+"""JSON Schema for commands, events and records, generated from the msgspec types.
+
+`python -m meetcore._schemas` rewrites `schemas/`; with `--check` it exits 1 when
+the files there differ from what the types say.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from meetcore._record import Record
+from meetcore.commands import AnyCommand
+from meetcore.events import AnyEvent
+
+__all__ = ["check", "generate", "write"]
+
+
+def _document(kind: Any, title: str) -> bytes:
+    schema = msgspec.json.schema(kind)
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+    return (json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def generate() -> dict[str, bytes]:
+    """File name -> contents of every schema the engine defines."""
+    return {
+        "commands.json": _document(AnyCommand, "meetcore command"),
+        "events.json": _document(AnyEvent, "meetcore event"),
+        "record.json": _document(Record, "meetcore log record (one JSON Lines line)"),
+    }
+
+
+def write(directory: Path) -> list[str]:
+    """Write the schemas into `directory`; returns the names of files that changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, content in generate().items():
+        path = directory / name
+        if not path.exists() or path.read_bytes() != content:
+            path.write_bytes(content)
+            changed.append(name)
+    return changed
+
+
+def check(directory: Path) -> list[str]:
+    """Names of schema files in `directory` that are missing or stale."""
+    return [
+        name
+        for name, content in generate().items()
+        if not (directory / name).exists() or (directory / name).read_bytes() != content
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover - a developer's tool
+    target = (
+        Path(sys.argv[-1]) if len(sys.argv) > 1 and sys.argv[-1] != "--check" else Path("schemas")
+    )
+    if "--check" in sys.argv:
+        stale = check(target)
+        print("stale: " + ", ".join(stale) if stale else "schemas are up to date")
+        sys.exit(1 if stale else 0)
+    print("written: " + (", ".join(write(target)) or "nothing changed"))
