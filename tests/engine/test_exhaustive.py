@@ -7,12 +7,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import meetcore
 import msgspec
 import msgspec.inspect as mi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import meetcore
 from meetcore import TRANSITIONS, MeetingState, Phase, Refusal, Rejected, Rule, phase_of
 from meetcore._decider import COMMON_CODES
 from meetcore.commands import (

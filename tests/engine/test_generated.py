@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import msgspec
+
 from meetcore import _schemas
 from meetcore._table import render_transitions
 

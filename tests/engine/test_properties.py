@@ -15,11 +15,12 @@ import io
 import random
 from typing import Any
 
-import meetcore
 import msgspec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import meetcore
 from meetcore import TRANSITIONS, Record, Rejected, Rule, phase_of
 from meetcore._decider import COMMON_CODES
 from meetcore.commands import (

@@ -8,6 +8,9 @@ many. Commands live in `meetcore.commands`, events in `meetcore.events`.
 from meetcore import commands, events
 from meetcore._codes import ErrorCode, LeaveReason, Rejected
 from meetcore._decider import TRANSITIONS, InvalidLog, Refusal, Rule, decide, evolve, fold
+from meetcore._engine import Engine
+from meetcore._plugins import plugin_manager
+from meetcore._principal import Principal
 from meetcore._record import (
     Record,
     decode_msgpack,
@@ -17,23 +20,31 @@ from meetcore._record import (
     write_jsonl,
 )
 from meetcore._state import MeetingState, Participant, Phase, phase_of
+from meetcore._store import Conflict, EventStore, MemoryStore, StoreError
 from meetcore.commands import Command
 from meetcore.events import Event
+from meetcore.hookspecs import hookimpl
 
 __all__ = [
     "TRANSITIONS",
     "Command",
+    "Conflict",
+    "Engine",
     "ErrorCode",
     "Event",
+    "EventStore",
     "InvalidLog",
     "LeaveReason",
     "MeetingState",
+    "MemoryStore",
     "Participant",
     "Phase",
+    "Principal",
     "Record",
     "Refusal",
     "Rejected",
     "Rule",
+    "StoreError",
     "commands",
     "decide",
     "decode_msgpack",
@@ -41,7 +52,9 @@ __all__ = [
     "events",
     "evolve",
     "fold",
+    "hookimpl",
     "phase_of",
+    "plugin_manager",
     "read_jsonl",
     "to_json",
     "write_jsonl",

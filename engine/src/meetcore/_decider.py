@@ -40,6 +40,7 @@ from meetcore.commands import (
     SetMedia,
 )
 from meetcore.events import (
+    AnyEvent,
     EntryRequested,
     EntryResponded,
     EntryWithdrawn,
@@ -190,10 +191,10 @@ def _caller(
 # Shared event sequences
 
 
-def _session_closed(state: MeetingState, at: int, reason: SessionEndReason) -> list[Event]:
+def _session_closed(state: MeetingState, at: int, reason: SessionEndReason) -> list[AnyEvent]:
     """`SessionEnded`, then the room's auto-close if it deactivates with its session."""
     assert state.session_id is not None
-    events: list[Event] = [
+    events: list[AnyEvent] = [
         SessionEnded(meeting_id=state.meeting_id, at=at, session_id=state.session_id, reason=reason)
     ]
     if state.auto_close == "session-end-and-deactivate" and reason != "deactivated":
@@ -203,7 +204,7 @@ def _session_closed(state: MeetingState, at: int, reason: SessionEndReason) -> l
     return events
 
 
-def _withdraw_all(state: MeetingState, at: int, reason: LeaveReason) -> list[Event]:
+def _withdraw_all(state: MeetingState, at: int, reason: LeaveReason) -> list[AnyEvent]:
     return [
         EntryWithdrawn(
             meeting_id=state.meeting_id,
@@ -216,7 +217,7 @@ def _withdraw_all(state: MeetingState, at: int, reason: LeaveReason) -> list[Eve
     ]
 
 
-def _everyone_leaves(state: MeetingState, at: int, reason: LeaveReason) -> list[Event]:
+def _everyone_leaves(state: MeetingState, at: int, reason: LeaveReason) -> list[AnyEvent]:
     return [
         ParticipantLeft(
             meeting_id=state.meeting_id,
@@ -229,9 +230,9 @@ def _everyone_leaves(state: MeetingState, at: int, reason: LeaveReason) -> list[
     ]
 
 
-def _left(state: MeetingState, at: int, who: Participant, reason: LeaveReason) -> list[Event]:
+def _left(state: MeetingState, at: int, who: Participant, reason: LeaveReason) -> list[AnyEvent]:
     """`who` leaves; the session closes if that empties the room."""
-    events: list[Event] = [
+    events: list[AnyEvent] = [
         ParticipantLeft(
             meeting_id=state.meeting_id,
             at=at,
@@ -249,7 +250,7 @@ def _left(state: MeetingState, at: int, who: Participant, reason: LeaveReason) -
 # The rules, one function per command; each raises Rejected or returns events
 
 
-def _init_meeting(state: MeetingState | None, c: InitMeeting) -> list[Event]:
+def _init_meeting(state: MeetingState | None, c: InitMeeting) -> list[AnyEvent]:
     _id(c.meeting_id, MEETING_ID, "meeting id", E.INVALID_MEETING_ID)
     if c.custom_room_id is not None:
         _id(c.custom_room_id, MEETING_ID, "customRoomId", E.INVALID_PARAMETER)
@@ -283,7 +284,7 @@ def _init_meeting(state: MeetingState | None, c: InitMeeting) -> list[Event]:
     ]
 
 
-def _join(state: MeetingState, c: Join) -> list[Event]:
+def _join(state: MeetingState, c: Join) -> list[AnyEvent]:
     pid, cid = c.participant_id, c.connection_id
     _id(pid, PARTICIPANT_ID, "participant id", E.INVALID_PARTICIPANT_ID)
     _id(cid, TOKEN_ID, "connection id", E.INVALID_PARAMETER)
@@ -308,7 +309,7 @@ def _join(state: MeetingState, c: Join) -> list[Event]:
         _id(c.session_id, TOKEN_ID, "session id", E.INVALID_PARAMETER)
 
     mid, at = state.meeting_id, c.at
-    events: list[Event] = []
+    events: list[AnyEvent] = []
     if waiting is not None:
         events.append(
             EntryWithdrawn(
@@ -374,7 +375,7 @@ def _join(state: MeetingState, c: Join) -> list[Event]:
     return events
 
 
-def _leave(state: MeetingState, c: Leave) -> list[Event]:
+def _leave(state: MeetingState, c: Leave) -> list[AnyEvent]:
     reason = _reason(c.reason)
     joined = state.participants.get(c.participant_id)
     if joined is not None and joined.connection_id == c.connection_id:
@@ -398,7 +399,7 @@ def _leave(state: MeetingState, c: Leave) -> list[Event]:
     )
 
 
-def _end(state: MeetingState, c: End) -> list[Event]:
+def _end(state: MeetingState, c: End) -> list[AnyEvent]:
     if c.participant_id is None and c.connection_id is None:
         reason = LeaveReason.MEETING_END_API
     else:
@@ -413,7 +414,7 @@ def _end(state: MeetingState, c: End) -> list[Event]:
     )
 
 
-def _remove_participant(state: MeetingState, c: RemoveParticipant) -> list[Event]:
+def _remove_participant(state: MeetingState, c: RemoveParticipant) -> list[AnyEvent]:
     if c.participant_id is None and c.connection_id is None:
         reason = LeaveReason.REMOVE_PEER_API
     else:
@@ -429,7 +430,7 @@ def _remove_participant(state: MeetingState, c: RemoveParticipant) -> list[Event
     return _left(state, c.at, target, reason)
 
 
-def _set_media(state: MeetingState, c: SetMedia) -> list[Event]:
+def _set_media(state: MeetingState, c: SetMedia) -> list[AnyEvent]:
     caller = _caller(state, c.participant_id, c.connection_id)
     if c.kind not in ("mic", "webcam"):
         raise _invalid(f"media kind {c.kind[:20]!r} is not mic or webcam")
@@ -461,13 +462,13 @@ def _set_media(state: MeetingState, c: SetMedia) -> list[Event]:
     ]
 
 
-def _change_mode(state: MeetingState, c: ChangeMode) -> list[Event]:
+def _change_mode(state: MeetingState, c: ChangeMode) -> list[AnyEvent]:
     caller = _caller(state, c.participant_id, c.connection_id)
     mode = _mode(c.mode)
     if mode == caller.mode:
         raise Rejected(E.ALREADY_IN_REQUESTED_STATE, f"mode is already {mode}")
     mid, pid, at = state.meeting_id, caller.participant_id, c.at
-    events: list[Event] = []
+    events: list[AnyEvent] = []
     if mode != "SEND_AND_RECV":  # a mode that cannot send switches media off first
         if caller.mic_enabled:
             events.append(
@@ -485,7 +486,7 @@ def _change_mode(state: MeetingState, c: ChangeMode) -> list[Event]:
     return events
 
 
-def _respond_entry(state: MeetingState, c: RespondEntry) -> list[Event]:
+def _respond_entry(state: MeetingState, c: RespondEntry) -> list[AnyEvent]:
     caller = _caller(state, c.participant_id, c.connection_id)
     if "allow_join" not in caller.permissions:
         raise Rejected(E.UNAUTHORIZED_REQUEST, "answering entry requests needs allow_join")
@@ -497,7 +498,7 @@ def _respond_entry(state: MeetingState, c: RespondEntry) -> list[Event]:
     limit = state.max_participants
     if c.allowed and limit is not None and len(state.participants) >= limit:
         raise Rejected(E.MAX_PARTICIPANT_REACHED, f"the meeting is full ({limit} participants)")
-    events: list[Event] = [
+    events: list[AnyEvent] = [
         EntryResponded(
             meeting_id=state.meeting_id,
             at=c.at,
@@ -527,7 +528,7 @@ def _respond_entry(state: MeetingState, c: RespondEntry) -> list[Event]:
     return events
 
 
-def _deactivate(state: MeetingState, c: Deactivate) -> list[Event]:
+def _deactivate(state: MeetingState, c: Deactivate) -> list[AnyEvent]:
     events = _everyone_leaves(state, c.at, LeaveReason.ROOM_CLOSE)
     if state.session_id is not None:
         events += _session_closed(state, c.at, "deactivated")
@@ -536,7 +537,7 @@ def _deactivate(state: MeetingState, c: Deactivate) -> list[Event]:
     return events
 
 
-def _activate(state: MeetingState, c: Activate) -> list[Event]:
+def _activate(state: MeetingState, c: Activate) -> list[AnyEvent]:
     return [MeetingActivated(meeting_id=state.meeting_id, at=c.at)]
 
 
@@ -555,12 +556,12 @@ class Rule(msgspec.Struct, frozen=True):
     """A command that may be accepted in a phase: who decides it, where it may lead,
     and every code it may reject with (besides the checks common to all commands)."""
 
-    decide: Callable[[Any, Any], list[Event]]
+    decide: Callable[[Any, Any], list[AnyEvent]]
     to: frozenset[Phase]
     codes: frozenset[ErrorCode]
 
 
-def _rule(fn: Callable[[Any, Any], list[Event]], to: Iterable[Phase], *codes: ErrorCode) -> Rule:
+def _rule(fn: Callable[[Any, Any], list[AnyEvent]], to: Iterable[Phase], *codes: ErrorCode) -> Rule:
     return Rule(fn, frozenset(to), frozenset(codes))
 
 
@@ -653,7 +654,7 @@ TRANSITIONS: Final[Mapping[tuple[Phase, type[Command]], Rule | Refusal]] = {
 COMMON_CODES: Final = frozenset({E.INVALID_PARAMETER, E.INVALID_MEETING_ID})
 
 
-def decide(state: MeetingState | None, command: Command) -> tuple[Event, ...]:
+def decide(state: MeetingState | None, command: Command) -> tuple[AnyEvent, ...]:
     """The events `command` causes in `state`, or `Rejected` with the rule it broke.
 
     Pure: `state` is not changed. Raises `Rejected` and nothing else; any other
@@ -724,9 +725,9 @@ def _on_joined(state: MeetingState, e: ParticipantJoined) -> MeetingState:
 
 
 def _on_left(state: MeetingState, e: ParticipantLeft) -> MeetingState:
-    participant = state.participants.pop(e.participant_id)
-    if participant.connection_id != e.connection_id:
+    if state.participants[e.participant_id].connection_id != e.connection_id:
         raise InvalidLog(f"{e.participant_id!r} leaves from a connection it did not join on")
+    del state.participants[e.participant_id]
     return state
 
 
@@ -740,6 +741,9 @@ def _on_session_ended(state: MeetingState, e: SessionEnded) -> MeetingState:
 
 def _on_media_changed(state: MeetingState, e: MediaChanged) -> MeetingState:
     p = state.participants[e.participant_id]
+    current = p.mic_enabled if e.kind == "mic" else p.webcam_enabled
+    if current == e.enabled or (e.enabled and p.mode != "SEND_AND_RECV"):
+        raise InvalidLog(f"{e.kind} of {e.participant_id!r} cannot switch to {e.enabled}")
     if e.kind == "mic":
         p = msgspec.structs.replace(p, mic_enabled=e.enabled)
     else:
@@ -757,6 +761,8 @@ def _on_mode_changed(state: MeetingState, e: ModeChanged) -> MeetingState:
 def _on_entry_requested(state: MeetingState, e: EntryRequested) -> MeetingState:
     if e.participant_id in state.waiting or e.participant_id in state.participants:
         raise InvalidLog(f"{e.participant_id!r} asks to join while already in or waiting")
+    if not state.active:
+        raise InvalidLog(f"{e.participant_id!r} asks to join a deactivated meeting")
     state.waiting[e.participant_id] = e
     return state
 
@@ -770,14 +776,14 @@ def _on_entry_responded(state: MeetingState, e: EntryResponded) -> MeetingState:
 
 
 def _on_entry_withdrawn(state: MeetingState, e: EntryWithdrawn) -> MeetingState:
-    request = state.waiting.pop(e.participant_id)
-    if request.connection_id != e.connection_id:
+    if state.waiting[e.participant_id].connection_id != e.connection_id:
         raise InvalidLog(f"{e.participant_id!r} withdraws a request it did not make")
+    del state.waiting[e.participant_id]
     return state
 
 
 def _on_deactivated(state: MeetingState, e: MeetingDeactivated) -> MeetingState:
-    if not state.active or state.participants or state.session_id is not None:
+    if not state.active or state.participants or state.waiting or state.session_id is not None:
         raise InvalidLog("the meeting is deactivated while inactive or not empty")
     state.active = False
     return state

@@ -35,68 +35,80 @@ class Message(
     at: int
 
 
-_Check = Callable[[object], bool]
-
-
-def _check_for(t: mi.Type) -> tuple[_Check, str]:
-    """A predicate for values of msgspec type `t`, and how to name that type to a person."""
+def _condition(t: mi.Type, v: str, env: dict[str, Any]) -> tuple[str, str]:
+    """Python source that is true when `v` holds a value of msgspec type `t`, and how
+    to name that type to a person. Names the source needs are put in `env`."""
     if isinstance(t, mi.AnyType):
-        return (lambda v: True), "any value"
+        return "True", "any value"
     if isinstance(t, mi.NoneType):
-        return (lambda v: v is None), "None"
+        return f"{v} is None", "None"
     if isinstance(t, mi.BoolType):
-        return (lambda v: isinstance(v, bool)), "a bool"
+        return f"({v} is True or {v} is False)", "a bool"
     if isinstance(t, mi.IntType):
-        return (lambda v: isinstance(v, int) and not isinstance(v, bool)), "an int"
+        return f"(isinstance({v}, int) and {v}.__class__ is not bool)", "an int"
     if isinstance(t, mi.StrType):
-        return (lambda v: isinstance(v, str)), "a str"
+        return f"isinstance({v}, str)", "a str"
+    name = f"_c{len(env)}"
     if isinstance(t, mi.LiteralType):
-        allowed = frozenset(t.values)
-        return (lambda v: isinstance(v, str | int) and v in allowed), "one of " + ", ".join(
-            repr(v) for v in t.values
+        env[name] = frozenset(t.values)
+        return f"(isinstance({v}, str) and {v} in {name})", "one of " + ", ".join(
+            repr(x) for x in t.values
         )
     if isinstance(t, mi.EnumType):
-        values = frozenset(m.value for m in t.cls)
-        return (
-            lambda v: isinstance(v, int) and not isinstance(v, bool) and v in values
-        ), f"a {t.cls.__name__} value"
+        env[name] = frozenset(m.value for m in t.cls)
+        cond = f"(isinstance({v}, int) and {v}.__class__ is not bool and {v} in {name})"
+        return cond, f"a {t.cls.__name__} value"
     if isinstance(t, mi.VarTupleType):
-        item, item_name = _check_for(t.item_type)
-        return (
-            lambda v: isinstance(v, tuple) and all(item(x) for x in v)
-        ), f"a tuple of {item_name.removeprefix('a ').removeprefix('an ')}"
+        item, item_name = _condition(t.item_type, "x", env)
+        cond = f"(isinstance({v}, tuple) and all({item} for x in {v}))"
+        return cond, f"a tuple of {item_name.removeprefix('a ').removeprefix('an ')}"
     if isinstance(t, mi.DictType):
-        key, _ = _check_for(t.key_type)
-        return (lambda v: isinstance(v, dict) and all(key(k) for k in v)), "a dict with str keys"
+        key, key_name = _condition(t.key_type, "k", env)
+        return (
+            f"(isinstance({v}, dict) and all({key} for k in {v}))",
+            f"a dict with {key_name[2:]} keys",
+        )
     if isinstance(t, mi.StructType):
-        cls = t.cls
-        return (lambda v: isinstance(v, cls)), f"a {cls.__name__}"
+        env[name] = t.cls
+        return f"isinstance({v}, {name})", f"a {t.cls.__name__}"
     if isinstance(t, mi.UnionType):
-        parts = [_check_for(x) for x in t.types]
-        checks = [c for c, _ in parts]
-        return (lambda v: any(c(v) for c in checks)), " or ".join(n for _, n in parts)
+        parts = [_condition(x, v, env) for x in t.types]
+        return "(" + " or ".join(c for c, _ in parts) + ")", " or ".join(n for _, n in parts)
     raise TypeError(f"no build-time check for field type {t!r}")  # a bug in a type definition
+
+
+def _fail(cls: type, name: str, value: object, expected: str) -> None:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    raise TypeError(f"{cls.__name__}.{name} must be {expected}, got {type(value).__name__} {shown}")
+
+
+def _compile_check(cls: type) -> Callable[[Any], None]:
+    """One function checking every field of `cls`, generated like attrs' `__init__`."""
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    env: dict[str, Any] = {"_fail": _fail, "_cls": cls}
+    lines = ["def check(self):"]
+    for field in info.fields:
+        condition, expected = _condition(field.type, "v", env)
+        lines += [
+            f"    v = self.{field.name}",
+            f"    if not {condition}: _fail(_cls, {field.name!r}, v, {expected!r})",
+        ]
+    exec("\n".join(lines), env)
+    check: Callable[[Any], None] = env["check"]
+    return check
 
 
 class Checked(Message, frozen=True, kw_only=True):
     """A message whose field types are checked when built, with a clear TypeError."""
 
-    __checks__: ClassVar[dict[type, tuple[tuple[str, _Check, str], ...]]] = {}
+    __checks__: ClassVar[dict[type, Callable[[Any], None]]] = {}
 
     def __post_init__(self) -> None:
         cls = type(self)
-        checks = Checked.__checks__.get(cls)
-        if checks is None:
-            info = mi.type_info(cls)
-            assert isinstance(info, mi.StructType)
-            checks = tuple((f.name, *_check_for(f.type)) for f in info.fields)
-            Checked.__checks__[cls] = checks
-        for name, check, expected in checks:
-            value: Any = getattr(self, name)
-            if not check(value):
-                shown = repr(value)
-                if len(shown) > 60:
-                    shown = shown[:57] + "..."
-                raise TypeError(
-                    f"{cls.__name__}.{name} must be {expected}, got {type(value).__name__} {shown}"
-                )
+        check = Checked.__checks__.get(cls)
+        if check is None:
+            check = Checked.__checks__[cls] = _compile_check(cls)
+        check(self)

@@ -53,8 +53,9 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class Command(Checked, frozen=True, kw_only=True):
-    """Base of every command."""
+    """Base of every command. `Engine.execute` stamps `at` with its clock."""
 
+    at: int = 0
     command_id: str | None = None
 
 

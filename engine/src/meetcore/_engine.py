@@ -1,0 +1,338 @@
+"""`Engine`: the pure core run against a store, with plugins, subscriptions and leases.
+
+    async with Engine.open(store="memory://") as engine:
+        records = await engine.execute(InitMeeting(meeting_id="abc-def-ghi"))
+
+`execute` stamps the command's `at`, loads the meeting (cached after the first
+time), asks policy plugins, decides, appends with optimistic concurrency (on
+`Conflict` it reloads and decides again, a few times), applies the events, and
+hands the records to subscribers and observers. Commands for one meeting run one
+at a time; meetings run in parallel.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import msgspec
+import pluggy
+
+from meetcore._codes import LeaveReason, Rejected
+from meetcore._decider import decide, evolve
+from meetcore._plugins import open_store, plugin_manager
+from meetcore._principal import Principal
+from meetcore._record import Record
+from meetcore._state import MeetingState
+from meetcore._store import Conflict, EventStore, wall_clock_ms
+from meetcore.commands import AnyCommand, Leave
+from meetcore.events import EntryRequested, EntryWithdrawn, ParticipantJoined, ParticipantLeft
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("meetcore.engine")
+
+#: How often `execute` decides again after a `Conflict` before giving up.
+MAX_ATTEMPTS = 8
+#: Records kept in memory per subscribed meeting, so live subscribers need no store read.
+RECENT = 256
+
+
+class _Meeting:
+    """What the engine keeps of one loaded meeting."""
+
+    __slots__ = ("command_ids", "lock", "recent", "state", "subscribers")
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()
+        self.state: MeetingState | None = None
+        # command_id -> (first version, last version) of the records it produced
+        self.command_ids: dict[str, tuple[int, int]] = {}
+        self.recent: deque[Record] | None = None
+        self.subscribers = 0
+
+
+class Engine:
+    """Runs commands against an `EventStore`; see the module docstring."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        plugins: pluggy.PluginManager,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+        lease_ttl: float = 15.0,
+    ) -> None:
+        self.store = store
+        self.plugins = plugins
+        self.clock = clock
+        self.lease_ttl_ms = int(lease_ttl * 1000)
+        self._meetings: dict[str, _Meeting] = {}
+        self._loaded: set[str] = set()
+        self._signals: dict[str, anyio.Event] = {}
+        # (meeting_id, connection_id) -> (participant_id, expires at in clock ms)
+        self._leases: dict[tuple[str, str], tuple[str, int]] = {}
+        self._observer_send, self._observer_receive = anyio.create_memory_object_stream[
+            Sequence[Record]
+        ](math.inf)
+        self._pending_observations = 0
+        self._observed = anyio.Event()
+
+    # -- opening and closing -----------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        store: str | EventStore = "memory://",
+        plugins: Iterable[object] = (),
+        *,
+        autoload: bool | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+        lease_ttl: float = 15.0,
+        sweep_leases: bool = True,
+    ) -> AsyncIterator[Engine]:
+        """Open an engine on `store` (a URL such as "sqlite:///meetcore.db", or a store
+        object, which the caller keeps and closes) with the installed plugins and `plugins`.
+
+        Connections still joined in the log get a fresh lease, so that a participant
+        whose node crashed leaves (1001) unless its client comes back and renews.
+        """
+        pm = plugin_manager(plugins, autoload=autoload)
+        owned = isinstance(store, str)
+        opened = open_store(pm, store) if isinstance(store, str) else store
+        engine = cls(opened, pm, clock=clock, lease_ttl=lease_ttl)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(engine._observe)
+                await engine._recover_leases()
+                if sweep_leases:
+                    tasks.start_soon(engine._sweep_leases)
+                await engine._call_all(pm.hook.meetcore_startup(engine=engine))
+                try:
+                    yield engine
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await engine.flush()
+                        await engine._call_all(pm.hook.meetcore_shutdown(engine=engine))
+                    tasks.cancel_scope.cancel()
+        finally:
+            if owned:
+                with anyio.CancelScope(shield=True):
+                    await opened.close()
+
+    # -- commands ----------------------------------------------------------------
+
+    async def execute(
+        self, command: AnyCommand, principal: Principal | None = None
+    ) -> list[Record]:
+        """Run `command`; returns the records it appended.
+
+        Raises `Rejected` when the rules or a policy plugin refuse it (nothing is
+        appended), `Conflict` when other writers kept winning. A command whose
+        `command_id` was seen before returns the first execution's records again.
+        """
+        stamped = copy.copy(command)
+        msgspec.structs.force_setattr(stamped, "at", self.clock())
+        meeting = self._meeting(command.meeting_id)
+        async with meeting.lock:
+            for _ in range(MAX_ATTEMPTS):
+                state = await self._load(command.meeting_id, meeting)
+                if command.command_id is not None and command.command_id in meeting.command_ids:
+                    first, last = meeting.command_ids[command.command_id]
+                    earlier = await self.store.read(command.meeting_id, first - 1)
+                    return [r for r in earlier if r.version <= last]
+                self.plugins.hook.meetcore_check_command(
+                    command=stamped, state=state, principal=principal
+                )
+                events = decide(state, stamped)
+                version = state.version if state is not None else 0
+                try:
+                    records = await self.store.append(command.meeting_id, version, events, stamped)
+                except Conflict:
+                    self._loaded.discard(command.meeting_id)  # someone else wrote: reload
+                    continue
+                for event in events:
+                    state = evolve(state, event)
+                meeting.state = state
+                self._appended(meeting, records)
+                return records
+        raise Conflict(command.meeting_id, -1, -1)
+
+    async def state(self, meeting_id: str) -> MeetingState | None:
+        """A snapshot of the meeting now (None if it does not exist)."""
+        meeting = self._meeting(meeting_id)
+        async with meeting.lock:
+            state = await self._load(meeting_id, meeting)
+        return state.copy() if state is not None else None
+
+    def _meeting(self, meeting_id: str) -> _Meeting:
+        meeting = self._meetings.get(meeting_id)
+        if meeting is None:
+            meeting = self._meetings[meeting_id] = _Meeting()
+        return meeting
+
+    async def _load(self, meeting_id: str, meeting: _Meeting) -> MeetingState | None:
+        """The meeting's state, read from the store after what is cached."""
+        if meeting_id in self._loaded:
+            return meeting.state
+        state = meeting.state
+        after = state.version if state is not None else 0
+        records = await self.store.read(meeting_id, after)
+        for record in records:
+            state = evolve(state, record.event)
+            self._index_command(meeting, record)
+            self._track_lease(record)
+        meeting.state = state
+        if state is not None:  # an absent meeting is read again next time
+            self._loaded.add(meeting_id)
+        return state
+
+    def _index_command(self, meeting: _Meeting, record: Record) -> None:
+        cause = record.cause
+        if cause is not None and cause.command_id is not None:
+            first, _ = meeting.command_ids.get(cause.command_id, (record.version, 0))
+            meeting.command_ids[cause.command_id] = (first, record.version)
+
+    def _appended(self, meeting: _Meeting, records: list[Record]) -> None:
+        for record in records:
+            self._index_command(meeting, record)
+            self._track_lease(record)
+        if meeting.recent is not None:
+            if meeting.recent and meeting.recent[-1].version + 1 != records[0].version:
+                meeting.recent.clear()  # another writer's records are missing: don't serve a gap
+            meeting.recent.extend(records)
+        signal = self._signals.pop(records[0].meeting_id, None)
+        if signal is not None:
+            signal.set()
+        self._pending_observations += 1
+        self._observer_send.send_nowait(records)
+
+    # -- subscriptions -------------------------------------------------------------
+
+    async def subscribe(self, meeting_id: str, after_version: int = 0) -> AsyncIterator[Record]:
+        """The meeting's records after `after_version`: what the store has, then live
+        ones as they are appended, with no gap and no duplicate. Runs until cancelled."""
+        meeting = self._meeting(meeting_id)
+        meeting.subscribers += 1
+        if meeting.recent is None:
+            meeting.recent = deque(maxlen=RECENT)
+        last = after_version
+        try:
+            while True:
+                signal = self._signals.get(meeting_id)
+                if signal is None:
+                    signal = self._signals[meeting_id] = anyio.Event()
+                recent = meeting.recent
+                if recent and recent[0].version <= last + 1:
+                    batch = [r for r in recent if r.version > last]
+                else:
+                    batch = await self.store.read(meeting_id, last)
+                for record in batch:
+                    last = record.version
+                    yield record
+                if not batch:
+                    await signal.wait()
+        finally:
+            meeting.subscribers -= 1
+            if meeting.subscribers == 0:
+                meeting.recent = None
+
+    # -- observers -----------------------------------------------------------------
+
+    async def _observe(self) -> None:
+        async for records in self._observer_receive:
+            try:
+                results = self.plugins.hook.meetcore_records_appended(records=records)
+            except Exception:
+                log.exception("an observer failed on records %s..", records[0].position)
+                results = []
+            await self._call_all(results, what="an observer")
+            self._pending_observations -= 1
+            if self._pending_observations == 0:
+                self._observed.set()
+                self._observed = anyio.Event()
+
+    async def flush(self) -> None:
+        """Wait until observers have seen every record appended so far."""
+        while self._pending_observations:
+            await self._observed.wait()
+
+    @staticmethod
+    async def _call_all(results: Iterable[Any], what: str = "a plugin") -> None:
+        """Await the awaitables among hook results; log and skip the ones that fail."""
+        for result in results:
+            if inspect.isawaitable(result):
+                try:
+                    await result
+                except Exception:
+                    log.exception("%s failed", what)
+
+    # -- leases --------------------------------------------------------------------
+
+    def renew(self, meeting_id: str, connection_id: str) -> bool:
+        """Extend a connection's lease by the lease time; False if it has none."""
+        key = (meeting_id, connection_id)
+        lease = self._leases.get(key)
+        if lease is None:
+            return False
+        self._leases[key] = (lease[0], self.clock() + self.lease_ttl_ms)
+        return True
+
+    def lease(self, meeting_id: str, connection_id: str) -> int | None:
+        """When the connection's lease expires (clock ms), or None if it has none."""
+        lease = self._leases.get((meeting_id, connection_id))
+        return lease[1] if lease is not None else None
+
+    def _track_lease(self, record: Record) -> None:
+        event = record.event
+        if isinstance(event, ParticipantJoined | EntryRequested):
+            expires = self.clock() + self.lease_ttl_ms
+            self._leases[(event.meeting_id, event.connection_id)] = (event.participant_id, expires)
+        elif isinstance(event, ParticipantLeft | EntryWithdrawn):
+            self._leases.pop((event.meeting_id, event.connection_id), None)
+
+    async def expire_leases(self) -> list[Record]:
+        """Make every connection whose lease ran out leave with 1001; returns the records."""
+        now = self.clock()
+        expired = [(key, pid) for key, (pid, until) in self._leases.items() if until <= now]
+        records: list[Record] = []
+        for (meeting_id, connection_id), participant_id in expired:
+            leave = Leave(
+                meeting_id=meeting_id,
+                participant_id=participant_id,
+                connection_id=connection_id,
+                reason=LeaveReason.WEBSOCKET_DISCONNECTED,
+            )
+            try:
+                records += await self.execute(leave)
+            except Rejected:  # already gone (left, replaced, room closed)
+                self._leases.pop((meeting_id, connection_id), None)
+        return records
+
+    async def _sweep_leases(self) -> None:
+        interval = max(self.lease_ttl_ms / 4000, 0.05)
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self.expire_leases()
+            except Exception:
+                log.exception("expiring leases failed; trying again in %.1f s", interval)
+
+    async def _recover_leases(self) -> None:
+        """Give every connection the log still shows as joined or waiting a fresh lease."""
+        after = 0
+        while True:
+            batch = await self.store.read_all(after, limit=10_000)
+            if not batch:
+                return
+            for record in batch:
+                self._track_lease(record)
+            after = batch[-1].position
