@@ -167,10 +167,10 @@ class Engine:
         raise Conflict(command.meeting_id, -1, -1)
 
     async def state(self, meeting_id: str) -> MeetingState | None:
-        """A snapshot of the meeting now (None if it does not exist)."""
+        """A snapshot of the meeting as the store has it now (None if it does not exist)."""
         meeting = self._meeting(meeting_id)
         async with meeting.lock:
-            state = await self._load(meeting_id, meeting)
+            state = await self._load(meeting_id, meeting, fresh=True)
         return state.copy() if state is not None else None
 
     def _meeting(self, meeting_id: str) -> _Meeting:
@@ -179,9 +179,12 @@ class Engine:
             meeting = self._meetings[meeting_id] = _Meeting()
         return meeting
 
-    async def _load(self, meeting_id: str, meeting: _Meeting) -> MeetingState | None:
-        """The meeting's state, read from the store after what is cached."""
-        if meeting_id in self._loaded:
+    async def _load(
+        self, meeting_id: str, meeting: _Meeting, *, fresh: bool = False
+    ) -> MeetingState | None:
+        """The meeting's state: the cache, caught up with the store when it may be behind
+        (never loaded, a conflict seen) or when `fresh` (other writers may share the store)."""
+        if meeting_id in self._loaded and not fresh:
             return meeting.state
         state = meeting.state
         after = state.version if state is not None else 0
@@ -248,13 +251,21 @@ class Engine:
     # -- observers -----------------------------------------------------------------
 
     async def _observe(self) -> None:
+        hook = self.plugins.hook.meetcore_records_appended
         async for records in self._observer_receive:
-            try:
-                results = self.plugins.hook.meetcore_records_appended(records=records)
-            except Exception:
-                log.exception("an observer failed on records %s..", records[0].position)
-                results = []
-            await self._call_all(results, what="an observer")
+            # One by one, not through pluggy's call loop, which stops at the first error:
+            # a failing observer must not keep the records from the others.
+            for impl in reversed(hook.get_hookimpls()):
+                try:
+                    result = impl.function(*[{"records": records}[a] for a in impl.argnames])
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception(
+                        "observer %s failed on records from position %d",
+                        impl.plugin_name,
+                        records[0].position,
+                    )
             self._pending_observations -= 1
             if self._pending_observations == 0:
                 self._observed.set()
@@ -266,14 +277,14 @@ class Engine:
             await self._observed.wait()
 
     @staticmethod
-    async def _call_all(results: Iterable[Any], what: str = "a plugin") -> None:
+    async def _call_all(results: Iterable[Any]) -> None:
         """Await the awaitables among hook results; log and skip the ones that fail."""
         for result in results:
             if inspect.isawaitable(result):
                 try:
                     await result
                 except Exception:
-                    log.exception("%s failed", what)
+                    log.exception("a plugin's lifecycle hook failed")
 
     # -- leases --------------------------------------------------------------------
 

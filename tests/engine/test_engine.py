@@ -1,0 +1,418 @@
+"""The engine as an embedder uses it: execute, state, subscribe, leases, idempotency, plugins."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+import pluggy
+import pytest
+
+import meetcore
+from meetcore import Engine, ErrorCode, LeaveReason, MemoryStore, Record, Rejected, hookimpl
+from meetcore.commands import End, InitMeeting, Join, Leave, SetMedia
+from meetcore.events import ParticipantJoined, ParticipantLeft, SessionEnded
+
+pytestmark = pytest.mark.anyio
+MID = "abc-def-ghi"
+
+
+class Clock:
+    """A clock the test moves by hand (unix ms)."""
+
+    def __init__(self, now: int = 1_700_000_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def join(pid: str, cid: str | None = None, meeting_id: str = MID, **fields: object) -> Join:
+    fields.setdefault("name", pid.title())
+    return Join(
+        meeting_id=meeting_id,
+        participant_id=pid,
+        connection_id=cid or f"conn-{pid}",
+        session_id=f"session-of-{meeting_id}",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def engine(clock: Clock) -> AsyncIterator[Engine]:
+    async with Engine.open(autoload=False, clock=clock, sweep_leases=False) as engine:
+        yield engine
+
+
+async def test_execute_stamps_the_time_and_returns_the_records(
+    engine: Engine, clock: Clock
+) -> None:
+    records = await engine.execute(InitMeeting(meeting_id=MID))
+    assert [r.version for r in records] == [1]
+    assert records[0].event.at == clock.now
+    assert records[0].cause is not None
+    assert records[0].cause.at == clock.now
+    clock.now += 5_000
+    records = await engine.execute(join("49151"))
+    assert [r.version for r in records] == [2, 3]
+    assert {r.event.at for r in records} == {clock.now}
+    state = await engine.state(MID)
+    assert state is not None
+    assert state.participants["49151"].joined_at == clock.now
+    assert await engine.state("no-such-meeting") is None
+
+
+async def test_a_rejected_command_appends_nothing(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    with pytest.raises(Rejected) as rejected:
+        await engine.execute(Leave(meeting_id=MID, participant_id="x", connection_id="c"))
+    assert rejected.value.code == ErrorCode.ACTION_BEFORE_JOINED
+    assert len(await engine.store.read(MID)) == 1
+
+
+async def test_the_state_is_a_snapshot(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    await engine.execute(join("a"))
+    snapshot = await engine.state(MID)
+    await engine.execute(join("b"))
+    assert snapshot is not None
+    assert list(snapshot.participants) == ["a"]
+
+
+async def test_many_meetings_in_parallel(engine: Engine) -> None:
+    meetings = [f"room-{n}" for n in range(50)]
+
+    async def run_meeting(mid: str) -> None:
+        await engine.execute(InitMeeting(meeting_id=mid))
+        for n in range(10):
+            await engine.execute(join(f"p{n}", meeting_id=mid))
+
+    async with anyio.create_task_group() as tasks:
+        for mid in meetings:
+            tasks.start_soon(run_meeting, mid)
+    for mid in meetings:
+        records = await engine.store.read(mid)
+        assert [r.version for r in records] == list(range(1, 13))
+        state = await engine.state(mid)
+        assert state is not None
+        assert len(state.participants) == 10
+
+
+async def test_concurrent_commands_to_one_meeting_lose_nothing(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    async with anyio.create_task_group() as tasks:
+        for n in range(100):
+            tasks.start_soon(engine.execute, join(f"p{n}"))
+    records = await engine.store.read(MID)
+    assert [r.version for r in records] == list(range(1, len(records) + 1))
+    state = await engine.state(MID)
+    assert state is not None
+    assert len(state.participants) == 100
+    assert meetcore.fold(r.event for r in records) == state
+
+
+async def test_two_engines_on_one_store_re_decide_on_conflict(clock: Clock) -> None:
+    """Each engine caches the meeting; when the other wrote first, append conflicts and the
+    engine reloads and decides again, so the log is the same as from a single writer."""
+    store = MemoryStore(clock=clock)
+    async with (
+        Engine.open(store, autoload=False, clock=clock, sweep_leases=False) as a,
+        Engine.open(store, autoload=False, clock=clock, sweep_leases=False) as b,
+    ):
+        await a.execute(InitMeeting(meeting_id=MID))
+        await a.execute(join("p0"))
+        await b.execute(join("p1"))  # b loads fresh
+        await a.execute(join("p2"))  # a's cache is behind: conflict, reload, re-decide
+        async with anyio.create_task_group() as tasks:
+            for n in range(3, 40):
+                tasks.start_soon((a if n % 2 else b).execute, join(f"p{n}"))
+        # the same participant joins through both engines: exactly one connection stays
+        await a.execute(join("dup", "conn-a"))
+        await b.execute(join("dup", "conn-b"))
+        records = await store.read(MID)
+        assert [r.version for r in records] == list(range(1, len(records) + 1))
+        state = meetcore.fold(r.event for r in records)
+        assert state is not None
+        assert len(state.participants) == 41
+        assert state.participants["dup"].connection_id == "conn-b"
+        assert await a.state(MID) == state
+        assert await b.state(MID) == state
+
+
+async def test_a_repeated_command_id_returns_the_first_result(engine: Engine, clock: Clock) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID, command_id="init-1"))
+    first = await engine.execute(join("a", command_id="join-a"))
+    clock.now += 1000
+    again = await engine.execute(join("a", command_id="join-a"))
+    assert again == first
+    again = await engine.execute(InitMeeting(meeting_id=MID, command_id="init-1"))
+    assert [r.version for r in again] == [1]
+    assert len(await engine.store.read(MID)) == 3
+
+
+async def test_command_ids_survive_a_restart(clock: Clock) -> None:
+    store = MemoryStore(clock=clock)
+    async with Engine.open(store, autoload=False, clock=clock, sweep_leases=False) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        first = await engine.execute(join("a", command_id="join-a"))
+    async with Engine.open(store, autoload=False, clock=clock, sweep_leases=False) as engine:
+        assert await engine.execute(join("a", command_id="join-a")) == first
+    assert len(await store.read(MID)) == 3
+
+
+# -- subscriptions -----------------------------------------------------------------
+
+
+async def collect(engine: Engine, count: int, after: int = 0) -> list[Record]:
+    seen: list[Record] = []
+    with anyio.fail_after(5):
+        async for record in engine.subscribe(MID, after):
+            seen.append(record)
+            if len(seen) == count:
+                break
+    return seen
+
+
+async def test_subscribe_catches_up_then_follows_live(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    await engine.execute(join("a"))
+    seen: list[Record] = []
+
+    async def follow() -> None:
+        seen.extend(await collect(engine, 9))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(follow)
+        await anyio.sleep(0.01)
+        for pid in ("b", "c"):
+            await engine.execute(join(pid))
+            await anyio.sleep(0)
+        await engine.execute(End(meeting_id=MID))
+    assert [r.version for r in seen] == list(range(1, 10))
+    assert seen == await engine.store.read(MID)
+    assert isinstance(seen[-1].event, SessionEnded)
+
+
+async def test_subscribe_from_the_middle(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    for pid in "abcd":
+        await engine.execute(join(pid))
+    seen = await collect(engine, 3, after=3)
+    assert [r.version for r in seen] == [4, 5, 6]
+
+
+async def test_a_slow_subscriber_gets_everything_in_order(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    received: list[int] = []
+    written = anyio.Event()
+
+    async def slow() -> None:
+        with anyio.fail_after(10):
+            async for record in engine.subscribe(MID):
+                received.append(record.version)
+                await anyio.sleep(0.0005)
+                if written.is_set() and record.version == len(await engine.store.read(MID)):
+                    return
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(slow)
+        for n in range(600):  # far more than the in-memory window
+            await engine.execute(join(f"p{n}"))
+            if n % 2:
+                leave = Leave(meeting_id=MID, participant_id=f"p{n}", connection_id=f"conn-p{n}")
+                await engine.execute(leave)
+        written.set()
+    total = len(await engine.store.read(MID))
+    assert total == 1 + 1 + 600 + 300  # init, session start, joins, leaves
+    assert received == list(range(1, total + 1))
+
+
+async def test_cancelling_a_subscriber_releases_it(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    with anyio.move_on_after(0.05):
+        async for _ in engine.subscribe(MID):
+            pass
+    await engine.execute(join("a"))  # nobody waits any more, and nothing breaks
+    assert await collect(engine, 3) == await engine.store.read(MID)
+
+
+# -- leases ------------------------------------------------------------------------
+
+
+async def test_an_unrenewed_lease_leaves_with_1001(clock: Clock) -> None:
+    async with Engine.open(autoload=False, clock=clock, lease_ttl=15, sweep_leases=False) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        await engine.execute(join("alive"))
+        await engine.execute(join("gone"))
+        assert engine.lease(MID, "conn-gone") == clock.now + 15_000
+        clock.now += 10_000
+        assert engine.renew(MID, "conn-alive")
+        assert not engine.renew(MID, "no-such-connection")
+        assert await engine.expire_leases() == []
+        clock.now += 6_000
+        records = await engine.expire_leases()
+        assert [type(r.event) for r in records] == [ParticipantLeft]
+        left = records[0].event
+        assert isinstance(left, ParticipantLeft)
+        assert (left.participant_id, left.reason) == ("gone", LeaveReason.WEBSOCKET_DISCONNECTED)
+        assert engine.lease(MID, "conn-gone") is None
+        clock.now += 20_000
+        records = await engine.expire_leases()
+        assert [type(r.event).__name__ for r in records] == ["ParticipantLeft", "SessionEnded"]
+
+
+async def test_the_sweeper_expires_leases_by_itself() -> None:
+    async with Engine.open(autoload=False, lease_ttl=0.2) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        await engine.execute(join("a"))
+        with anyio.fail_after(3):
+            while (state := await engine.state(MID)) is not None and state.participants:
+                await anyio.sleep(0.02)
+        records = await engine.store.read(MID)
+        assert isinstance(records[-2].event, ParticipantLeft)
+        assert records[-2].event.reason == LeaveReason.WEBSOCKET_DISCONNECTED
+
+
+async def test_a_crashed_node_leaves_no_ghosts(clock: Clock) -> None:
+    """Participants joined through an engine that died get a lease from the next one."""
+    store = MemoryStore(clock=clock)
+    async with Engine.open(store, autoload=False, clock=clock, sweep_leases=False) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        await engine.execute(join("a"))
+        await engine.execute(join("b"))
+        await engine.execute(Leave(meeting_id=MID, participant_id="b", connection_id="conn-b"))
+    clock.now += 3_600_000  # the node is down for an hour
+    async with Engine.open(store, autoload=False, clock=clock, sweep_leases=False) as engine:
+        assert engine.lease(MID, "conn-a") == clock.now + 15_000
+        assert engine.lease(MID, "conn-b") is None
+        clock.now += 15_000
+        await engine.expire_leases()
+        state = await engine.state(MID)
+        assert state is not None
+        assert state.participants == {}
+        assert state.session_id is None
+
+
+# -- plugins -------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.started = 0
+        self.stopped = 0
+
+    @hookimpl
+    def meetcore_records_appended(self, records: Sequence[Record]) -> None:
+        self.seen += [r.version for r in records]
+
+    @hookimpl
+    async def meetcore_startup(self, engine: Engine) -> None:
+        self.started += 1
+
+    @hookimpl
+    def meetcore_shutdown(self, engine: Engine) -> None:
+        self.stopped += 1
+
+
+class AsyncRecorder:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    @hookimpl
+    async def meetcore_records_appended(self, records: Sequence[Record]) -> None:
+        await anyio.sleep(0.001)
+        self.seen += [r.version for r in records]
+
+
+class Broken:
+    @hookimpl
+    def meetcore_records_appended(self, records: Sequence[Record]) -> None:
+        raise RuntimeError("observer bug")
+
+
+class BrokenAsync:
+    @hookimpl
+    async def meetcore_records_appended(self, records: Sequence[Record]) -> None:
+        raise RuntimeError("async observer bug")
+
+
+class NoWebcams:
+    @hookimpl
+    def meetcore_check_command(self, command: object, state: object, principal: object) -> None:
+        if isinstance(command, SetMedia) and command.kind == "webcam" and command.enabled:
+            raise Rejected(ErrorCode.UNAUTHORIZED_REQUEST, "webcams are off in this deployment")
+
+
+async def test_observers_see_every_record_and_a_failing_one_is_isolated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sync, asynchronous = Recorder(), AsyncRecorder()
+    plugins = [Broken(), sync, BrokenAsync(), asynchronous]
+    with caplog.at_level(logging.ERROR, logger="meetcore.engine"):
+        async with Engine.open(plugins=plugins, autoload=False) as engine:
+            assert sync.started == 1
+            await engine.execute(InitMeeting(meeting_id=MID))
+            for pid in "abc":
+                await engine.execute(join(pid))
+            await engine.flush()
+            assert sync.seen == asynchronous.seen == list(range(1, 6))
+        assert sync.stopped == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("failed on records from position" in m for m in messages) == 2 * 4
+
+
+async def test_a_policy_plugin_can_refuse_a_command() -> None:
+    async with Engine.open(plugins=[NoWebcams()], autoload=False) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        await engine.execute(join("a"))
+        with pytest.raises(Rejected, match="webcams are off"):
+            await engine.execute(
+                SetMedia(
+                    meeting_id=MID,
+                    participant_id="a",
+                    connection_id="conn-a",
+                    kind="webcam",
+                    enabled=True,
+                )
+            )
+        await engine.execute(
+            SetMedia(
+                meeting_id=MID, participant_id="a", connection_id="conn-a", kind="mic", enabled=True
+            )
+        )
+        assert len(await engine.store.read(MID)) == 4
+
+
+async def test_a_misspelled_hook_fails_loudly() -> None:
+    class Typo:
+        @hookimpl
+        def meetcore_record_appended(self, records: Sequence[Record]) -> None: ...
+
+    with pytest.raises(pluggy.PluginValidationError, match="meetcore_record_appended"):
+        async with Engine.open(plugins=[Typo()], autoload=False):
+            pass
+
+
+async def test_an_unknown_store_scheme_is_a_clear_error() -> None:
+    with pytest.raises(meetcore.StoreError, match="no plugin opens nosuch:// store URLs"):
+        async with Engine.open("nosuch://x", autoload=False):
+            pass
+    with pytest.raises(meetcore.StoreError, match="has no scheme"):
+        async with Engine.open("meetcore.db", autoload=False):
+            pass
+
+
+async def test_joined_events_reach_a_subscriber_and_the_state(engine: Engine) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    await engine.execute(join("49151", name="Franz Kafka", meta_data={"role": "author"}))
+    records = await collect(engine, 3)
+    joined = records[-1].event
+    assert isinstance(joined, ParticipantJoined)
+    assert (joined.name, joined.meta_data) == ("Franz Kafka", {"role": "author"})
