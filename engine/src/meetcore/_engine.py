@@ -51,7 +51,7 @@ class _Meeting:
     __slots__ = ("command_ids", "lock", "recent", "state", "subscribers")
 
     def __init__(self) -> None:
-        self.lock = anyio.Lock()
+        self.lock = anyio.Lock(fast_acquire=True)  # no scheduling round when uncontended
         self.state: MeetingState | None = None
         # command_id -> (first version, last version) of the records it produced
         self.command_ids: dict[str, tuple[int, int]] = {}
@@ -84,6 +84,9 @@ class Engine:
         ](math.inf)
         self._pending_observations = 0
         self._observed = anyio.Event()
+        # The plugins are fixed when the engine opens: skip hooks nobody implements.
+        self._has_observers = bool(plugins.hook.meetcore_records_appended.get_hookimpls())
+        self._has_policies = bool(plugins.hook.meetcore_check_command.get_hookimpls())
 
     # -- opening and closing -----------------------------------------------------
 
@@ -149,9 +152,10 @@ class Engine:
                     first, last = meeting.command_ids[command.command_id]
                     earlier = await self.store.read(command.meeting_id, first - 1)
                     return [r for r in earlier if r.version <= last]
-                self.plugins.hook.meetcore_check_command(
-                    command=stamped, state=state, principal=principal
-                )
+                if self._has_policies:
+                    self.plugins.hook.meetcore_check_command(
+                        command=stamped, state=state, principal=principal
+                    )
                 events = decide(state, stamped)
                 version = state.version if state is not None else 0
                 try:
@@ -215,8 +219,9 @@ class Engine:
         signal = self._signals.pop(records[0].meeting_id, None)
         if signal is not None:
             signal.set()
-        self._pending_observations += 1
-        self._observer_send.send_nowait(records)
+        if self._has_observers:
+            self._pending_observations += 1
+            self._observer_send.send_nowait(records)
 
     # -- subscriptions -------------------------------------------------------------
 

@@ -73,7 +73,8 @@ def read_jsonl(lines: Iterable[bytes | str], *, source: str = "log") -> Iterator
             continue
         try:
             yield _json_decoder.decode(line)
-        except msgspec.DecodeError as exc:
+        # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise InvalidLog(f"{source}:{number}: not a meetcore record: {exc}") from None
 
 
@@ -86,5 +87,5 @@ def decode_msgpack(data: bytes) -> Record:
     """A record from msgpack; raises `InvalidLog` if `data` is not one."""
     try:
         return _msgpack_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidLog(f"not a meetcore record: {exc}") from None

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-import anyio.lowlevel
 
 from meetcore._record import Record
 from meetcore.commands import AnyCommand
@@ -76,7 +75,10 @@ class EventStore(Protocol):
 
 
 class MemoryStore:
-    """An `EventStore` in a Python list: for tests, embedding and benchmarks (`memory://`)."""
+    """An `EventStore` in a Python list: for tests, embedding and benchmarks (`memory://`).
+
+    Its methods never wait, so each one is atomic with respect to other tasks.
+    """
 
     def __init__(self, clock: Callable[[], int] = wall_clock_ms) -> None:
         self._clock = clock
@@ -114,15 +116,12 @@ class MemoryStore:
         ]
         stream.extend(records)
         self._all.extend(records)
-        await anyio.lowlevel.checkpoint()
         return records
 
     async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
-        await anyio.lowlevel.checkpoint()
         return self._by_meeting.get(meeting_id, [])[max(after_version, 0) :]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
-        await anyio.lowlevel.checkpoint()
         start = max(after_position, 0)
         return self._all[start : start + max(limit, 0)]
 
