@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-
 from meetcore._record import Record
 from meetcore.commands import AnyCommand
 from meetcore.events import AnyEvent
