@@ -24,7 +24,7 @@ from typing import Any, Final
 import msgspec
 
 from meetcore._codes import ErrorCode, LeaveReason, Rejected
-from meetcore._state import MeetingState, Participant, Phase, phase_of
+from meetcore._state import MeetingState, Participant, Phase
 from meetcore.commands import (
     COMMAND_TYPES,
     Activate,
@@ -157,8 +157,20 @@ def _name(value: str) -> None:
         raise _invalid(f"name must be at most {MAX_NAME} printable characters")
 
 
+_ASKS: dict[tuple[str, ...], bool] = {}  # the few permission sets tokens carry, judged once
+
+
 def _permissions(value: tuple[str, ...]) -> bool:
     """Check a join's permissions; True when the participant must ask to join."""
+    asks = _ASKS.get(value)
+    if asks is None:
+        asks = _judge_permissions(value)
+        if len(_ASKS) < 64:  # bounded: permissions come from outside
+            _ASKS[value] = asks
+    return asks
+
+
+def _judge_permissions(value: tuple[str, ...]) -> bool:
     unknown = [p for p in value if p not in PERMISSIONS]
     if unknown:
         raise Rejected(E.INVALID_PERMISSIONS, f"unknown permission {unknown[0][:40]!r}")
@@ -286,8 +298,10 @@ def _init_meeting(state: MeetingState | None, c: InitMeeting) -> list[AnyEvent]:
 
 def _join(state: MeetingState, c: Join) -> list[AnyEvent]:
     pid, cid = c.participant_id, c.connection_id
-    _id(pid, PARTICIPANT_ID, "participant id", E.INVALID_PARTICIPANT_ID)
-    _id(cid, TOKEN_ID, "connection id", E.INVALID_PARAMETER)
+    if PARTICIPANT_ID.fullmatch(pid) is None:
+        _id(pid, PARTICIPANT_ID, "participant id", E.INVALID_PARTICIPANT_ID)
+    if TOKEN_ID.fullmatch(cid) is None:
+        _id(cid, TOKEN_ID, "connection id", E.INVALID_PARAMETER)
     _name(c.name)
     mode = _mode(c.mode)
     meta_data = _meta_data(c.meta_data)
@@ -649,6 +663,12 @@ TRANSITIONS: Final[Mapping[tuple[Phase, type[Command]], Rule | Refusal]] = {
     (DEACTIVATED, Activate): _rule(_activate, {IDLE}),
 }
 
+#: TRANSITIONS by command type, each row in `Phase` order (absent, idle, in session, deactivated).
+_ROWS: Final = {
+    kind: tuple(TRANSITIONS[(phase, kind)] for phase in (ABSENT, IDLE, IN_SESSION, DEACTIVATED))
+    for kind in COMMAND_TYPES
+}
+
 #: Codes any command may be rejected with, whatever its row: a bad `at` or
 #: `command_id`, or a command for another meeting than the state given.
 COMMON_CODES: Final = frozenset({E.INVALID_PARAMETER, E.INVALID_MEETING_ID})
@@ -669,9 +689,16 @@ def decide(state: MeetingState | None, command: Command) -> tuple[AnyEvent, ...]
             E.INVALID_MEETING_ID,
             f"command for meeting {command.meeting_id[:64]!r} given meeting {state.meeting_id!r}",
         )
-    entry = TRANSITIONS.get((phase_of(state), type(command)))
-    if entry is None:
+    row = _ROWS.get(type(command))
+    if row is None:
         raise Rejected(E.INVALID_PARAMETER, f"{type(command).__name__} is not a meeting command")
+    # phase_of(state), inlined: this is the hot path
+    if state is None:
+        entry = row[0]
+    elif not state.active:
+        entry = row[3]
+    else:
+        entry = row[1] if state.session_id is None else row[2]
     if isinstance(entry, Refusal):
         raise Rejected(entry.code, entry.why)
     return tuple(entry.decide(state, command))
