@@ -365,7 +365,7 @@ async def test_observers_see_every_record_and_a_failing_one_is_isolated(
             assert sync.seen == asynchronous.seen == list(range(1, 6))
         assert sync.stopped == 1
     messages = [r.getMessage() for r in caplog.records]
-    assert sum("failed on records from position" in m for m in messages) == 2 * 4
+    assert sum("failed in meetcore_records_appended" in m for m in messages) == 2 * 4
 
 
 async def test_a_policy_plugin_can_refuse_a_command() -> None:
@@ -416,3 +416,64 @@ async def test_joined_events_reach_a_subscriber_and_the_state(engine: Engine) ->
     joined = records[-1].event
     assert isinstance(joined, ParticipantJoined)
     assert (joined.name, joined.meta_data) == ("Franz Kafka", {"role": "author"})
+
+
+class AsyncVeto:
+    @hookimpl
+    async def meetcore_check_command(self, command: object) -> None:
+        await anyio.sleep(0)
+        if isinstance(command, Join) and command.participant_id == "banned":
+            raise Rejected(ErrorCode.UNAUTHORIZED_REQUEST, "banned")
+
+
+async def test_an_async_policy_is_awaited_and_can_refuse() -> None:
+    """Regression: an `async def` policy's coroutine used to be dropped, letting it through."""
+    async with Engine.open(plugins=[AsyncVeto()], autoload=False) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        with pytest.raises(Rejected, match="banned"):
+            await engine.execute(join("banned"))
+        await engine.execute(join("welcome"))
+        assert len(await engine.store.read(MID)) == 3
+
+
+async def test_an_exception_from_the_block_is_not_wrapped() -> None:
+    with pytest.raises(Rejected) as raised:
+        async with Engine.open(autoload=False) as engine:
+            await engine.execute(Leave(meeting_id=MID, participant_id="p", connection_id="c"))
+    assert raised.value.code == ErrorCode.INVALID_MEETING_ID
+
+
+class FailingStartup:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    @hookimpl
+    def meetcore_startup(self) -> None:
+        raise RuntimeError("cannot warm up")
+
+    @hookimpl
+    def meetcore_shutdown(self) -> None:
+        self.stopped = True
+
+
+async def test_a_failing_lifecycle_hook_is_logged_with_its_plugin(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failing, recorder = FailingStartup(), Recorder()
+    with caplog.at_level(logging.ERROR, logger="meetcore.engine"):
+        async with Engine.open(plugins=[recorder, failing], autoload=False) as engine:
+            await engine.execute(InitMeeting(meeting_id=MID))
+    assert recorder.started == 1
+    assert failing.stopped
+    assert any("failed in meetcore_startup" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_observer_wrapper_is_refused() -> None:
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def meetcore_records_appended(self, records: Sequence[Record]) -> object:
+            return (yield)
+
+    with pytest.raises(pluggy.PluginValidationError, match="cannot be a wrapper"):
+        async with Engine.open(plugins=[Wrapper()], autoload=False):
+            pass

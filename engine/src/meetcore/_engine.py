@@ -84,6 +84,12 @@ class Engine:
         ](math.inf)
         self._pending_observations = 0
         self._observed = anyio.Event()
+        for name in ("meetcore_records_appended", "meetcore_startup", "meetcore_shutdown"):
+            for impl in getattr(plugins.hook, name).get_hookimpls():
+                if impl.wrapper or impl.hookwrapper:
+                    raise pluggy.PluginValidationError(
+                        impl.plugin, f"{impl.plugin_name}: {name} cannot be a wrapper"
+                    )
         # The plugins are fixed when the engine opens: skip hooks nobody implements.
         self._has_observers = bool(plugins.hook.meetcore_records_appended.get_hookimpls())
         self._has_policies = bool(plugins.hook.meetcore_check_command.get_hookimpls())
@@ -118,14 +124,21 @@ class Engine:
                 await engine._recover_leases()
                 if sweep_leases:
                     tasks.start_soon(engine._sweep_leases)
-                await engine._call_all(pm.hook.meetcore_startup(engine=engine))
+                await engine._call_each("meetcore_startup", engine=engine)
                 try:
                     yield engine
                 finally:
                     with anyio.CancelScope(shield=True):
                         await engine.flush()
-                        await engine._call_all(pm.hook.meetcore_shutdown(engine=engine))
+                        await engine._call_each("meetcore_shutdown", engine=engine)
+                        engine._observer_send.close()
                     tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The background tasks never raise, so a group holds the caller's one
+            # exception: give it back as raised, not wrapped by our task group.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             if owned:
                 with anyio.CancelScope(shield=True):
@@ -153,9 +166,12 @@ class Engine:
                     earlier = await self.store.read(command.meeting_id, first - 1)
                     return [r for r in earlier if r.version <= last]
                 if self._has_policies:
-                    self.plugins.hook.meetcore_check_command(
+                    vetoes = self.plugins.hook.meetcore_check_command(
                         command=stamped, state=state, principal=principal
                     )
+                    for veto in vetoes:  # an async policy's coroutine: run it, it may refuse
+                        if inspect.isawaitable(veto):
+                            await veto
                 events = decide(state, stamped)
                 version = state.version if state is not None else 0
                 try:
@@ -256,22 +272,13 @@ class Engine:
     # -- observers -----------------------------------------------------------------
 
     async def _observe(self) -> None:
-        hook = self.plugins.hook.meetcore_records_appended
-        async for records in self._observer_receive:
-            # One by one, not through pluggy's call loop, which stops at the first error:
-            # a failing observer must not keep the records from the others.
-            for impl in reversed(hook.get_hookimpls()):
-                try:
-                    result = impl.function(*[{"records": records}[a] for a in impl.argnames])
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    log.exception(
-                        "observer %s failed on records from position %d",
-                        impl.plugin_name,
-                        records[0].position,
-                    )
-            self._pending_observations -= 1
+        async with self._observer_receive:
+            async for records in self._observer_receive:
+                await self._call_each("meetcore_records_appended", records=records)
+                self._pending_observations -= 1
+                if self._pending_observations == 0:
+                    self._observed.set()
+                    self._observed = anyio.Event()
             if self._pending_observations == 0:
                 self._observed.set()
                 self._observed = anyio.Event()
@@ -281,15 +288,19 @@ class Engine:
         while self._pending_observations:
             await self._observed.wait()
 
-    @staticmethod
-    async def _call_all(results: Iterable[Any]) -> None:
-        """Await the awaitables among hook results; log and skip the ones that fail."""
-        for result in results:
-            if inspect.isawaitable(result):
-                try:
+    async def _call_each(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of an observer or lifecycle hook, awaiting what it
+        returns; one that fails is logged with its plugin's name and the others still run.
+
+        Not through pluggy's call loop, which stops at the first error.
+        """
+        for impl in reversed(getattr(self.plugins.hook, hook_name).get_hookimpls()):
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                if inspect.isawaitable(result):
                     await result
-                except Exception:
-                    log.exception("a plugin's lifecycle hook failed")
+            except Exception:
+                log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
 
     # -- leases --------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ def plugin_manager(
     """
     pm = pluggy.PluginManager("meetcore")
     pm.add_hookspecs(hookspecs)
+    pm.hook.meetcore_addhooks.call_historic(kwargs={"pluginmanager": pm})
     for name, plugin in BUILTIN_PLUGINS:
         pm.register(plugin, name=name)
     if autoload is None:

@@ -29,6 +29,19 @@ hookspec = pluggy.HookspecMarker("meetcore")
 hookimpl = pluggy.HookimplMarker("meetcore")
 
 
+# -- extending the hooks ------------------------------------------------------
+
+
+@hookspec(historic=True)
+def meetcore_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    """Add a plugin's own hookspecs: `pluginmanager.add_hookspecs(my_hookspecs)`.
+
+    Called once for each plugin as it is registered (historic), before the manager
+    checks that every implemented hook is known, so one plugin may implement the
+    hooks another one adds (the webrtc server's media hooks, for example).
+    """
+
+
 # -- storage ------------------------------------------------------------------
 
 
