@@ -348,44 +348,28 @@ def _join(state: MeetingState, c: Join) -> list[AnyEvent]:
                 )
             )
     sends = mode == "SEND_AND_RECV"
+    entrant: dict[str, Any] = {
+        "meeting_id": mid,
+        "at": at,
+        "participant_id": pid,
+        "connection_id": cid,
+        "name": c.name,
+        "meta_data": meta_data,
+        "mic_enabled": c.mic_enabled and sends,
+        "webcam_enabled": c.webcam_enabled and sends,
+        "mode": mode,
+        "permissions": c.permissions,
+        "multistream": c.multistream,
+        "debug_mode": c.debug_mode,
+    }
     if asks:
         if events and isinstance(events[-1], MeetingDeactivated):
             return events  # the old connection's leave closed the room; nothing to wait for
-        events.append(
-            EntryRequested(
-                meeting_id=mid,
-                at=at,
-                participant_id=pid,
-                connection_id=cid,
-                name=c.name,
-                meta_data=meta_data,
-                mic_enabled=c.mic_enabled and sends,
-                webcam_enabled=c.webcam_enabled and sends,
-                mode=mode,
-                permissions=c.permissions,
-                multistream=c.multistream,
-                debug_mode=c.debug_mode,
-            )
-        )
+        events.append(EntryRequested(**entrant))
         return events
     if opens_session:
         events.append(SessionStarted(meeting_id=mid, at=at, session_id=c.session_id))
-    events.append(
-        ParticipantJoined(
-            meeting_id=mid,
-            at=at,
-            participant_id=pid,
-            connection_id=cid,
-            name=c.name,
-            meta_data=meta_data,
-            mic_enabled=c.mic_enabled and sends,
-            webcam_enabled=c.webcam_enabled and sends,
-            mode=mode,
-            permissions=c.permissions,
-            multistream=c.multistream,
-            debug_mode=c.debug_mode,
-        )
-    )
+    events.append(ParticipantJoined(**entrant))
     return events
 
 
@@ -522,23 +506,8 @@ def _respond_entry(state: MeetingState, c: RespondEntry) -> list[AnyEvent]:
             responder_id=caller.participant_id,
         )
     ]
-    if c.allowed:
-        events.append(
-            ParticipantJoined(
-                meeting_id=state.meeting_id,
-                at=c.at,
-                participant_id=request.participant_id,
-                connection_id=request.connection_id,
-                name=request.name,
-                meta_data=request.meta_data,
-                mic_enabled=request.mic_enabled,
-                webcam_enabled=request.webcam_enabled,
-                mode=request.mode,
-                permissions=request.permissions,
-                multistream=request.multistream,
-                debug_mode=request.debug_mode,
-            )
-        )
+    if c.allowed:  # the request carries the join's details
+        events.append(ParticipantJoined(**(msgspec.structs.asdict(request) | {"at": c.at})))
     return events
 
 

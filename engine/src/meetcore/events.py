@@ -15,6 +15,7 @@ from meetcore.commands import AutoClose, DuplicatePolicy, MediaKind, Webhook
 __all__ = [
     "EVENT_TYPES",
     "AnyEvent",
+    "Entrant",
     "EntryRequested",
     "EntryResponded",
     "EntryWithdrawn",
@@ -58,8 +59,8 @@ class SessionStarted(Event, frozen=True, kw_only=True):
     session_id: str
 
 
-class ParticipantJoined(Event, frozen=True, kw_only=True):
-    """A participant is in the meeting on `connection_id`."""
+class Entrant(Event, frozen=True, kw_only=True):
+    """Who a join brings in: the fields `ParticipantJoined` and `EntryRequested` share."""
 
     participant_id: str
     connection_id: str
@@ -71,6 +72,10 @@ class ParticipantJoined(Event, frozen=True, kw_only=True):
     permissions: tuple[str, ...]
     multistream: bool
     debug_mode: bool
+
+
+class ParticipantJoined(Entrant, frozen=True, kw_only=True):
+    """A participant is in the meeting on `connection_id`."""
 
 
 class ParticipantLeft(Event, frozen=True, kw_only=True):
@@ -104,19 +109,8 @@ class ModeChanged(Event, frozen=True, kw_only=True):
     mode: StreamMode
 
 
-class EntryRequested(Event, frozen=True, kw_only=True):
+class EntryRequested(Entrant, frozen=True, kw_only=True):
     """A participant with only `ask_join` waits to be let in; the fields are its join's."""
-
-    participant_id: str
-    connection_id: str
-    name: str
-    meta_data: dict[str, Any]
-    mic_enabled: bool
-    webcam_enabled: bool
-    mode: StreamMode
-    permissions: tuple[str, ...]
-    multistream: bool
-    debug_mode: bool
 
 
 class EntryResponded(Event, frozen=True, kw_only=True):
