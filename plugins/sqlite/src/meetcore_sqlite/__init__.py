@@ -1,0 +1,67 @@
+"""meetcore-sqlite: meetcore's embedded default event store, one SQLite file.
+
+Opened by URL through the `meetcore_open_store` hook: `sqlite:///relative/path.db`,
+`sqlite:////absolute/path.db`, with options `?synchronous=NORMAL` (default FULL) and
+`?busy_timeout=SECONDS` (default 10). See docs/storage.md.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+from urllib.parse import parse_qsl, unquote
+
+import meetcore
+from meetcore_sqlite._store import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore, Synchronous
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore", "meetcore_open_store", "open_url"]
+
+SCHEME = "sqlite://"
+
+
+def open_url(url: str) -> SQLiteStore:
+    """The store a `sqlite:///path?option=value` URL names; `StoreError` for a bad URL."""
+    if not url.startswith(SCHEME):
+        raise meetcore.StoreError(f"{url!r} is not a sqlite:// URL")
+    rest, _, query = url[len(SCHEME) :].partition("?")
+    if rest in (":memory:", "/:memory:"):
+        raise meetcore.StoreError(
+            "sqlite:// needs a file (sqlite:///meetcore.db); for a store in memory use memory://"
+        )
+    if not rest.startswith("/") or len(rest) < 2:
+        raise meetcore.StoreError(
+            f"store URL {url!r} names no file: write sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    path = unquote(rest[1:])
+    synchronous: Synchronous = "FULL"
+    busy_timeout = 10.0
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "synchronous":
+            choice = value.upper()
+            if choice not in get_args(Synchronous):
+                raise meetcore.StoreError(
+                    f"store URL {url!r}: synchronous must be FULL, NORMAL or EXTRA, not {value!r}"
+                )
+            synchronous = choice  # type: ignore[assignment]
+        elif name == "busy_timeout":
+            try:
+                busy_timeout = float(value)
+            except ValueError:
+                busy_timeout = -1
+            if busy_timeout < 0:
+                raise meetcore.StoreError(
+                    f"store URL {url!r}: busy_timeout must be a number of seconds, not {value!r}"
+                )
+        else:
+            raise meetcore.StoreError(
+                f"store URL {url!r}: unknown option {name!r} (known: synchronous, busy_timeout)"
+            )
+    return SQLiteStore(path, synchronous=synchronous, busy_timeout=busy_timeout)
+
+
+@meetcore.hookimpl
+def meetcore_open_store(url: str) -> meetcore.EventStore | None:
+    """Open `sqlite://` URLs; None for every other scheme."""
+    if not url.startswith(SCHEME):
+        return None
+    return open_url(url)

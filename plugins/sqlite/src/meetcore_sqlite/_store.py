@@ -1,0 +1,482 @@
+"""`SQLiteStore`: the event log in one SQLite file, with group commit.
+
+One table, `records`: `position` (INTEGER PRIMARY KEY, the global order), `meeting_id`,
+`version` (UNIQUE with `meeting_id`: the optimistic concurrency key), `recorded_at`, and
+`record`, the whole `meetcore.Record` (event and cause) encoded as msgpack.
+
+Writes go through one writer thread that owns the write connection. Appends queue up
+while it commits; it takes every queued append into one transaction (`BEGIN IMMEDIATE`,
+so other processes on the file wait their turn), checks each one's expected version,
+inserts those that fit, commits once and then tells every caller its own outcome. Reads
+use a small pool of read connections in anyio's worker threads (WAL: readers never wait
+for the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import anyio
+import anyio.to_thread
+
+from meetcore import Conflict, Record, StoreError, decode_msgpack, encode_msgpack
+from meetcore.commands import AnyCommand
+from meetcore.events import AnyEvent
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore", "Synchronous"]
+
+#: The schema this version of meetcore-sqlite writes and reads (`PRAGMA user_version`).
+SCHEMA_VERSION: Final = 1
+#: `PRAGMA application_id` of a meetcore file: "mtcr".
+APPLICATION_ID: Final = 0x6D746372
+#: Most appends one transaction takes.
+MAX_GROUP: Final = 1000
+
+Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
+
+#: Runs a callback in the caller's event loop, from any thread, without blocking.
+_Wake = Callable[[Callable[[], None]], object]
+
+_HEADER = b"SQLite format 3\x00"
+_SCHEMA = """
+CREATE TABLE records (
+    position INTEGER PRIMARY KEY,
+    meeting_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    UNIQUE (meeting_id, version)
+)
+"""
+_INSERT = (
+    "INSERT INTO records (position, meeting_id, version, recorded_at, record) VALUES (?,?,?,?,?)"
+)
+_VERSION = "SELECT coalesce(max(version), 0) FROM records WHERE meeting_id = ?"
+_READ = "SELECT record FROM records WHERE meeting_id = ? AND version > ? ORDER BY version"
+_READ_ALL = "SELECT record FROM records WHERE position > ? ORDER BY position LIMIT ?"
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Append:
+    """One queued append and, once the writer is done, its outcome."""
+
+    __slots__ = ("cause", "done", "error", "events", "expected", "meeting_id", "records", "wake")
+
+    def __init__(
+        self,
+        meeting_id: str,
+        expected: int,
+        events: Sequence[AnyEvent],
+        cause: AnyCommand | None,
+        done: anyio.Event,
+        wake: _Wake,
+    ) -> None:
+        self.meeting_id = meeting_id
+        self.expected = expected
+        self.events = events
+        self.cause = cause
+        self.done = done
+        self.wake = wake
+        self.records: list[Record] | None = None
+        self.error: Exception | None = None
+
+
+_STOP: Final = object()
+
+
+def _setter(events: list[anyio.Event]) -> Callable[[], None]:
+    def set_all() -> None:
+        for event in events:
+            event.set()
+
+    return set_all
+
+
+def _waker() -> _Wake:
+    """A thread-safe, non-blocking way to run a callback in the current event loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: anyio's other backend
+        trio: Any = importlib.import_module("trio")
+        run_sync_soon: _Wake = trio.lowlevel.current_trio_token().run_sync_soon
+        return run_sync_soon
+    # A bound method: equal for one loop, so that `_report` wakes each loop once.
+    return loop.call_soon_threadsafe
+
+
+class SQLiteStore:
+    """A durable `meetcore.EventStore` in one SQLite file (see the module docstring).
+
+    `synchronous="FULL"` (default) makes every acknowledged append survive a power
+    cut; `"NORMAL"` only a crash of the process (much faster; see docs/storage.md).
+    `busy_timeout` is how long (seconds) to wait for another process's write lock.
+    Raises `meetcore.StoreError` when the file is not a usable meetcore store.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 10.0,
+        clock: Callable[[], int] = _wall_clock_ms,
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._clock = clock
+        #: Transactions committed by this store's writer (appends share them).
+        self.transactions = 0
+        #: Appends committed by this store's writer.
+        self.appends = 0
+        self._closed = False
+        # meeting_id -> version as this store's writer last committed it (writer thread only)
+        self._versions: dict[str, int] = {}
+        self._check_file()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        writer = self._connect()
+        try:
+            self._prepare(writer)
+        except BaseException:
+            writer.close()
+            raise
+        self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._write_loop,
+            args=(writer,),
+            name=f"meetcore-sqlite {self.path}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+    # -- opening -------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> StoreError:
+        return StoreError(f"{self.path}: {reason}")
+
+    def _check_file(self) -> None:
+        """Refuse, with one clear line, what SQLite would only report later or cryptically."""
+        path = self.path
+        if path.is_dir():
+            raise self._fail("is a directory, not a database file")
+        if not path.parent.is_dir():
+            raise self._fail(f"directory {path.parent} does not exist")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return  # a new store
+        except OSError as exc:
+            raise self._fail(f"cannot read it: {exc.strerror or exc}") from None
+        if size == 0:
+            return
+        try:
+            with path.open("rb") as file:
+                header = file.read(100)
+        except OSError as exc:
+            raise self._fail(f"cannot read it: {exc.strerror or exc}") from None
+        if not header.startswith(_HEADER):
+            raise self._fail("not an SQLite database, so not a meetcore store")
+        if len(header) < 100:
+            raise self._fail("the SQLite file is truncated (shorter than its header)")
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        counter_valid = header[24:28] == header[92:96]
+        wal = path.with_name(path.name + "-wal")
+        # With a WAL file, a checkpoint may be growing the file right now: trust SQLite.
+        if counter_valid and not wal.exists() and size < pages * page_size:
+            raise self._fail(
+                f"the SQLite file is truncated ({size} bytes, its header says {pages * page_size})"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # we issue BEGIN / COMMIT ourselves
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot open it: {exc}") from None
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.Error as exc:
+            connection.close()
+            raise self._sqlite_error(exc) from None
+        return connection
+
+    def _sqlite_error(self, exc: sqlite3.Error) -> StoreError:
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+            return self._fail("not an SQLite database, so not a meetcore store")
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            return self._fail(f"the database is corrupt ({exc}); restore it from a backup")
+        return self._fail(str(exc))
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        """Check the file's schema version and create the schema in a new file."""
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise self._fail(f"cannot use WAL mode (journal mode is {mode})")
+            if self._schema(connection) == 0:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    if self._schema(connection) == 0:
+                        tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                        if tables[0]:
+                            raise self._fail(
+                                "an SQLite database of another application, not a meetcore store"
+                            )
+                        connection.execute(_SCHEMA)
+                        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    connection.execute("COMMIT")
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+            connection.execute("SELECT count(*) FROM records WHERE position = 0").fetchone()
+        except sqlite3.Error as exc:
+            raise self._sqlite_error(exc) from None
+
+    def _schema(self, connection: sqlite3.Connection) -> int:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        application = int(connection.execute("PRAGMA application_id").fetchone()[0])
+        if version == 0 and application == 0:
+            return 0
+        if application != APPLICATION_ID:
+            raise self._fail("an SQLite database of another application, not a meetcore store")
+        if version > SCHEMA_VERSION:
+            raise self._fail(
+                f"was written by a newer meetcore (schema {version}, this one reads up to "
+                f"{SCHEMA_VERSION}): upgrade meetcore-sqlite"
+            )
+        return version
+
+    # -- writing -------------------------------------------------------------------
+
+    async def append(
+        self,
+        meeting_id: str,
+        expected_version: int,
+        events: Sequence[AnyEvent],
+        cause: AnyCommand | None,
+    ) -> list[Record]:
+        if any(e.meeting_id != meeting_id for e in events):
+            raise ValueError(f"every event appended to {meeting_id!r} must belong to it")
+        if self._closed:
+            raise self._fail("the store is closed")
+        done = anyio.Event()
+        item = _Append(meeting_id, expected_version, events, cause, done, _waker())
+        self._queue.put(item)
+        try:
+            await done.wait()
+        except BaseException:
+            # Cancelled: once queued, the append happens or not whatever the caller
+            # does, so wait (one commit) until it is settled before giving up.
+            with anyio.CancelScope(shield=True):
+                await done.wait()
+            raise
+        if item.error is not None:
+            raise item.error
+        assert item.records is not None
+        return item.records
+
+    def _write_loop(self, connection: sqlite3.Connection) -> None:
+        try:
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                assert isinstance(first, _Append)
+                group = [first]
+                while len(group) < MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(item, _Append)
+                    group.append(item)
+                self._commit(connection, group)
+                self._report(group)
+        finally:
+            connection.close()
+            # Appends queued after close() (from another thread) must not wait forever.
+            leftover: list[_Append] = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Append):
+                    item.error = self._fail("the store is closed")
+                    leftover.append(item)
+            self._report(leftover)
+
+    def _commit(self, connection: sqlite3.Connection, group: list[_Append]) -> None:
+        """Write the group's appends in one transaction; set each one's outcome.
+
+        Fast path: check each append against the versions this writer last committed
+        (asking the database only for meetings it does not know or that look like a
+        conflict) and insert every row in one statement. If another process wrote
+        meanwhile, the unique (meeting_id, version) key refuses a row: then the whole
+        group is done again, each append checked against the database.
+        """
+        try:
+            try:
+                self._begin(connection)
+                outcomes, versions = self._plan(connection, group, careful=False)
+            except sqlite3.IntegrityError:  # the cache was stale: another process wrote
+                connection.execute("ROLLBACK")
+                self._versions.clear()
+                self._begin(connection)
+                outcomes, versions = self._plan(connection, group, careful=True)
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            self._versions.clear()
+            error = self._sqlite_error(exc)
+            for item in group:
+                item.error = error
+            return
+        self._versions.update(versions)
+        for item, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Conflict):
+                item.error = outcome
+            else:
+                item.records = outcome
+        self.transactions += 1
+        self.appends += sum(1 for item in group if item.records)
+
+    @staticmethod
+    def _begin(connection: sqlite3.Connection) -> None:
+        # IMMEDIATE: take the file's write lock now (waiting up to busy_timeout for
+        # another process), so positions are handed out in commit order.
+        connection.execute("BEGIN IMMEDIATE")
+
+    def _plan(
+        self, connection: sqlite3.Connection, group: list[_Append], *, careful: bool
+    ) -> tuple[list[list[Record] | Conflict], dict[str, int]]:
+        """Insert the group's appends that fit; returns each one's outcome and the
+        meetings' new versions. Raises IntegrityError if the cache was stale."""
+        now = self._clock()
+        position = int(
+            connection.execute("SELECT coalesce(max(position), 0) FROM records").fetchone()[0]
+        )
+        outcomes: list[list[Record] | Conflict] = []
+        versions: dict[str, int] = {}  # as this group leaves them
+        rows: list[tuple[int, str, int, int, bytes]] = []
+        for item in group:
+            meeting_id = item.meeting_id
+            actual = versions.get(meeting_id)
+            if actual is None:
+                actual = None if careful or not item.events else self._versions.get(meeting_id)
+                if actual != item.expected:
+                    actual = int(connection.execute(_VERSION, (meeting_id,)).fetchone()[0])
+            if actual != item.expected:
+                outcomes.append(Conflict(meeting_id, item.expected, actual))
+                versions[meeting_id] = actual
+                continue
+            records = [
+                Record(
+                    meeting_id=meeting_id,
+                    version=actual + i,
+                    position=position + i,
+                    recorded_at=now,
+                    event=event,
+                    cause=item.cause,
+                )
+                for i, event in enumerate(item.events, 1)
+            ]
+            rows += [(r.position, meeting_id, r.version, now, encode_msgpack(r)) for r in records]
+            position += len(records)
+            versions[meeting_id] = actual + len(records)
+            outcomes.append(records)
+            if careful:  # one append at a time, so that the next check sees it
+                connection.executemany(_INSERT, rows)
+                rows.clear()
+        # No savepoints needed: versions have no gaps, so a stale check fails on an
+        # append's first row, and any other error abandons the whole transaction.
+        connection.executemany(_INSERT, rows)
+        return outcomes, versions
+
+    @staticmethod
+    def _report(group: list[_Append]) -> None:
+        """Wake the callers: one callback per event loop, not one per append."""
+        by_loop: dict[_Wake, list[anyio.Event]] = {}
+        for item in group:
+            by_loop.setdefault(item.wake, []).append(item.done)
+        for wake, events in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that event loop is gone
+                wake(_setter(events))
+
+    # -- reading -------------------------------------------------------------------
+
+    async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
+        return await self._read(_READ, (meeting_id, max(after_version, 0)))
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
+        if limit <= 0:
+            return []
+        return await self._read(_READ_ALL, (max(after_position, 0), limit))
+
+    async def _read(self, sql: str, parameters: tuple[object, ...]) -> list[Record]:
+        if self._closed:
+            raise self._fail("the store is closed")
+        return await anyio.to_thread.run_sync(self._read_sync, sql, parameters)
+
+    def _read_sync(self, sql: str, parameters: tuple[object, ...]) -> list[Record]:
+        with self._readers_lock:
+            connection = self._readers.pop() if self._readers else None
+        if connection is None:
+            connection = self._connect()
+        try:
+            rows = connection.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            connection.close()
+            raise self._sqlite_error(exc) from None
+        with self._readers_lock:
+            if self._closed:
+                connection.close()
+            else:
+                self._readers.append(connection)
+        return [decode_msgpack(row[0]) for row in rows]
+
+    # -- closing -------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Finish the queued appends, then close every connection. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._thread.join)
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for connection in readers:
+            connection.close()

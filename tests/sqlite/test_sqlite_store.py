@@ -1,0 +1,411 @@
+"""meetcore-sqlite beyond the contract: group commit, clear errors, URLs, the engine and
+the CLI on a file, and two engine processes on one file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from click.testing import CliRunner
+
+import meetcore
+from meetcore import Conflict, Engine, StoreError, fold, plugin_manager
+from meetcore.cli import build_cli
+from meetcore.commands import InitMeeting, Join, Leave
+from meetcore.testing import sample_events
+from meetcore_sqlite import SCHEMA_VERSION, SQLiteStore, open_url
+
+JOINER = Path(__file__).with_name("_joiner.py")
+
+
+def replay(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(build_cli(plugin_manager()), ["replay", *args])
+    return result.exit_code, result.output
+
+
+# -- group commit ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_appends_that_arrive_together_share_a_transaction(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "group.db")
+    try:
+        meetings = [f"m-{n}" for n in range(200)]
+        async with anyio.create_task_group() as tasks:
+            for meeting_id in meetings:
+                tasks.start_soon(store.append, meeting_id, 0, sample_events(meeting_id), None)
+        assert store.appends == 200
+        assert store.transactions < 100, "concurrent appends should be committed in groups"
+        for meeting_id in meetings:
+            assert [r.version for r in await store.read(meeting_id)] == [1, 2, 3]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_conflict_in_a_group_spoils_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "group.db"
+    store = SQLiteStore(path)
+    try:
+        await store.append("busy", 0, sample_events("busy", count=2), None)
+        before = store.transactions
+        outcomes: dict[str, object] = {}
+
+        async def append(name: str, meeting_id: str, expected: int) -> None:
+            events = sample_events(meeting_id, start=expected, count=2)
+            try:
+                outcomes[name] = await store.append(meeting_id, expected, events, None)
+            except Conflict as exc:
+                outcomes[name] = exc
+
+        # Another process holds the write lock: the appends queue up (and wait, not fail),
+        # then go in together once it lets go.
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(append, "first", "m-first", 0)
+            await anyio.sleep(0.05)
+            for n in range(10):
+                tasks.start_soon(append, f"good-{n}", f"m-{n}", 0)
+            tasks.start_soon(append, "stale", "busy", 1)
+            tasks.start_soon(append, "next", "busy", 2)
+            tasks.start_soon(append, "late", "busy", 2)  # the same version, after "next"
+            await anyio.sleep(0.2)
+            blocker.execute("ROLLBACK")
+        blocker.close()
+
+        assert store.transactions - before == 2, "one for the first append, one for the rest"
+        stale, late = outcomes.pop("stale"), outcomes.pop("late")
+        assert isinstance(stale, Conflict) and stale.actual_version == 2
+        assert isinstance(late, Conflict) and late.actual_version == 4
+        assert all(isinstance(o, list) and len(o) == 2 for o in outcomes.values()), outcomes
+        assert [r.version for r in await store.read("busy")] == [1, 2, 3, 4]
+        everything = await store.read_all()
+        assert [r.position for r in everything] == list(range(1, len(everything) + 1))
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_two_stores_on_one_file_see_each_others_versions(tmp_path: Path) -> None:
+    """A writer's cache of versions goes stale when another one writes: the unique key
+    catches it, the append is a Conflict, and the rest of its group still commits."""
+    a, b = SQLiteStore(tmp_path / "two.db"), SQLiteStore(tmp_path / "two.db")
+    try:
+        await a.append("m-1", 0, sample_events("m-1", count=3), None)
+        with pytest.raises(Conflict):
+            await b.append("m-1", 0, sample_events("m-1", count=1), None)
+        await b.append("m-1", 3, sample_events("m-1", start=3, count=1), None)
+        outcomes: list[object] = []
+
+        async def append(meeting_id: str, expected: int) -> None:
+            events = sample_events(meeting_id, start=expected, count=2)
+            try:
+                outcomes.append(await a.append(meeting_id, expected, events, None))
+            except Conflict as exc:
+                outcomes.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(append, "m-1", 3)  # a still thinks m-1 is at 3
+            for n in range(5):
+                tasks.start_soon(append, f"m-other-{n}", 0)
+        conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+        assert len(conflicts) == 1 and conflicts[0].actual_version == 4
+        assert sum(isinstance(o, list) for o in outcomes) == 5
+        await a.append("m-1", 4, sample_events("m-1", start=4, count=1), None)
+        assert [r.version for r in await b.read("m-1")] == [1, 2, 3, 4, 5]
+        everything = await b.read_all()
+        assert [r.position for r in everything] == list(range(1, 16))
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.anyio
+async def test_the_writer_waits_for_another_writer_up_to_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path, busy_timeout=0.1)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match=r"busy\.db: database is locked"):
+            await store.append("m-1", 0, sample_events("m-1"), None)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    try:  # and works again once the lock is free
+        assert len(await store.append("m-1", 0, sample_events("m-1"), None)) == 3
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_closed_store_refuses_politely(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "closed.db")
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.append("m-1", 0, sample_events("m-1"), None)
+    with pytest.raises(StoreError, match="closed"):
+        await store.read("m-1")
+
+
+# -- the file ------------------------------------------------------------------------
+
+
+def test_the_file_is_wal_with_the_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "meetcore.db"
+    anyio.run(SQLiteStore(path).close)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def _write_some(path: Path, meetings: int = 50) -> None:
+    async def write() -> None:
+        store = SQLiteStore(path, synchronous="NORMAL")
+        try:
+            for n in range(meetings):
+                await store.append(f"m-{n}", 0, sample_events(f"m-{n}", count=10), None)
+        finally:
+            await store.close()
+
+    anyio.run(write)
+
+
+def _open_and_read(path: Path) -> None:
+    async def read() -> None:
+        store = SQLiteStore(path)
+        try:
+            await store.read_all(limit=100_000)
+        finally:
+            await store.close()
+
+    anyio.run(read)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    _write_some(path, meetings=1)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA user_version = 3")
+    message = (
+        f"{path}: was written by a newer meetcore (schema 3, this one reads up to 1): "
+        "upgrade meetcore-sqlite"
+    )
+    with pytest.raises(StoreError) as raised:
+        SQLiteStore(path)
+    assert str(raised.value) == message
+    code, output = replay(f"sqlite:///{path}")
+    assert code != 0
+    assert "newer meetcore (schema 3" in output
+    assert "Traceback" not in output
+
+
+def _text(path: Path) -> None:
+    path.write_text("meeting notes, not a database\n")
+
+
+def _random(path: Path) -> None:
+    path.write_bytes(os.urandom(8192))
+
+
+def _short(path: Path) -> None:
+    _write_some(path, meetings=1)
+    path.write_bytes(path.read_bytes()[:60])
+
+
+def _truncated(path: Path) -> None:
+    _write_some(path)
+    data = path.read_bytes()
+    assert len(data) > 8 * 4096
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _scrambled(path: Path) -> None:
+    _write_some(path)
+    data = bytearray(path.read_bytes())
+    data[4096:] = os.urandom(len(data) - 4096)  # every page but the first
+    path.write_bytes(bytes(data))
+
+
+def _foreign(path: Path) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_text, "not an SQLite database, so not a meetcore store"),
+        (_random, "not an SQLite database, so not a meetcore store"),
+        (_short, "truncated"),
+        (_truncated, "truncated"),
+        (_scrambled, "corrupt|malformed|not a database"),
+        (_foreign, "an SQLite database of another application, not a meetcore store"),
+    ],
+    ids=["text", "random-bytes", "short", "truncated", "scrambled", "foreign"],
+)
+def test_a_file_that_is_not_a_meetcore_store_gives_one_clear_line(
+    tmp_path: Path, make: object, reason: str
+) -> None:
+    path = tmp_path / "bad.db"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(StoreError, match=reason) as raised:
+        _open_and_read(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert "\n" not in str(raised.value)
+    code, output = replay(f"sqlite:///{path}", "--verify")
+    assert code != 0
+    assert str(path) in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+def test_places_that_cannot_hold_a_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a directory"):
+        SQLiteStore(tmp_path)
+    with pytest.raises(StoreError, match=r"directory .*nowhere does not exist"):
+        SQLiteStore(tmp_path / "nowhere" / "meetcore.db")
+
+
+# -- URLs and the plugin -----------------------------------------------------------------
+
+
+def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = open_url("sqlite:///relative.db")
+    absolute = open_url(f"sqlite:///{tmp_path}/absolute.db?synchronous=normal&busy_timeout=2")
+    try:
+        assert relative.path == Path("relative.db")
+        assert (tmp_path / "relative.db").exists()
+        assert absolute.path == tmp_path / "absolute.db"
+        assert (absolute.synchronous, absolute.busy_timeout) == ("NORMAL", 2.0)
+    finally:
+        anyio.run(relative.close)
+        anyio.run(absolute.close)
+    for bad, message in [
+        ("sqlite://", "names no file"),
+        ("sqlite://host/x.db", "names no file"),
+        ("sqlite://:memory:", "use memory://"),
+        ("sqlite:///x.db?synchronous=off", "synchronous must be FULL, NORMAL or EXTRA"),
+        ("sqlite:///x.db?busy_timeout=soon", "busy_timeout must be a number"),
+        ("sqlite:///x.db?journal=delete", "unknown option 'journal'"),
+    ]:
+        with pytest.raises(StoreError, match=message):
+            open_url(bad)
+
+
+def test_the_plugin_opens_sqlite_urls_only(tmp_path: Path) -> None:
+    pm = plugin_manager()
+    assert pm.hook.meetcore_open_store(url="postgresql://db/meetcore") is None
+    store = pm.hook.meetcore_open_store(url=f"sqlite:///{tmp_path}/p.db")
+    assert isinstance(store, SQLiteStore)
+    assert isinstance(store, meetcore.EventStore)
+    anyio.run(store.close)
+
+
+# -- the engine and the CLI on a file --------------------------------------------------------
+
+
+def test_the_engine_on_a_file_survives_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/meetcore.db"
+
+    async def first() -> None:
+        async with Engine.open(url) as engine:
+            await engine.execute(InitMeeting(meeting_id="abc-def-ghi"))
+            for n in range(3):
+                await engine.execute(
+                    Join(
+                        meeting_id="abc-def-ghi",
+                        participant_id=f"p{n}",
+                        connection_id=f"c{n}",
+                        session_id="s-1",
+                        name=f"P {n}",
+                    )
+                )
+
+    async def second() -> None:
+        async with Engine.open(url) as engine:
+            state = await engine.state("abc-def-ghi")
+            assert state is not None
+            assert state.version == 5
+            assert sorted(state.participants) == ["p0", "p1", "p2"]
+            records = await engine.execute(
+                Leave(meeting_id="abc-def-ghi", participant_id="p1", connection_id="c1")
+            )
+            assert [r.version for r in records] == [6]
+
+    anyio.run(first)
+    anyio.run(second)
+    code, output = replay(url, "--meeting", "abc-def-ghi")
+    assert code == 0, output
+    assert "p0" in output and "p2" in output
+    code, output = replay(url, "--verify")
+    assert code == 0, output
+    code, output = replay(url, "--meeting", "abc-def-ghi", "--json")
+    assert code == 0, output
+
+
+def test_two_engine_processes_on_one_file_never_both_win_a_version(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    meetings, joins = 3, 150
+
+    async def init() -> None:
+        async with Engine.open(f"sqlite:///{path}") as engine:
+            for m in range(meetings):
+                await engine.execute(InitMeeting(meeting_id=f"m-{m}"))
+
+    anyio.run(init)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(JOINER), str(path), prefix, str(meetings), str(joins)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for prefix in ("a", "b")
+    ]
+    results = []
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n", process.communicate()[1]
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        for process in processes:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert all(r["commands"] == meetings * joins for r in results)
+    retries = sum(r["attempts"] - r["commands"] for r in results)
+    print("conflict retries:", retries, results)
+    assert retries > 0, "the two processes should have conflicted at least once"
+
+    async def check() -> None:
+        store = SQLiteStore(path)
+        try:
+            for m in range(meetings):
+                records = await store.read(f"m-{m}")
+                assert [r.version for r in records] == list(range(1, len(records) + 1))
+                state = fold(r.event for r in records)
+                assert state is not None
+                assert len(state.participants) == 2 * joins
+        finally:
+            await store.close()
+
+    anyio.run(check)
+    code, output = replay(f"sqlite:///{path}", "--verify")
+    assert code == 0, output
