@@ -81,7 +81,8 @@ async def read_and_fold(path: Path, events: int) -> tuple[float, float]:
             began = time.perf_counter()
             state = fold(r.event for r in records)
             folded = time.perf_counter() - began
-            assert state is not None and state.version == events
+            assert state is not None
+            assert state.version == events
             best_read, best_fold = min(best_read, read), min(best_fold, folded)
     finally:
         await store.close()
