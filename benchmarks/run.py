@@ -10,6 +10,15 @@ Sections (run all, or pick with `--only NAME`):
   ratio of the two. Both are checked to give the same events before anything is timed.
 - `scaling`: the cost of one join/leave pair in meetings of 10 to 10,000 participants,
   per command (`decide` + `evolve`) and per event (`evolve` alone). It must stay flat.
+- `engine`: `Engine.execute` on the memory store, one command at a time, over a churn of
+  1,000 meetings, against 100,000 commands/s; beside it an `eventsourcing` Application
+  (in-memory POPO persistence, one save per command) on the same commands, which must be
+  at least 4 times slower. Both are checked to give the same outcomes first.
+- `replay`: `fold_jsonl` and `fold_msgpack` (decode + evolve, causes skipped) over a
+  1,000,000-event log, against 1,000,000 events/s; beside them the full `read_jsonl` +
+  `fold`, and decoding alone and evolving alone, to show where the time goes.
+- `memory`: the RSS of an engine holding 10,000 meetings of 10 participants, measured in
+  a fresh process, against 150 MB; tracemalloc shows where it goes.
 
 To add a section, write a function `(Config) -> dict` (a JSON-able dict of results) and
 a function `(dict) -> list[str]` that renders it, and append a `Section` to `SECTIONS`.
@@ -21,29 +30,44 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import io
 import json
+import linecache
 import os
 import platform
 import pstats
 import random
 import re
 import string
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+import tracemalloc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import anyio
 import msgspec
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import Recording
 
 import meetcore
-from meetcore import ErrorCode, LeaveReason, MeetingState, Rejected, decide, evolve
-from meetcore.commands import Command, InitMeeting, Join, Leave
+from meetcore import Engine, ErrorCode, LeaveReason, MeetingState, Rejected, decide, evolve
+from meetcore.commands import AnyCommand, Command, InitMeeting, Join, Leave
+from meetcore.events import AnyEvent
 
-TARGET_COMMANDS_PER_S = 300_000
+TARGET_COMMANDS_PER_S = 300_000  # churn: decide + evolve
+TARGET_ENGINE_COMMANDS_PER_S = 100_000  # engine: Engine.execute on the memory store
+TARGET_ENGINE_RATIO = 4.0  # engine: at least this many times the eventsourcing Application
+TARGET_REPLAY_EVENTS_PER_S = 1_000_000  # replay: fold_jsonl / fold_msgpack
+TARGET_MEMORY_MB = 150  # memory: RSS of 10,000 meetings of 10 participants (MB = 2**20 bytes)
+MB = 1 << 20
 E = ErrorCode
 
 
@@ -293,6 +317,7 @@ class RunStats:
     commands: int
     events: int
     rejected: int
+    gc_seconds: float = 0.0
 
 
 def run_meetcore(commands: Sequence[Command]) -> RunStats:
@@ -650,7 +675,18 @@ class Meeting(Aggregate):
         self.active = False
 
 
-def _handle(meetings: dict[str, Meeting], command: Command) -> Meeting:
+class Meetings(Protocol):
+    """Where `_handle` finds meetings: a dict (the churn section), or an Application's
+    repository (the engine section), which loads the aggregate from its events."""
+
+    def get(self, meeting_id: str, /) -> Meeting | None: ...
+
+    def __contains__(self, meeting_id: object, /) -> bool: ...
+
+    def __setitem__(self, meeting_id: str, meeting: Meeting, /) -> None: ...
+
+
+def _handle(meetings: Meetings, command: Command) -> Meeting:
     """The command handler an application would have: find the aggregate, call it."""
     kind = type(command)
     if kind is Join:
@@ -763,17 +799,12 @@ def churn(config: Config) -> dict[str, Any]:
 
     # Both give the same events for every command (and warm up) before anything is timed.
     ours, ours_end = outcomes_meetcore(commands)
-    theirs, theirs_end = outcomes_eventsourcing(commands)
-    if ours != theirs or ours_end != theirs_end:
-        at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), None)
-        detail = (
-            f"command {at}: {commands[at]!r}: {ours[at]} vs {theirs[at]}"
-            if at is not None
-            else "end states"
-        )
-        raise SystemExit(
-            f"benchmark bug: the eventsourcing peer disagrees with meetcore at {detail}"
-        )
+    _same_outcomes(
+        commands,
+        "meetcore and the eventsourcing peer",
+        (ours, ours_end),
+        outcomes_eventsourcing(commands),
+    )
     rejected = sum(isinstance(o, int) for o in ours)
     if rejected != workload.expected_rejected:
         raise SystemExit(
@@ -785,16 +816,7 @@ def churn(config: Config) -> dict[str, Any]:
     for name, runner in (("meetcore", run_meetcore), ("eventsourcing", run_eventsourcing)):
         runs: list[RunStats] = []
         seconds = best_of(config.repeats, partial(_timed, runner, commands, runs))
-        stats = runs[0]
-        results[name] = {
-            "seconds": seconds,
-            "commands": stats.commands,
-            "events": stats.events,
-            "rejected": stats.rejected,
-            "commands_per_s": stats.commands / seconds,
-            "events_per_s": stats.events / seconds,
-            "us_per_command": seconds / stats.commands * 1e6,
-        }
+        results[name] = _rates(runs[0], seconds)
     ours_rate = results["meetcore"]["commands_per_s"]
     return {
         "workload": {
@@ -947,6 +969,760 @@ def render_scaling(r: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# Helpers of the engine, replay and memory sections
+
+
+class GcClock:
+    """Time spent in the cyclic garbage collector while entered (through `gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]  # per generation
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """For untimed set-up that builds millions of objects: collecting them is wasted time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "BELOW"
+
+
+def _rates(stats: RunStats, seconds: float) -> dict[str, Any]:
+    return {
+        "seconds": seconds,
+        "commands": stats.commands,
+        "events": stats.events,
+        "rejected": stats.rejected,
+        "commands_per_s": stats.commands / seconds,
+        "events_per_s": stats.events / seconds,
+        "us_per_command": seconds / stats.commands * 1e6,
+    }
+
+
+def _same_outcomes(
+    commands: Sequence[Command],
+    who: str,
+    ours: tuple[list[Any], dict[str, Any]],
+    theirs: tuple[list[Any], dict[str, Any]],
+) -> None:
+    """Stop the run if two implementations disagree on a command or on an end state."""
+    if ours == theirs:
+        return
+    at = next((i for i, (a, b) in enumerate(zip(ours[0], theirs[0], strict=True)) if a != b), None)
+    detail = (
+        f"command {at}: {commands[at]!r}: {ours[0][at]} vs {theirs[0][at]}"
+        if at is not None
+        else "end states"
+    )
+    raise SystemExit(f"benchmark bug: {who} disagree at {detail}")
+
+
+def _end(version: int, session_id: str | None, participants: Iterable[Any]) -> tuple[Any, ...]:
+    """What the outcome checks compare of a meeting at the end."""
+    return version, session_id, {p.participant_id: p.connection_id for p in participants}
+
+
+# ---------------------------------------------------------------------------
+# Section: engine
+#
+# `Engine.execute` on the memory store, no plugins: stamps the command, takes the
+# meeting's lock, decides, appends records (with the command as their cause), evolves,
+# tracks leases. Its peer is an eventsourcing `Application` on POPO (in-memory)
+# persistence: the `Meeting` aggregate above, loaded from the repository for every
+# command and saved after it, as an Application does.
+
+ENGINE_OPTIONS: dict[str, Any] = {"store": "memory://", "autoload": False, "sweep_leases": False}
+
+
+def engine_workload(config: Config) -> Workload:
+    """The churn generator over 1,000 meetings of 5-20 participants (the first one is
+    like the others: no 1,000-participant room, which the peer would replay per command)."""
+    meetings = 100 if config.quick else 1_000
+    return make_workload(
+        seed=config.seed,
+        meetings=meetings,
+        churn=2_000 if config.quick else 50_000,
+        big=20,
+        big_share=1 / meetings,
+    )
+
+
+async def _engine_outcomes(commands: Sequence[Command]) -> tuple[list[Any], dict[str, Any]]:
+    """What `Engine.execute` did with each command, and every meeting's end state."""
+    out: list[Any] = []
+    ends: dict[str, Any] = {}
+    async with Engine.open(**ENGINE_OPTIONS) as engine:
+        for command in cast("Sequence[AnyCommand]", commands):
+            try:
+                records = await engine.execute(command)
+            except Rejected as exc:
+                out.append(int(exc.code))
+                continue
+            out.append(tuple(type(r.event).__name__ for r in records))
+        for meeting_id in dict.fromkeys(c.meeting_id for c in commands):
+            s = await engine.state(meeting_id)
+            if s is not None:
+                ends[meeting_id] = _end(s.version, s.session_id, s.participants.values())
+    return out, ends
+
+
+async def _engine_pass(commands: Sequence[Command]) -> RunStats:
+    """Every command through `engine.execute`, one at a time, into a fresh memory store."""
+    events = rejected = 0
+    async with Engine.open(**ENGINE_OPTIONS) as engine:
+        execute = engine.execute
+        with GcClock() as collector:
+            started = time.perf_counter()
+            for command in cast("Sequence[AnyCommand]", commands):
+                try:
+                    events += len(await execute(command))
+                except Rejected:
+                    rejected += 1
+            seconds = time.perf_counter() - started
+    return RunStats(seconds, len(commands), events, rejected, collector.seconds)
+
+
+def run_engine(commands: Sequence[Command]) -> RunStats:
+    return anyio.run(_engine_pass, commands)
+
+
+class RepositoryMeetings:
+    """`Meetings` out of an Application's repository: `get` loads the aggregate from its
+    stored events (or from the repository's cache, when configured with one)."""
+
+    def __init__(self, app: Application[UUID]) -> None:
+        self._repository = app.repository
+
+    def get(self, meeting_id: str, /) -> Meeting | None:
+        try:
+            meeting: Meeting = self._repository.get(Meeting.create_id(meeting_id))
+        except AggregateNotFoundError:
+            return None
+        return meeting
+
+    def __contains__(self, meeting_id: object, /) -> bool:
+        return isinstance(meeting_id, str) and Meeting.create_id(meeting_id) in self._repository
+
+    def __setitem__(self, meeting_id: str, meeting: Meeting, /) -> None:
+        pass  # a new meeting is stored by the `save` that follows
+
+
+class MeetingsApplication(Application[UUID]):
+    """The engine's peer. Its command method loads the meeting from the repository, runs
+    the command on the aggregate, and saves it: one `save` per command. A rejected
+    command raises before anything is saved. Aggregate ids are uuid5 of the meeting id."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(env)
+        self.meetings = RepositoryMeetings(self)
+
+    def execute(self, command: Command) -> list[Recording[UUID]]:
+        return self.save(_handle(self.meetings, command))
+
+
+def peer_configs(meetings: int) -> dict[str, dict[str, str]]:
+    """The Application's configurations, all on POPO (in-memory) persistence. Set here
+    in full, so that no environment variable of the caller's changes them."""
+    base = {
+        "PERSISTENCE_MODULE": "eventsourcing.popo",
+        "IS_SNAPSHOTTING_ENABLED": "n",
+        "AGGREGATE_CACHE_MAXSIZE": "",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+    }
+    cached = {**base, "AGGREGATE_CACHE_MAXSIZE": str(meetings)}
+    return {
+        # The default: every command rebuilds the meeting from all its stored events.
+        "no_cache": base,
+        # An LRU cache of every meeting: fast-forwarded from the store and deep-copied
+        # for each command (the library's defaults once the cache is on).
+        "cache": cached,
+        # The same without the deep copy: the quickest configuration the library offers.
+        "cache_no_deepcopy": {**cached, "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"},
+    }
+
+
+PEER_LABELS = {
+    "no_cache": "no cache (default)",
+    "cache": "AGGREGATE_CACHE_MAXSIZE",
+    "cache_no_deepcopy": "cache, no deepcopy",
+}
+
+
+def make_application(env: dict[str, str]) -> MeetingsApplication:
+    app = MeetingsApplication(env)
+    repository = app.repository
+    expected = (
+        "eventsourcing.popo",
+        bool(env["AGGREGATE_CACHE_MAXSIZE"]),
+        env["DEEPCOPY_FROM_AGGREGATE_CACHE"] == "y",
+    )
+    actual = (
+        type(app.recorder).__module__,
+        repository.cache is not None,
+        repository.deepcopy_from_cache,
+    )
+    if actual != expected:  # e.g. a MEETINGSAPPLICATION_* variable in the environment
+        raise SystemExit(
+            f"benchmark set-up: the Application is configured {actual}, not {expected}"
+        )
+    return app
+
+
+def _peer_pass(
+    commands: Sequence[Command], env: dict[str, str]
+) -> tuple[RunStats, tuple[list[Any], dict[str, Any]]]:
+    """Every command through a fresh Application; its outcomes are worked out after the
+    clock stops (inside it, each command's recordings or rejection code is only kept)."""
+    app = make_application(env)
+    execute = app.execute
+    kept: list[Any] = []
+    keep = kept.append
+    started = time.perf_counter()
+    for command in commands:
+        try:
+            keep(execute(command))
+        except Rejected as exc:
+            keep(exc.code)
+    seconds = time.perf_counter() - started
+    out = [
+        int(k) if isinstance(k, int) else tuple(type(r.domain_event).__name__ for r in k)
+        for k in kept
+    ]
+    ends: dict[str, Any] = {}
+    for meeting_id in dict.fromkeys(c.meeting_id for c in commands):
+        m = app.meetings.get(meeting_id)
+        if m is not None:
+            ends[meeting_id] = _end(m.version, m.session_id, m.participants.values())
+    rejected = sum(isinstance(o, int) for o in out)
+    events = sum(len(o) for o in out if not isinstance(o, int))
+    return RunStats(seconds, len(commands), events, rejected), (out, ends)
+
+
+def _timed_peer(
+    commands: Sequence[Command],
+    env: dict[str, str],
+    expected: tuple[list[Any], dict[str, Any]],
+    runs: list[RunStats],
+) -> float:
+    stats, outcomes = _peer_pass(commands, env)
+    _same_outcomes(commands, "Engine.execute and the eventsourcing Application", expected, outcomes)
+    runs.append(stats)
+    return stats.seconds
+
+
+def engine(config: Config) -> dict[str, Any]:
+    workload = engine_workload(config)
+    commands = workload.commands
+    configs = peer_configs(workload.meetings)
+
+    # The pure core, the engine and the Application agree on every command and on every
+    # meeting at the end, before anything is timed.
+    ours = anyio.run(_engine_outcomes, commands)
+    _same_outcomes(commands, "decide/evolve and Engine.execute", outcomes_meetcore(commands), ours)
+    _same_outcomes(
+        commands,
+        "Engine.execute and the eventsourcing Application",
+        ours,
+        _peer_pass(commands, configs["cache_no_deepcopy"])[1],
+    )
+    rejected = sum(isinstance(o, int) for o in ours[0])
+    if rejected != workload.expected_rejected:
+        raise SystemExit(
+            f"benchmark bug: {rejected} commands rejected, the generator expected "
+            f"{workload.expected_rejected}"
+        )
+
+    runs: list[RunStats] = []
+    seconds = best_of(config.repeats, partial(_timed, run_engine, commands, runs))
+    best = min(runs, key=lambda r: r.seconds)
+    ours_rates = _rates(best, seconds)
+    ours_rates["gc_seconds"] = best.gc_seconds
+    ours_rates["gc_share"] = best.gc_seconds / seconds
+    ours_rates["us_per_command_without_gc"] = (seconds - best.gc_seconds) / best.commands * 1e6
+
+    core_runs: list[RunStats] = []
+    core_seconds = best_of(config.repeats, partial(_timed, run_meetcore, commands, core_runs))
+
+    peers: dict[str, Any] = {}
+    for name, env in configs.items():
+        # The peer is 5-70 times slower: one run (no cache) or two make a fair best.
+        repeats = 1 if name == "no_cache" else min(config.repeats, 2)
+        peer_runs: list[RunStats] = []
+        peer_seconds = best_of(repeats, partial(_timed_peer, commands, env, ours, peer_runs))
+        peers[name] = {**_rates(peer_runs[0], peer_seconds), "repeats": repeats, "env": env}
+    best_peer = max(peers, key=lambda n: peers[n]["commands_per_s"])
+    rate = ours_rates["commands_per_s"]
+    ratio = rate / peers[best_peer]["commands_per_s"]
+    return {
+        "workload": {
+            "meetings": workload.meetings,
+            "commands": len(commands),
+            "largest_meeting": workload.largest,
+            "counts": workload.counts,
+            "rejected": rejected,
+        },
+        "engine": {**ours_rates, "repeats": config.repeats},
+        "decide_evolve": {**_rates(core_runs[0], core_seconds), "repeats": config.repeats},
+        "eventsourcing": peers,
+        "best_eventsourcing": best_peer,
+        "ratio_engine_to_eventsourcing": ratio,
+        "ratios": {name: rate / p["commands_per_s"] for name, p in peers.items()},
+        "target_commands_per_s": TARGET_ENGINE_COMMANDS_PER_S,
+        "target_ratio": TARGET_ENGINE_RATIO,
+        "verdict": verdict(rate >= TARGET_ENGINE_COMMANDS_PER_S),
+        "verdict_ratio": verdict(ratio >= TARGET_ENGINE_RATIO),
+    }
+
+
+def render_engine(r: dict[str, Any]) -> list[str]:
+    w = r["workload"]
+    c = w["counts"]
+    e = r["engine"]
+    core = r["decide_evolve"]
+    lines = [
+        f"  {w['meetings']:,} meetings, {w['commands']:,} commands (largest meeting "
+        f"{w['largest_meeting']} participants): {c['join']:,} joins, {c['leave']:,} leaves, "
+        f"{c['duplicate_join']:,} duplicate joins, {w['rejected']:,} rejected",
+        "",
+        f"  {'':<38}{'commands/s':>12}{'us/command':>12}",
+        f"  {'Engine.execute, memory store':<38}{e['commands_per_s']:>12,.0f}"
+        f"{e['us_per_command']:>12.2f}   target {r['target_commands_per_s']:,}: {r['verdict']}",
+        f"  {'  of which garbage collection':<38}{'':>12}"
+        f"{e['us_per_command'] - e['us_per_command_without_gc']:>12.2f}"
+        f"   ({e['gc_share']:.0%} of the time)",
+        f"  {'decide+evolve alone, same commands':<38}{core['commands_per_s']:>12,.0f}"
+        f"{core['us_per_command']:>12.2f}",
+    ]
+    for name, p in r["eventsourcing"].items():
+        label = f"Application, {PEER_LABELS[name]}"
+        runs = "1 run" if p["repeats"] == 1 else f"best of {p['repeats']}"
+        lines.append(
+            f"  {label:<38}{p['commands_per_s']:>12,.0f}{p['us_per_command']:>12.1f}"
+            f"   engine is {r['ratios'][name]:.1f}x ({runs})"
+        )
+    lines.append(
+        f"  engine / best Application ({PEER_LABELS[r['best_eventsourcing']]}): "
+        f"{r['ratio_engine_to_eventsourcing']:.1f}x   target {r['target_ratio']:.0f}x: "
+        f"{r['verdict_ratio']}"
+    )
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Section: replay
+
+
+class _Entry(msgspec.Struct, rename="camel"):
+    """What `fold_jsonl` and `fold_msgpack` decode of a record (meetcore's own such
+    struct is private): to time decoding alone, and to pre-decode for evolving alone."""
+
+    meeting_id: str
+    version: int
+    event: AnyEvent
+
+
+def build_log(config: Config, size: int) -> tuple[list[meetcore.Record], dict[str, MeetingState]]:
+    """The first `size` events of a churn workload, decided and evolved, as records with
+    their causes, as the engine writes them; and each meeting's state after them."""
+    meetings = 100 if config.quick else 1_000
+    workload = make_workload(
+        seed=config.seed,
+        meetings=meetings,
+        churn=size + size // 10,
+        big=200 if config.quick else 1_000,
+    )
+    states: dict[str, MeetingState] = {}
+    records: list[meetcore.Record] = []
+    for command in workload.commands:
+        state = states.get(command.meeting_id)
+        try:
+            emitted = decide(state, command)
+        except Rejected:
+            continue
+        for e in emitted:
+            state = evolve(state, e)
+            records.append(
+                meetcore.Record(
+                    meeting_id=command.meeting_id,
+                    version=state.version,
+                    position=len(records) + 1,
+                    recorded_at=command.at,
+                    event=e,
+                    cause=cast("AnyCommand", command),
+                )
+            )
+            if len(records) == size:
+                break
+        assert state is not None
+        states[command.meeting_id] = state
+        if len(records) == size:
+            return records, states
+    raise SystemExit(f"benchmark bug: the workload made {len(records):,} events, not {size:,}")
+
+
+def read_and_fold(lines: Sequence[bytes]) -> dict[str, MeetingState]:
+    """The full decode of every record, causes too, then `fold` per meeting."""
+    events: dict[str, list[Any]] = {}
+    for record in meetcore.read_jsonl(lines):
+        events.setdefault(record.meeting_id, []).append(record.event)
+    states: dict[str, MeetingState] = {}
+    for meeting_id, evs in events.items():
+        state = meetcore.fold(evs)
+        assert state is not None
+        states[meeting_id] = state
+    return states
+
+
+def _decode_all(decode: Callable[[bytes], Any], blobs: Sequence[bytes]) -> None:
+    for blob in blobs:
+        decode(blob)
+
+
+def _evolve_all(entries: Sequence[_Entry]) -> dict[str, MeetingState]:
+    states: dict[str, MeetingState] = {}
+    get = states.get
+    for entry in entries:
+        states[entry.meeting_id] = evolve(get(entry.meeting_id), entry.event)
+    return states
+
+
+def _timed_call(fn: Callable[[], Any], out: list[Any]) -> float:
+    """Time `fn()`; keep only its last result in `out` (to check it, untimed)."""
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    out[:] = [result]
+    return seconds
+
+
+def replay(config: Config) -> dict[str, Any]:
+    size = 50_000 if config.quick else 1_000_000
+    started = time.perf_counter()
+    with gc_paused():
+        records, states = build_log(config, size)
+        kinds: dict[str, int] = {}
+        for r in records:
+            name = type(r.event).__name__
+            kinds[name] = kinds.get(name, 0) + 1
+        buffer = io.BytesIO()
+        meetcore.write_jsonl(records, buffer)
+        lines = buffer.getvalue().splitlines()
+        del buffer
+        blobs = [meetcore.encode_msgpack(r) for r in records]
+        del records  # and with them the workload's commands, their causes
+    gc.collect()
+    build_seconds = time.perf_counter() - started
+
+    def rate(seconds: float, repeats: int) -> dict[str, Any]:
+        return {
+            "seconds": seconds,
+            "events_per_s": size / seconds,
+            "us_per_event": seconds / size * 1e6,
+            "repeats": repeats,
+        }
+
+    results: dict[str, Any] = {}
+    out: list[Any] = []
+    for name, fold, data in (
+        ("fold_jsonl", meetcore.fold_jsonl, lines),
+        ("fold_msgpack", meetcore.fold_msgpack, blobs),
+    ):
+        seconds = best_of(config.repeats, partial(_timed_call, partial(fold, data), out))
+        if out[0] != states:
+            raise SystemExit(f"benchmark bug: {name} does not give the states of the log")
+        results[name] = rate(seconds, config.repeats)
+        out.clear()
+
+    # For contrast, and to see where the time goes: fewer repeats, these are not targets.
+    few = min(config.repeats, 2)
+    seconds = best_of(few, partial(_timed_call, partial(read_and_fold, lines), out))
+    if out[0] != states:
+        raise SystemExit("benchmark bug: read_jsonl + fold does not give the states of the log")
+    out.clear()
+    results["read_jsonl_fold"] = rate(seconds, few)
+    for name, decoder, data in (
+        ("decode_only_jsonl", msgspec.json.Decoder(_Entry), lines),
+        ("decode_only_msgpack", msgspec.msgpack.Decoder(_Entry), blobs),
+    ):
+        seconds = best_of(
+            few, partial(_timed_call, partial(_decode_all, decoder.decode, data), out)
+        )
+        results[name] = rate(seconds, few)
+    with gc_paused():
+        entries = [msgspec.msgpack.decode(b, type=_Entry) for b in blobs]
+    seconds = best_of(few, partial(_timed_call, partial(_evolve_all, entries), out))
+    if out[0] != states:
+        raise SystemExit("benchmark bug: evolving the decoded events does not give the states")
+    results["evolve_only"] = rate(seconds, few)
+    out.clear()
+    del entries
+
+    return {
+        "events": size,
+        "meetings": len(states),
+        "event_counts": kinds,
+        "bytes_per_event": {
+            "jsonl": sum(map(len, lines)) / size,
+            "msgpack": sum(map(len, blobs)) / size,
+        },
+        "build_seconds": build_seconds,
+        **results,
+        "target_events_per_s": TARGET_REPLAY_EVENTS_PER_S,
+        "verdict_jsonl": verdict(
+            results["fold_jsonl"]["events_per_s"] >= TARGET_REPLAY_EVENTS_PER_S
+        ),
+        "verdict_msgpack": verdict(
+            results["fold_msgpack"]["events_per_s"] >= TARGET_REPLAY_EVENTS_PER_S
+        ),
+    }
+
+
+def render_replay(r: dict[str, Any]) -> list[str]:
+    kinds = ", ".join(
+        f"{n:,} {k}" for k, n in sorted(r["event_counts"].items(), key=lambda x: -x[1])
+    )
+    b = r["bytes_per_event"]
+    target = r["target_events_per_s"]
+    lines = [
+        f"  {r['events']:,} events of {r['meetings']:,} meetings, with causes "
+        f"({b['jsonl']:.0f} bytes/event as JSON Lines, {b['msgpack']:.0f} as msgpack): {kinds}",
+        "",
+        f"  {'':<40}{'events/s':>12}{'us/event':>10}",
+    ]
+    rows = (
+        ("fold_jsonl (decode + evolve)", "fold_jsonl", r["verdict_jsonl"]),
+        ("fold_msgpack (decode + evolve)", "fold_msgpack", r["verdict_msgpack"]),
+        ("read_jsonl + fold per meeting", "read_jsonl_fold", None),
+        ("  decoding alone, JSON Lines", "decode_only_jsonl", None),
+        ("  decoding alone, msgpack", "decode_only_msgpack", None),
+        ("  evolving alone (pre-decoded)", "evolve_only", None),
+    )
+    for label, key, v in rows:
+        x = r[key]
+        row = f"  {label:<40}{x['events_per_s']:>12,.0f}{x['us_per_event']:>10.3f}"
+        if v is not None:
+            row += f"   target {target:,}: {v}"
+        lines.append(row)
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Section: memory
+#
+# Measured in a fresh process (`run.py --internal-memory-probe SPEC`): RSS once the
+# engine is open and empty, then once it holds the meetings. A second probe runs under
+# tracemalloc (which costs memory of its own) to say where the growth is.
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes (VmRSS), or -1 without /proc."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return -1
+
+
+def memory_commands(seed: int, meetings: int, participants: int) -> Iterator[AnyCommand]:
+    """Each meeting initialized, then joined by `participants` people with what clients
+    send: a name, small metaData, permissions. Made one at a time, so that what stays in
+    memory is what the engine keeps."""
+    rng = random.Random(seed)
+    serial = 0
+    for i, meeting_id in enumerate(_meeting_ids(rng, meetings)):
+        yield InitMeeting(
+            meeting_id=meeting_id,
+            custom_room_id=f"team-{i}" if i % 4 == 1 else None,
+            max_participants=rng.choice((None, 50, 100)),
+        )
+        for _ in range(participants):
+            serial += 1
+            r = rng.random()
+            yield Join(
+                meeting_id=meeting_id,
+                participant_id=f"user-{rng.getrandbits(48):012x}",
+                connection_id=f"conn-{rng.getrandbits(64):016x}",
+                session_id=f"{meeting_id}-s1",
+                name=f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                permissions=("allow_join", "allow_mod") if r < 0.1 else ("allow_join",),
+                mic_enabled=rng.random() < 0.5,
+                webcam_enabled=rng.random() < 0.4,
+                meta_data=_meta_data(rng, serial),
+                mode="RECV_ONLY" if r > 0.9 else "SEND_AND_RECV",
+            )
+
+
+def _top_allocations(
+    snapshot: tracemalloc.Snapshot, n: int = 12
+) -> tuple[float, list[dict[str, Any]]]:
+    """What is allocated since tracing started, by file:line: total MB, the top `n` lines."""
+    stats = snapshot.statistics("lineno")
+    rows = []
+    for stat in stats[:n]:
+        frame = stat.traceback[0]
+        path = Path(frame.filename)
+        rows.append(
+            {
+                "where": f"{path.parent.name}/{path.name}:{frame.lineno}",
+                "code": linecache.getline(frame.filename, frame.lineno).strip(),
+                "mb": stat.size / MB,
+                "blocks": stat.count,
+            }
+        )
+    return sum(s.size for s in stats) / MB, rows
+
+
+def memory_probe(meetings: int, participants: int, seed: int, trace: bool) -> dict[str, Any]:
+    """In a fresh process: the RSS with the engine open and empty, then holding
+    `meetings` meetings (after gc.collect()); with `trace`, where the growth went
+    (tracemalloc runs from the baseline on, and costs memory of its own)."""
+
+    async def main() -> dict[str, Any]:
+        async with Engine.open(**ENGINE_OPTIONS) as engine:
+            gc.collect()
+            baseline = _rss()
+            if trace:
+                tracemalloc.start()
+            last = ""
+            for command in memory_commands(seed, meetings, participants):
+                await engine.execute(command)
+                last = command.meeting_id
+            built = _rss()
+            gc.collect()
+            after = _rss()
+            traced: tuple[float, list[dict[str, Any]]] = (0.0, [])
+            if trace:
+                traced = _top_allocations(tracemalloc.take_snapshot())
+                tracemalloc.stop()
+            # Checked once measured: the meetings are all there.
+            records = len(await engine.store.read_all(0, limit=1 << 40))
+            state = await engine.state(last)
+            if records != meetings * (participants + 2) or state is None:
+                raise SystemExit(f"memory probe: {records} records, not the meetings expected")
+            if len(state.participants) != participants:
+                raise SystemExit(f"memory probe: {len(state.participants)} participants")
+        return {
+            "baseline_bytes": baseline,
+            "built_bytes": built,
+            "after_gc_bytes": after,
+            "records": records,
+            "traced_mb": traced[0],
+            "top_allocations": traced[1],
+        }
+
+    result: dict[str, Any] = anyio.run(main)
+    return result
+
+
+def _run_probe(meetings: int, participants: int, seed: int, trace: bool) -> dict[str, Any]:
+    spec = {"meetings": meetings, "participants": participants, "seed": seed, "trace": trace}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONTRACEMALLOC", "PYTHONMALLOC")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--internal-memory-probe",
+            json.dumps(spec),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the memory probe failed:\n{done.stderr}")
+    probe: dict[str, Any] = json.loads(done.stdout)
+    return probe
+
+
+FULL_MEETINGS = 10_000
+
+
+def memory(config: Config) -> dict[str, Any]:
+    meetings = 500 if config.quick else FULL_MEETINGS
+    participants = 10
+    probe = _run_probe(meetings, participants, config.seed, trace=False)
+    traced = _run_probe(meetings, participants, config.seed, trace=True)
+    baseline, built, after = (
+        probe["baseline_bytes"],
+        probe["built_bytes"],
+        probe["after_gc_bytes"],
+    )
+    per_meeting = (after - baseline) / meetings
+    projected = (baseline + per_meeting * FULL_MEETINGS) / MB
+    total = after / MB if meetings == FULL_MEETINGS else projected
+    return {
+        "meetings": meetings,
+        "participants": participants,
+        "records": probe["records"],
+        "baseline_mb": baseline / MB,
+        "built_mb": built / MB,
+        "after_gc_mb": after / MB,
+        "engine_mb": (after - baseline) / MB,
+        "per_meeting_kb": per_meeting / 1024,
+        "projected_mb_at_full_size": projected,
+        "full_size_meetings": FULL_MEETINGS,
+        "measured_at_full_size": meetings == FULL_MEETINGS,
+        "target_mb": TARGET_MEMORY_MB,
+        "verdict": verdict(total < TARGET_MEMORY_MB) if after > 0 else "n/a (no /proc)",
+        "traced_mb": traced["traced_mb"],
+        "top_allocations": traced["top_allocations"],
+    }
+
+
+def render_memory(r: dict[str, Any]) -> list[str]:
+    lines = [
+        f"  {r['meetings']:,} meetings of {r['participants']} participants "
+        f"({r['records']:,} records in the memory store), in a fresh process; RSS in MB (2^20)",
+        "",
+        f"  {'engine open, empty (baseline)':<40}{r['baseline_mb']:>10.1f}",
+        f"  {'holding the meetings':<40}{r['built_mb']:>10.1f}",
+        f"  {'  after gc.collect()':<40}{r['after_gc_mb']:>10.1f}"
+        + (f"   target < {r['target_mb']}: {r['verdict']}" if r["measured_at_full_size"] else ""),
+        f"  {'  growth':<40}{r['engine_mb']:>10.1f}   {r['per_meeting_kb']:.1f} KB per meeting",
+    ]
+    if not r["measured_at_full_size"]:
+        lines.append(
+            f"  {'projected for ' + format(r['full_size_meetings'], ',') + ' meetings':<40}"
+            f"{r['projected_mb_at_full_size']:>10.1f}   target < {r['target_mb']}: {r['verdict']}"
+        )
+    lines += ["", f"  where the growth is (tracemalloc, {r['traced_mb']:.1f} MB traced):"]
+    for row in r["top_allocations"]:
+        lines.append(
+            f"  {row['mb']:>8.1f} MB {row['blocks']:>9,}  {row['where']:<28} {row['code'][:60]}"
+        )
+    return lines
+
+
+# ---------------------------------------------------------------------------
 
 SECTIONS: list[Section] = [
     Section(
@@ -960,6 +1736,24 @@ SECTIONS: list[Section] = [
         "cost per command and per event against participant count",
         scaling,
         render_scaling,
+    ),
+    Section(
+        "engine",
+        "Engine.execute on the memory store, beside an eventsourcing Application",
+        engine,
+        render_engine,
+    ),
+    Section(
+        "replay",
+        "fold_jsonl / fold_msgpack over a log with causes: decode + evolve",
+        replay,
+        render_replay,
+    ),
+    Section(
+        "memory",
+        "RSS of an engine holding 10,000 meetings of 10 participants",
+        memory,
+        render_memory,
     ),
 ]
 
@@ -987,7 +1781,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run under cProfile and print the top functions to stderr",
     )
+    parser.add_argument("--internal-memory-probe", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.internal_memory_probe is not None:  # the memory section's fresh process
+        print(json.dumps(memory_probe(**json.loads(args.internal_memory_probe))))
+        return 0
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
     config = Config(quick=args.quick, repeats=max(1, repeats), seed=args.seed)
     chosen = [s for s in SECTIONS if not args.only or s.name in args.only]
@@ -1006,6 +1804,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": config.seed,
         "gc": "enabled during timing",
         "target_commands_per_s": TARGET_COMMANDS_PER_S,
+        "targets": {
+            "churn_commands_per_s": TARGET_COMMANDS_PER_S,
+            "engine_commands_per_s": TARGET_ENGINE_COMMANDS_PER_S,
+            "engine_ratio_to_eventsourcing": TARGET_ENGINE_RATIO,
+            "replay_events_per_s": TARGET_REPLAY_EVENTS_PER_S,
+            "memory_mb": TARGET_MEMORY_MB,
+        },
     }
     if not args.json:
         print(

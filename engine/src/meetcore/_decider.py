@@ -348,28 +348,28 @@ def _join(state: MeetingState, c: Join) -> list[AnyEvent]:
                 )
             )
     sends = mode == "SEND_AND_RECV"
-    entrant: dict[str, Any] = {
-        "meeting_id": mid,
-        "at": at,
-        "participant_id": pid,
-        "connection_id": cid,
-        "name": c.name,
-        "meta_data": meta_data,
-        "mic_enabled": c.mic_enabled and sends,
-        "webcam_enabled": c.webcam_enabled and sends,
-        "mode": mode,
-        "permissions": c.permissions,
-        "multistream": c.multistream,
-        "debug_mode": c.debug_mode,
-    }
-    if asks:
+    joined_event = ParticipantJoined(
+        meeting_id=mid,
+        at=at,
+        participant_id=pid,
+        connection_id=cid,
+        name=c.name,
+        meta_data=meta_data,
+        mic_enabled=c.mic_enabled and sends,
+        webcam_enabled=c.webcam_enabled and sends,
+        mode=mode,
+        permissions=c.permissions,
+        multistream=c.multistream,
+        debug_mode=c.debug_mode,
+    )
+    if asks:  # the same details, as a request to be let in
         if events and isinstance(events[-1], MeetingDeactivated):
             return events  # the old connection's leave closed the room; nothing to wait for
-        events.append(EntryRequested(**entrant))
+        events.append(EntryRequested(**msgspec.structs.asdict(joined_event)))
         return events
     if opens_session:
         events.append(SessionStarted(meeting_id=mid, at=at, session_id=c.session_id))
-    events.append(ParticipantJoined(**entrant))
+    events.append(joined_event)
     return events
 
 

@@ -24,12 +24,13 @@ __all__ = [
 ]
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class Record(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
     """An event in the log.
 
     `version` counts the meeting's events from 1; `position` is the event's place
     in the store's global order; `recorded_at` is when the store took it (unix
     ms); `cause` is the command that produced it, so the log can be re-decided.
+    Like events, records are untracked by the garbage collector (no cycles possible).
     """
 
     meeting_id: str

@@ -13,8 +13,8 @@ from meetcore.events import EntryRequested, StreamMode
 __all__ = ["MeetingState", "Participant", "Phase", "phase_of"]
 
 
-class Participant(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """One participant in the meeting, on one connection."""
+class Participant(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    """One participant in the meeting, on one connection (untracked by the GC, like events)."""
 
     participant_id: str
     connection_id: str

@@ -39,8 +39,13 @@ StreamMode = Literal["SEND_AND_RECV", "SIGNALLING_ONLY", "RECV_ONLY"]
 SessionEndReason = Literal["empty", "ended", "deactivated"]
 
 
-class Event(Message, frozen=True, kw_only=True):
-    """Base of every event."""
+class Event(Message, frozen=True, kw_only=True, gc=False):
+    """Base of every event.
+
+    Untracked by the garbage collector (`gc=False`): an event holds strings, numbers
+    and JSON-normalized data only, so it can never be part of a reference cycle, and
+    a log of millions of them must not make every collection walk it.
+    """
 
 
 class MeetingInitialized(Event, frozen=True, kw_only=True):
