@@ -279,7 +279,7 @@ class ListStore:
         self.closed = False
 
     async def append(self, *args: object) -> list[Record]:
-        raise NotImplementedError
+        raise AssertionError("the command line only reads stores; it must never append")
 
     async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
         return [r for r in self.records if r.meeting_id == meeting_id and r.version > after_version]
