@@ -85,8 +85,6 @@ class InvalidLog(ValueError):
 # Validation of values (types were checked when the command was built)
 
 MEETING_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-#: Generated room ids look like this (`abc-defg-hij` style ids are custom ones).
-GENERATED_MEETING_ID: Final = re.compile(r"[a-z]{3}-[a-z]{3}-[a-z]{3}")
 # printable, no whitespace, and encodable as UTF-8 (no lone surrogates)
 PARTICIPANT_ID: Final = re.compile(r"[^\s\x00-\x1f\x7f\ud800-\udfff]{1,64}")
 TOKEN_ID: Final = re.compile(
