@@ -174,15 +174,20 @@ class Engine:
                             await veto
                 events = decide(state, stamped)
                 version = state.version if state is not None else 0
-                try:
-                    records = await self.store.append(command.meeting_id, version, events, stamped)
-                except Conflict:
-                    self._loaded.discard(command.meeting_id)  # someone else wrote: reload
-                    continue
-                for event in events:
-                    state = evolve(state, event)
-                meeting.state = state
-                self._appended(meeting, records)
+                # Once appending starts it finishes, cancelled or not: the records must
+                # reach the state, the subscribers and the observers.
+                with anyio.CancelScope(shield=True):
+                    try:
+                        records = await self.store.append(
+                            command.meeting_id, version, events, stamped
+                        )
+                    except Conflict:
+                        self._loaded.discard(command.meeting_id)  # someone else wrote: reload
+                        continue
+                    for event in events:
+                        state = evolve(state, event)
+                    meeting.state = state
+                    self._appended(meeting, records)
                 return records
         raise Conflict(command.meeting_id, -1, -1)
 
