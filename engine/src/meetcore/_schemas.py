@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pluggy
 
 from meetcore._record import Record
 from meetcore.commands import AnyCommand
@@ -26,20 +27,28 @@ def _document(kind: Any, title: str) -> bytes:
     return (json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def generate() -> dict[str, bytes]:
-    """File name -> contents of every schema the engine defines."""
-    return {
+def generate(plugins: pluggy.PluginManager | None = None) -> dict[str, bytes]:
+    """File name -> contents of every schema the engine defines, and those `plugins`
+    add through `meetcore_schemas` (the wire protocol, openapi.json...)."""
+    files = {
         "commands.json": _document(AnyCommand, "meetcore command"),
         "events.json": _document(AnyEvent, "meetcore event"),
         "record.json": _document(Record, "meetcore log record (one JSON Lines line)"),
     }
+    if plugins is not None:
+        for extra in reversed(plugins.hook.meetcore_schemas()):
+            for name, content in extra.items():
+                if name in files:
+                    raise ValueError(f"two sources generate schemas/{name}")
+                files[name] = content
+    return files
 
 
-def write(directory: Path) -> list[str]:
+def write(directory: Path, plugins: pluggy.PluginManager | None = None) -> list[str]:
     """Write the schemas into `directory`; returns the names of files that changed."""
     directory.mkdir(parents=True, exist_ok=True)
     changed = []
-    for name, content in generate().items():
+    for name, content in generate(plugins).items():
         path = directory / name
         if not path.exists() or path.read_bytes() != content:
             path.write_bytes(content)
@@ -47,11 +56,11 @@ def write(directory: Path) -> list[str]:
     return changed
 
 
-def check(directory: Path) -> list[str]:
+def check(directory: Path, plugins: pluggy.PluginManager | None = None) -> list[str]:
     """Names of schema files in `directory` that are missing or stale."""
     return [
         name
-        for name, content in generate().items()
+        for name, content in generate(plugins).items()
         if not (directory / name).exists() or (directory / name).read_bytes() != content
     ]
 
@@ -60,8 +69,11 @@ if __name__ == "__main__":  # pragma: no cover - a developer's tool
     target = (
         Path(sys.argv[-1]) if len(sys.argv) > 1 and sys.argv[-1] != "--check" else Path("schemas")
     )
+    from meetcore._plugins import plugin_manager
+
+    pm = plugin_manager()
     if "--check" in sys.argv:
-        stale = check(target)
+        stale = check(target, pm)
         print("stale: " + ", ".join(stale) if stale else "schemas are up to date")
         sys.exit(1 if stale else 0)
-    print("written: " + (", ".join(write(target)) or "nothing changed"))
+    print("written: " + (", ".join(write(target, pm)) or "nothing changed"))

@@ -972,10 +972,12 @@ def plugins(pm: pluggy.PluginManager, as_json: bool) -> None:
     show_default=True,
     help="Where the schema files are.",
 )
-def schemas(check: bool, directory: Path) -> None:
-    """Write the JSON Schemas of commands, events and records (generated from the types)."""
+@click.pass_obj
+def schemas(pm: pluggy.PluginManager, check: bool, directory: Path) -> None:
+    """Write the JSON Schemas of commands, events and records (generated from the types),
+    and those plugins add (`meetcore_schemas`)."""
     if check:
-        stale = check_schemas(directory)
+        stale = check_schemas(directory, pm)
         if stale:
             again = "meetcore schemas" + (
                 "" if directory == Path("schemas") else f" --dir {directory}"
@@ -986,7 +988,7 @@ def schemas(check: bool, directory: Path) -> None:
         click.echo(f"schemas in {directory} are up to date")
         return
     try:
-        changed = write_schemas(directory)
+        changed = write_schemas(directory, pm)
     except OSError as exc:
         raise UsageProblem(f"cannot write schemas to {directory}: {_os_reason(exc)}") from None
     if changed:

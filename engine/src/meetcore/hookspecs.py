@@ -8,7 +8,7 @@ may implement any subset and may take any subset of a hook's arguments.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -99,6 +99,17 @@ def meetcore_records_appended(records: Sequence[Record]) -> Awaitable[None] | No
 @hookspec
 def meetcore_register_commands(cli: click.Group) -> None:
     """Add subcommands to the `meetcore` command line (`cli.add_command(...)`)."""
+
+
+@hookspec
+def meetcore_schemas() -> Mapping[str, bytes]:
+    """JSON documents this plugin generates for `schemas/`: file name -> contents.
+
+    `meetcore schemas` writes them beside the engine's own (commands, events,
+    record), and `meetcore schemas --check` fails when one is stale. Every
+    implementation runs; names must not collide with another plugin's.
+    """
+    return {}
 
 
 # -- lifecycle ----------------------------------------------------------------
