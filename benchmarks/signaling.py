@@ -1,0 +1,228 @@
+"""Signaling at scale: `uv run python benchmarks/signaling.py [--participants 1000] [--json]`.
+
+Not a test: it measures and reports. A real `meetcore serve` subprocess (SQLite, as
+by default) on 127.0.0.1, and this process running the Python client SDK:
+
+- `converge`: N signaling-only participants join one meeting through real WebSockets,
+  all at once; the time until every client's roster holds all N (target: under 10 s
+  for 1,000 on a 2-core machine). Every roster is checked to be the same.
+- `latency`: participants join another meeting at a steady rate (100 joins/s), and the
+  time from `join()` to `meeting-joined` is recorded: p50 and p99 (target p99 under
+  250 ms), while everyone already in receives each join.
+- the server's peak resident memory (VmHWM) in each (target under 300 MB).
+
+Each phase runs on a fresh server process.
+
+Traffic goes to 127.0.0.1 only, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from meetcore_webrtc.client import Meeting, init_meeting
+
+TARGET_CONVERGE_S = 10.0
+TARGET_P99_MS = 250.0
+TARGET_RSS_MB = 300.0
+
+
+class ServerProcess:
+    """`meetcore serve` in a temporary directory, on a free port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> ServerProcess:
+        command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
+        self.process = subprocess.Popen(
+            command, cwd=self.folder, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+        )
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + 30
+        for line in self.process.stderr:
+            found = re.search(r"serving on (http://\S+)", line)
+            if found:
+                self.url = found.group(1)
+                break
+            if time.monotonic() > deadline:
+                break
+        if not self.url:
+            self.process.kill()
+            raise RuntimeError("meetcore serve did not start")
+        return self
+
+    def peak_rss_mb(self) -> float:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        found = re.search(r"VmHWM:\s+(\d+) kB", status)
+        return int(found.group(1)) / 1024 if found else float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+async def _room(client: httpx.AsyncClient, token: str) -> str:
+    response = await client.post("/v2/rooms", headers={"Authorization": token})
+    response.raise_for_status()
+    room: str = response.json()["roomId"]
+    return room
+
+
+def _meeting(url: str, token: str, room: str, n: int) -> Meeting:
+    return init_meeting(
+        base_url=url, token=token, meeting_id=room, name=f"p{n}", mode="SIGNALLING_ONLY"
+    )
+
+
+async def converge(url: str, token: str, room: str, participants: int) -> dict[str, Any]:
+    meetings = [_meeting(url, token, room, n) for n in range(participants)]
+    everyone = asyncio.Event()
+    complete = 0
+
+    def check(meeting: Meeting) -> None:
+        nonlocal complete
+        if len(meeting.participants) == participants - 1 and not getattr(meeting, "_done", 0):
+            meeting._done = 1  # type: ignore[attr-defined]
+            complete += 1
+            if complete == participants:
+                everyone.set()
+
+    for meeting in meetings:
+        meeting.on("participant-joined", lambda _p, m=meeting: check(m))
+        meeting.on("meeting-joined", lambda m=meeting: check(m))
+    started = time.perf_counter()
+    gate = asyncio.Semaphore(100)  # handshakes in flight at once
+
+    async def join(meeting: Meeting) -> None:
+        async with gate:
+            await meeting.join()
+
+    await asyncio.gather(*(join(m) for m in meetings))
+    await asyncio.wait_for(everyone.wait(), timeout=120)
+    seconds = time.perf_counter() - started
+    rosters = {
+        frozenset([*m.participants, m.local_participant.id])  # type: ignore[union-attr]
+        for m in meetings
+    }
+    if len(rosters) != 1 or len(next(iter(rosters))) != participants:
+        raise RuntimeError(f"the clients' rosters differ: {sorted(map(len, rosters))}")
+    await asyncio.gather(*(m.close() for m in meetings))
+    return {"participants": participants, "seconds": seconds, "same_roster": True}
+
+
+async def latency(url: str, token: str, room: str, joins: int, rate: float) -> dict[str, Any]:
+    meetings = [_meeting(url, token, room, n) for n in range(joins)]
+    latencies: list[float] = []
+
+    async def join(meeting: Meeting) -> None:
+        started = time.perf_counter()
+        await meeting.join()
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    tasks = []
+    start = time.perf_counter()
+    for n, meeting in enumerate(meetings):
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(join(meeting)))
+    await asyncio.gather(*tasks)
+    await asyncio.gather(*(m.close() for m in meetings))
+    ordered = sorted(latencies)
+    return {
+        "joins": joins,
+        "rate_per_s": rate,
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "max_ms": ordered[-1],
+    }
+
+
+async def bench(participants: int, joins: int, rate: float) -> dict[str, Any]:
+    """Each phase on a fresh server, so that one's leftovers (leases running out,
+    say) do not disturb the next."""
+    phases = [
+        ("converge", lambda url, token, room: converge(url, token, room, participants)),
+        ("latency", lambda url, token, room: latency(url, token, room, joins, rate)),
+    ]
+    results: dict[str, Any] = {}
+    for name, run in phases:
+        with tempfile.TemporaryDirectory() as folder, ServerProcess(Path(folder)) as server:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                token = (await client.get("/get-token")).json()["token"]
+                room = await _room(client, token)
+                server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+                results[name] = await run(server.url, token, room)
+                results[name]["server_cpu_s"] = server.cpu_seconds() - server_cpu
+                results[name]["client_cpu_s"] = time.process_time() - client_cpu
+                results[name]["server_peak_rss_mb"] = server.peak_rss_mb()
+    return results
+
+
+def render(results: dict[str, Any]) -> list[str]:
+    c, lat = results["converge"], results["latency"]
+    peak = max(c["server_peak_rss_mb"], lat["server_peak_rss_mb"])
+    verdict = "PASS" if c["seconds"] < TARGET_CONVERGE_S else "BELOW"
+    lines = [
+        f"converge: {c['participants']} participants, same roster everywhere in "
+        f"{c['seconds']:.2f} s (target < {TARGET_CONVERGE_S:.0f} s: {verdict});"
+        f" CPU: server {c['server_cpu_s']:.1f} s, clients {c['client_cpu_s']:.1f} s",
+    ]
+    verdict = "PASS" if lat["p99_ms"] < TARGET_P99_MS else "BELOW"
+    lines.append(
+        f"latency: {lat['joins']} joins at {lat['rate_per_s']:.0f}/s: p50 {lat['p50_ms']:.1f} ms,"
+        f" p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms"
+        f" (target p99 < {TARGET_P99_MS:.0f} ms: {verdict});"
+        f" CPU: server {lat['server_cpu_s']:.1f} s, clients {lat['client_cpu_s']:.1f} s"
+    )
+    verdict = "PASS" if peak < TARGET_RSS_MB else "BELOW"
+    lines.append(
+        f"server peak RSS: {peak:.0f} MB, with {c['participants']} in one meeting"
+        f" (target < {TARGET_RSS_MB:.0f} MB: {verdict})"
+    )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--participants", type=int, default=1000)
+    parser.add_argument("--joins", type=int, default=500, help="joins in the latency run")
+    parser.add_argument("--rate", type=float, default=100.0, help="joins per second")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = asyncio.run(bench(args.participants, args.joins, args.rate))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("\n".join(render(results)))
+
+
+if __name__ == "__main__":
+    main()

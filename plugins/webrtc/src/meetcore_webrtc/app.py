@@ -1,0 +1,62 @@
+"""The meeting server as an ASGI app: the REST rooms API and WebSocket signaling on one engine.
+
+`create_app(engine)` gives a Starlette app for an engine that is already open;
+`meetcore serve` (`meetcore_webrtc.serve`) runs it on uvicorn. Embedders can
+mount the app in their own ASGI server the same way.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from meetcore import Engine
+from meetcore_webrtc import rest
+from meetcore_webrtc.rooms import RoomsView
+from meetcore_webrtc.signaling import Signaling
+
+__all__ = ["Server", "create_app"]
+
+
+class Server:
+    """The engine with its two fronts: `rooms` (REST, a projection of the log) and
+    `signaling` (the participants' WebSockets). `app` is the ASGI app."""
+
+    def __init__(self, engine: Engine, *, dev: bool = False) -> None:
+        self.engine = engine
+        self.dev = dev
+        self.rooms = RoomsView(engine.store)
+        self.signaling = Signaling(engine)
+        routes: list[BaseRoute] = [
+            *rest.routes(self),
+            WebSocketRoute("/ws", self.signaling.endpoint),
+        ]
+        if dev:
+            routes.append(Route("/get-token", self.get_token, methods=["GET"]))
+        self.app = Starlette(
+            routes=routes,
+            lifespan=self.signaling.lifespan,
+            exception_handlers=rest.exception_handlers(),
+        )
+        self.app.state.server = self
+
+    async def get_token(self, request: Request) -> Response:
+        """The seeds' token server (`--dev` only): a 24 h allow_join + allow_mod token."""
+        from meetcore_jwt import load_keys, mint_token
+
+        keys = load_keys()
+        if not keys:
+            return JSONResponse({"error": "no API key configured"}, status_code=503)
+        api_key, secret = next(iter(keys.items()))
+        return JSONResponse({"token": mint_token(api_key=api_key, secret=secret)})
+
+    async def close(self) -> None:
+        """Let every connected participant leave (1001) and close their sockets."""
+        await self.signaling.close()
+
+
+def create_app(engine: Engine, *, dev: bool = False) -> Starlette:
+    """The ASGI app of a meeting server on `engine` (see `Server`)."""
+    return Server(engine, dev=dev).app

@@ -1,0 +1,620 @@
+"""The Python client SDK, shaped like VideoSDK's: `init_meeting(...)`, `join()`, events.
+
+    meeting = init_meeting(base_url="http://127.0.0.1:8700", token=token,
+                           meeting_id=room_id, name="Ada")
+    meeting.on("participant-joined", lambda participant: print(participant.display_name))
+    await meeting.join()
+    ...
+    await meeting.leave()
+
+Events (`meeting.on(name, handler)`; a handler may be a function or a coroutine
+function): `meeting-joined` (), `meeting-left` (reason), `participant-joined`
+(participant), `participant-left` (participant, reason), `meeting-state-changed`
+({"state"}), `error` ({"code", "message"}), `entry-requested` (request),
+`entry-responded` (participant_id, decision), `participant-mode-changed`
+({"participantId", "mode"}). A participant emits `media-status-changed`
+({"kind", "newStatus"}) on its own `on()`.
+
+A lost connection is taken back automatically: the client resumes with the last
+sequence number it saw and gets what it missed, without gap or duplicate.
+Runs on asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from meetcore import ErrorCode, LeaveReason, Rejected
+from meetcore import Participant as ParticipantState
+from meetcore.commands import MediaKind, Mode
+from meetcore.events import (
+    AnyEvent,
+    EntryRequested,
+    EntryResponded,
+    EntryWithdrawn,
+    MediaChanged,
+    ModeChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+    SessionEnded,
+    SessionStarted,
+)
+from meetcore_webrtc import protocol as p
+
+__all__ = ["EntryRequest", "Meeting", "Participant", "Reason", "init_meeting"]
+
+log = logging.getLogger("meetcore.client")
+
+MeetingStateName = Literal["CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "DISCONNECTED"]
+
+#: Seconds a request waits for its answer before failing with 3079.
+REQUEST_TIMEOUT = 15.0
+#: Delays between reconnection attempts, in seconds; then the client gives up (1102).
+RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0)
+
+_ALPHABET = string.ascii_lowercase + string.digits
+_CONNECT: dict[str, Any] = {"max_size": None, "ping_interval": None, "compression": None}
+_encode = msgspec.json.Encoder().encode
+_REASONS = {
+    LeaveReason.WEBSOCKET_DISCONNECTED: "the connection was lost",
+    LeaveReason.REMOVE_PEER: "removed by a moderator",
+    LeaveReason.ROOM_CLOSE: "the room was closed",
+    LeaveReason.REMOVE_ALL: "the meeting was ended",
+    LeaveReason.MEETING_END_API: "the meeting was ended through the API",
+    LeaveReason.REMOVE_PEER_API: "removed through the API",
+    LeaveReason.DUPLICATE_PARTICIPANT: "this participantId joined from another device",
+    LeaveReason.MANUAL_LEAVE_CALLED: "left",
+    LeaveReason.WEBSOCKET_CONNECTION_ATTEMPTS_EXHAUSTED: "could not reconnect",
+    LeaveReason.JOIN_ROOM_FAILED: "joining failed",
+}
+
+
+class Reason(msgspec.Struct, frozen=True):
+    """Why someone left: VideoSDK's `{code, message}`."""
+
+    code: int
+    message: str
+
+    @classmethod
+    def of(cls, code: int) -> Reason:
+        try:
+            reason = LeaveReason(code)
+        except ValueError:
+            return cls(code, "unknown")
+        return cls(code, _REASONS.get(reason, reason.name.lower().replace("_", " ")))
+
+
+class _Emitter:
+    _handlers: dict[str, list[Callable[..., Any]]] | None = None
+    _background: set[asyncio.Task[Any]] | None = None
+
+    def on(self, event: str, handler: Callable[..., Any]) -> None:
+        """Call `handler` each time `event` is emitted."""
+        if self._handlers is None:
+            self._handlers = {}
+        self._handlers.setdefault(event, []).append(handler)
+
+    def off(self, event: str, handler: Callable[..., Any]) -> None:
+        """Stop calling `handler` for `event`."""
+        if self._handlers is not None:
+            with contextlib.suppress(ValueError):
+                self._handlers.get(event, []).remove(handler)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        if self._handlers is None:
+            return
+        handlers = self._handlers.get(event)
+        if not handlers:
+            return
+        for handler in list(handlers):
+            try:
+                result = handler(*args)
+                if result is not None and inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    if self._background is None:
+                        self._background = set()
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+            except Exception:
+                log.exception("a %r handler failed", event)
+
+
+class Participant(_Emitter):
+    """A participant as the client sees it (the local one has `local` true)."""
+
+    def __init__(self, state: ParticipantState | ParticipantJoined, *, local: bool) -> None:
+        self.id = state.participant_id
+        self.connection_id = state.connection_id
+        self.display_name = state.name
+        self.meta_data = state.meta_data
+        self.mic_on = state.mic_enabled
+        self.webcam_on = state.webcam_enabled
+        self.mode: str = state.mode
+        self.permissions = state.permissions
+        self.local = local
+
+    def __repr__(self) -> str:
+        return f"Participant({self.id!r}, {self.display_name!r}, local={self.local})"
+
+
+class EntryRequest:
+    """Someone with `ask_join` waits to enter: `await allow()` or `await deny()`."""
+
+    def __init__(self, meeting: Meeting, participant_id: str, name: str) -> None:
+        self.participant_id = participant_id
+        self.name = name
+        self._meeting = meeting
+
+    async def allow(self) -> None:
+        await self._meeting.respond_entry(self.participant_id, "allowed")
+
+    async def deny(self) -> None:
+        await self._meeting.respond_entry(self.participant_id, "denied")
+
+
+def _ws_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
+
+
+class Meeting(_Emitter):
+    """One participant's view of a meeting; made by `init_meeting`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        meeting_id: str,
+        name: str = "",
+        participant_id: str | None = None,
+        mic_enabled: bool = False,
+        webcam_enabled: bool = False,
+        meta_data: dict[str, Any] | None = None,
+        mode: Mode = "SEND_AND_RECV",
+        multistream: bool = True,
+        debug_mode: bool = False,
+        reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
+    ) -> None:
+        super().__init__()
+        if not isinstance(meeting_id, str) or not meeting_id:
+            raise Rejected(ErrorCode.INVALID_MEETING_ID, "meeting_id must be a non-empty string")
+        if mode not in ("SEND_AND_RECV", "SIGNALLING_ONLY", "RECV_ONLY", "CONFERENCE", "VIEWER"):
+            raise Rejected(ErrorCode.INVALID_PARAMETER, f"unknown mode {mode!r}")
+        if meta_data is not None and not isinstance(meta_data, dict):
+            raise Rejected(ErrorCode.INVALID_PARAMETER, "meta_data must be a dict")
+        self.id = meeting_id
+        self.url = _ws_url(base_url)
+        self.token = token
+        self.participant_id = participant_id or "".join(secrets.choice(_ALPHABET) for _ in range(8))
+        self._join = p.JoinRequest(
+            token=token,
+            meeting_id=meeting_id,
+            name=name,
+            participant_id=self.participant_id,
+            mic_enabled=mic_enabled,
+            webcam_enabled=webcam_enabled,
+            meta_data=meta_data,
+            mode=mode,
+            multistream=multistream,
+            debug_mode=debug_mode,
+        )
+        self.reconnect_delays = reconnect_delays
+        self.participants: dict[str, Participant] = {}  # the remote ones, as in VideoSDK
+        self.local_participant: Participant | None = None
+        self.session_id: str | None = None
+        self.state: MeetingStateName = "DISCONNECTED"
+        self.joined = False
+        self.waiting = False
+        self.seq = 0
+        self._connection_id = ""
+        self._resume_token = ""
+        self._lease_ttl = 15_000
+        self._socket: ClientConnection | None = None
+        self._phase: Literal["new", "joining", "in", "out"] = "new"
+        self._requests = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._run_task: asyncio.Task[None] | None = None
+        self._left = asyncio.Event()
+
+    # -- joining -------------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Join the meeting; `meeting-joined` fires once in (at once, or when admitted).
+
+        Raises `Rejected` (and emits `error`) when the server refuses.
+        """
+        if self._phase == "joining":
+            raise Rejected(ErrorCode.OPERATION_IN_PROGRESS, "join is already in progress")
+        if self._phase == "in":
+            raise Rejected(ErrorCode.ALREADY_IN_REQUESTED_STATE, "already joined")
+        self._phase = "joining"
+        self._set_state("CONNECTING")
+        try:
+            socket = await websockets.connect(self.url, **_CONNECT)
+        except (OSError, websockets.InvalidHandshake) as error:
+            self._phase = "new"
+            self._set_state("FAILED")
+            message = f"cannot reach {self.url}: {error}"
+            raise self._error(ErrorCode.UNABLE_TO_JOIN, message) from None
+        try:
+            welcome = await self._hello(socket, self._join)
+        except Rejected as error:
+            self._phase = "new"
+            await socket.close()
+            self._set_state("FAILED")
+            raise self._error(error.code, error.message) from None
+        self._phase = "in"
+        self._socket = socket
+        self._welcome(welcome)
+        self._set_state("CONNECTED")
+        self._run_task = asyncio.ensure_future(self._run())
+        if not self.waiting:
+            self.joined = True
+            self._emit("meeting-joined")
+
+    async def _hello(
+        self, socket: ClientConnection, hello: p.JoinRequest | p.ResumeRequest
+    ) -> p.Welcome:
+        await socket.send(_encode(hello).decode())
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                while True:
+                    message = p.server_decoder.decode(await socket.recv())
+                    if isinstance(message, p.Welcome):
+                        return message
+                    if isinstance(message, p.ErrorReply):
+                        raise Rejected(ErrorCode(message.code), message.message)
+        except (TimeoutError, websockets.ConnectionClosed) as error:
+            why = f"no welcome from the server: {error!r}"
+            raise Rejected(ErrorCode.UNABLE_TO_JOIN, why) from None
+
+    def _welcome(self, welcome: p.Welcome) -> None:
+        self.participant_id = welcome.participant_id
+        self._connection_id = welcome.connection_id
+        self._resume_token = welcome.resume_token
+        self._lease_ttl = welcome.lease_ttl
+        if welcome.resumed:
+            return
+        self.seq = welcome.seq
+        self.session_id = welcome.session_id
+        self.waiting = welcome.waiting
+        self.participants = {}
+        for state in welcome.participants:
+            if state.connection_id == welcome.connection_id:
+                self.local_participant = Participant(state, local=True)
+            else:
+                self.participants[state.participant_id] = Participant(state, local=False)
+        for request in welcome.pending:
+            self._emit("entry-requested", EntryRequest(self, request.participant_id, request.name))
+
+    # -- the connection ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            socket = self._socket
+            assert socket is not None
+            async with asyncio.TaskGroup() as tasks:
+                beat = tasks.create_task(self._heartbeat(socket))
+                try:
+                    await self._pump(socket)
+                finally:
+                    beat.cancel()
+            if self._phase == "out":
+                break
+            if not await self._reconnect():
+                break
+        self._socket = None
+
+    async def _pump(self, socket: ClientConnection) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for data in socket:
+                try:
+                    message = p.server_decoder.decode(data)
+                except msgspec.DecodeError as error:
+                    self._emit("error", {"code": 5000, "message": f"unreadable message: {error}"})
+                    continue
+                self._receive(message)
+                if self._phase == "out":
+                    await socket.close()
+                    return
+
+    async def _heartbeat(self, socket: ClientConnection) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await asyncio.sleep(self._lease_ttl / 3000)
+                await socket.send('{"type":"ping"}')
+
+    async def _reconnect(self) -> bool:
+        self._set_state("RECONNECTING")
+        for delay in self.reconnect_delays:
+            await asyncio.sleep(delay)
+            if self._phase == "out":
+                return False
+            try:
+                socket = await websockets.connect(self.url, **_CONNECT)
+            except (OSError, websockets.InvalidHandshake):
+                continue
+            resume = p.ResumeRequest(
+                token=self.token,
+                meeting_id=self.id,
+                participant_id=self.participant_id,
+                connection_id=self._connection_id,
+                resume_token=self._resume_token,
+                last_seq=self.seq,
+            )
+            try:
+                welcome = await self._hello(socket, resume)
+            except Rejected as error:
+                await socket.close()
+                if error.code == ErrorCode.UNABLE_TO_JOIN:
+                    continue  # the server went away again: keep trying
+                self._emit("error", {"code": int(error.code), "message": error.message})
+                break
+            self._socket = socket
+            self._welcome(welcome)
+            self._set_state("CONNECTED")
+            return True
+        self._out(Reason.of(LeaveReason.WEBSOCKET_CONNECTION_ATTEMPTS_EXHAUSTED))
+        return False
+
+    # -- what the server sends -------------------------------------------------------------
+
+    def _receive(self, message: p.ServerMessage) -> None:
+        if isinstance(message, p.EventsFrame):
+            for delivery in message.events:
+                if delivery.seq <= self.seq:
+                    continue  # seen before a reconnect
+                self.seq = delivery.seq
+                self._apply(delivery.event)
+                if self._phase == "out":
+                    return
+        elif isinstance(message, p.OkReply | p.ErrorReply | p.Pong):
+            future = self._pending.pop(message.request_id, None)  # type: ignore[arg-type]
+            if isinstance(message, p.ErrorReply):
+                error = Rejected(ErrorCode(message.code), message.message)
+                if future is not None and not future.done():
+                    future.set_exception(error)
+                else:
+                    self._emit("error", {"code": message.code, "message": message.message})
+            elif future is not None and not future.done():
+                future.set_result(None)
+
+    def _apply(self, event: AnyEvent) -> None:
+        own = getattr(event, "connection_id", None) == self._connection_id
+        if isinstance(event, ParticipantJoined):
+            if own:
+                self.local_participant = Participant(event, local=True)
+                self.waiting = False
+                self.joined = True
+                self._emit("meeting-joined")
+            else:
+                participant = Participant(event, local=False)
+                self.participants[event.participant_id] = participant
+                self._emit("participant-joined", participant)
+        elif isinstance(event, ParticipantLeft | EntryWithdrawn):
+            if own:
+                self._out(Reason.of(event.reason))
+                return
+            gone = self.participants.get(event.participant_id)
+            if gone is not None and gone.connection_id == event.connection_id:
+                del self.participants[event.participant_id]
+                if isinstance(event, ParticipantLeft):
+                    self._emit("participant-left", gone, Reason.of(event.reason))
+        elif isinstance(event, MediaChanged):
+            who = self._participant(event.participant_id)
+            if who is not None:
+                if event.kind == "mic":
+                    who.mic_on = event.enabled
+                else:
+                    who.webcam_on = event.enabled
+                status = {"kind": "audio" if event.kind == "mic" else "video"}
+                status["newStatus"] = "enabled" if event.enabled else "disabled"
+                who._emit("media-status-changed", status)
+        elif isinstance(event, ModeChanged):
+            who = self._participant(event.participant_id)
+            if who is not None:
+                who.mode = event.mode
+            change = {"participantId": event.participant_id, "mode": event.mode}
+            self._emit("participant-mode-changed", change)
+        elif isinstance(event, EntryRequested):
+            self._emit("entry-requested", EntryRequest(self, event.participant_id, event.name))
+        elif isinstance(event, EntryResponded):
+            decision = "allowed" if event.allowed else "denied"
+            self._emit("entry-responded", event.participant_id, decision)
+            if own and not event.allowed:
+                self._phase = "out"
+                self._finish()
+        elif isinstance(event, SessionStarted):
+            self.session_id = event.session_id
+        elif isinstance(event, SessionEnded):
+            self.session_id = None
+
+    def _participant(self, participant_id: str) -> Participant | None:
+        local = self.local_participant
+        if local is not None and local.id == participant_id:
+            return local
+        return self.participants.get(participant_id)
+
+    def _out(self, reason: Reason) -> None:
+        """The local participant is out of the meeting."""
+        if self._phase == "out":
+            return
+        self._phase = "out"
+        self.joined = False
+        self._emit("meeting-left", reason)
+        self._finish()
+
+    def _finish(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(None)  # a leave, end... is done: the participant is out
+        self._pending.clear()
+        self._left.set()
+        self._set_state("DISCONNECTED")
+
+    def _set_state(self, state: MeetingStateName) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit("meeting-state-changed", {"state": state})
+
+    def _error(self, code: int, message: str) -> Rejected:
+        self._emit("error", {"code": code, "message": message})
+        return Rejected(ErrorCode(code), message)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _request(self, message: p.ClientMessage) -> None:
+        if self._phase != "in":
+            raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "join the meeting first")
+        if self.state == "RECONNECTING" or self._socket is None:
+            raise Rejected(ErrorCode.MEETING_RECONNECTING, "the meeting is reconnecting")
+        request_id = next(self._requests)
+        message = msgspec.structs.replace(message, request_id=request_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self._socket.send(_encode(message).decode())
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await future
+        except TimeoutError:
+            raise Rejected(ErrorCode.OPERATION_TIMED_OUT, "no answer from the server") from None
+        except websockets.ConnectionClosed:
+            raise Rejected(ErrorCode.MEETING_RECONNECTING, "the connection dropped") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def leave(self) -> None:
+        """Leave the meeting (others see `participant-left` with 1101)."""
+        if self._phase == "out":
+            raise Rejected(ErrorCode.ALREADY_IN_REQUESTED_STATE, "already left the meeting")
+        await self._request(p.LeaveRequest())
+        await self._closed()
+
+    async def end(self) -> None:
+        """End the meeting for everyone (needs `allow_mod`, or being alone)."""
+        await self._request(p.EndRequest())
+        await self._closed()
+
+    async def _closed(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await self._left.wait()
+        if self._run_task is not None:
+            with contextlib.suppress(Exception):
+                await self._run_task
+
+    async def remove_participant(self, participant_id: str) -> None:
+        """Remove another participant (needs `allow_mod`); it leaves with 1002."""
+        await self._request(p.RemoveRequest(participant_id=participant_id))
+
+    async def _media(self, kind: MediaKind, enabled: bool) -> None:
+        await self._request(p.SetMediaRequest(kind=kind, enabled=enabled))
+
+    async def enable_webcam(self) -> None:
+        await self._media("webcam", True)
+
+    async def disable_webcam(self) -> None:
+        await self._media("webcam", False)
+
+    async def unmute_mic(self) -> None:
+        await self._media("mic", True)
+
+    async def mute_mic(self) -> None:
+        await self._media("mic", False)
+
+    async def change_mode(self, mode: Mode) -> None:
+        await self._request(p.ChangeModeRequest(mode=mode))
+
+    async def respond_entry(
+        self, participant_id: str, decision: Literal["allowed", "denied"]
+    ) -> None:
+        await self._request(p.RespondEntryRequest(participant_id=participant_id, decision=decision))
+
+    # -- waiting for things ------------------------------------------------------------------
+
+    def wait_for(
+        self,
+        event: str,
+        predicate: Callable[..., bool] | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> asyncio.Future[tuple[Any, ...]]:
+        """A future of the arguments of the next `event` (that satisfies `predicate`).
+
+        It listens from the moment it is called, so call it before doing what causes
+        the event; it fails with `TimeoutError` after `timeout` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+
+        def handler(*args: Any) -> None:
+            if not future.done() and (predicate is None or predicate(*args)):
+                future.set_result(args)
+
+        def expire() -> None:
+            if not future.done():
+                future.set_exception(TimeoutError(f"no {event!r} within {timeout} s"))
+
+        timer = loop.call_later(timeout, expire)
+        self.on(event, handler)
+
+        def done(_: asyncio.Future[tuple[Any, ...]]) -> None:
+            timer.cancel()
+            self.off(event, handler)
+
+        future.add_done_callback(done)
+        return future
+
+    async def close(self) -> None:
+        """Drop the connection without leaving (the server lets the lease run out)."""
+        self._phase = "out"
+        if self._socket is not None:
+            await self._socket.close()
+        if self._run_task is not None:
+            with contextlib.suppress(Exception):
+                await self._run_task
+
+
+def init_meeting(
+    *,
+    base_url: str,
+    token: str,
+    meeting_id: str,
+    name: str = "",
+    participant_id: str | None = None,
+    mic_enabled: bool = False,
+    webcam_enabled: bool = False,
+    meta_data: dict[str, Any] | None = None,
+    mode: Mode = "SEND_AND_RECV",
+    multistream: bool = True,
+    debug_mode: bool = False,
+) -> Meeting:
+    """A `Meeting` for VideoSDK's `initMeeting` options; nothing is sent before `join()`."""
+    return Meeting(
+        base_url=base_url,
+        token=token,
+        meeting_id=meeting_id,
+        name=name,
+        participant_id=participant_id,
+        mic_enabled=mic_enabled,
+        webcam_enabled=webcam_enabled,
+        meta_data=meta_data,
+        mode=mode,
+        multistream=multistream,
+        debug_mode=debug_mode,
+    )

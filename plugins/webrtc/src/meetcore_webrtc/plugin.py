@@ -1,0 +1,50 @@
+"""The meetcore-webrtc plugin: `meetcore serve`, and the wire protocol's and REST API's
+schemas for `meetcore schemas`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import click
+import msgspec
+
+from meetcore import hookimpl
+
+__all__ = ["meetcore_register_commands", "meetcore_schemas"]
+
+
+@hookimpl
+def meetcore_register_commands(cli: click.Group) -> None:
+    from meetcore_webrtc.serve import serve
+
+    cli.add_command(serve)
+
+
+def _json(document: Mapping[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+@hookimpl
+def meetcore_schemas() -> Mapping[str, bytes]:
+    from meetcore_webrtc import protocol, rest
+
+    draft = "https://json-schema.org/draft/2020-12/schema"
+    return {
+        "protocol-client.json": _json(
+            {
+                "$schema": draft,
+                "title": "meetcore signaling: client to server",
+                **msgspec.json.schema(protocol.ClientMessage),
+            }
+        ),
+        "protocol-server.json": _json(
+            {
+                "$schema": draft,
+                "title": "meetcore signaling: server to client",
+                **msgspec.json.schema(protocol.ServerMessage),
+            }
+        ),
+        "openapi.json": _json(rest.openapi()),
+    }

@@ -1,0 +1,123 @@
+"""`meetcore serve`: the meeting server on uvicorn, on SQLite by default, with zero setup.
+
+On first start without any API key configured it creates a development key and
+secret in `meetcore-keys.json` (readable only by its owner), so that
+`meetcore token` in the same directory mints tokens the server accepts.
+
+SIGINT or SIGTERM shut it down gracefully: every connected participant leaves
+(1001) and sees it, the log is flushed, then the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import click
+import uvicorn
+
+from meetcore import Engine, StoreError
+from meetcore_webrtc.app import Server
+
+__all__ = ["serve"]
+
+#: Largest WebSocket frame uvicorn reads at all; the signaling answers anything above
+#: its own limit (64 KiB) with an error and keeps the connection.
+WS_MAX_SIZE = 1 << 20
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, told to let participants leave before it closes their sockets."""
+
+    def __init__(self, config: uvicorn.Config, server: Server) -> None:
+        super().__init__(config)
+        self.meeting_server = server
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn's own re-raises the signal once it has shut down, which would end
+        # the process with a KeyboardInterrupt before the engine closes its store.
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, self.handle_exit, number, None)
+        try:
+            yield
+        finally:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(number)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                click.echo(f"meetcore: serving on http://{host}:{port}", err=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.meeting_server.close()
+        await super().shutdown(sockets)
+
+
+async def run(
+    *, host: str, port: int, store: str, dev: bool, lease_ttl: float, **uvicorn_options: Any
+) -> None:
+    """Open the engine on `store` and serve until SIGINT or SIGTERM."""
+    async with Engine.open(store=store, lease_ttl=lease_ttl) as engine:
+        server = Server(engine, dev=dev)
+        config = uvicorn.Config(
+            server.app,
+            host=host,
+            port=port,
+            lifespan="on",
+            ws_max_size=WS_MAX_SIZE,
+            ws_per_message_deflate=False,  # small JSON frames: compressing costs more than it saves
+            log_level="warning",
+            **uvicorn_options,
+        )
+        await _Uvicorn(config, server).serve()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8700, show_default=True, type=click.IntRange(0, 65535), help="Port."
+)
+@click.option(
+    "--store",
+    default="sqlite:///meetcore.db",
+    show_default=True,
+    help="Event store URL (sqlite:///path, memory://, postgresql://...).",
+)
+@click.option("--dev", is_flag=True, help="Development mode: serve GET /get-token.")
+@click.option(
+    "--lease-ttl",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 3600),
+    help="Seconds a silent connection keeps its participant in the meeting.",
+)
+def serve(host: str, port: int, store: str, dev: bool, lease_ttl: float) -> None:
+    """Run the meeting server: REST rooms API, WebSocket signaling, on one event store."""
+    from meetcore_jwt import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
+
+    try:
+        if not load_keys():
+            api_key, _ = ensure_dev_keys()
+            click.echo(
+                f"meetcore: created a development API key {api_key} in {DEFAULT_KEYS_FILE}",
+                err=True,
+            )
+    except KeysError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"meetcore: store {store}; get a token with: uv run meetcore token", err=True)
+    if dev:
+        click.echo(f"meetcore: development mode: GET http://{host}:{port}/get-token", err=True)
+    try:
+        anyio.run(lambda: run(host=host, port=port, store=store, dev=dev, lease_ttl=lease_ttl))
+    except (StoreError, ValueError) as error:
+        raise click.ClickException(str(error)) from None

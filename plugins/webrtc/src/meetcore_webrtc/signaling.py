@@ -1,0 +1,541 @@
+"""WebSocket signaling: one connection per participant, the meeting's log streamed to it.
+
+A connection's first message is `join` or `resume` (see `protocol`). The join
+runs as a `Join` command; the server answers `welcome` with the meeting as of
+version `seq`, and from then on the connection receives every later event of the
+meeting's log, in order, as `events` frames. Requests (leave, end, set media...)
+become commands run by the engine; their events reach every connection the same
+way, so the log is the only truth about who is in the meeting.
+
+Fan-out: each meeting with connections on this node has one `_Hub`, which follows
+the meeting's log once and encodes each event once; every connection's sender
+takes what it has not sent yet from the hub's window, several events to a frame
+when it falls behind. A connection that falls behind the window (or resumes from
+far back) reads the store instead.
+
+A connection that drops without `leave` keeps its participant in the meeting for
+the lease time: the client may `resume` with the last `seq` it saw and gets what
+it missed. Otherwise the lease runs out and the engine records the leave (1001).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import string
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from meetcore import Engine, ErrorCode, LeaveReason, MeetingState, Principal, Record, Rejected
+from meetcore.commands import (
+    AnyCommand,
+    ChangeMode,
+    End,
+    Join,
+    Leave,
+    RemoveParticipant,
+    RespondEntry,
+    SetMedia,
+)
+from meetcore.events import EntryRequested, EntryResponded, EntryWithdrawn, ParticipantLeft
+from meetcore_webrtc import protocol as p
+from meetcore_webrtc._auth import authenticate
+
+__all__ = ["Signaling", "new_participant_id"]
+
+log = logging.getLogger("meetcore.signaling")
+
+#: Seconds a new connection has to send its `join` or `resume`.
+HELLO_TIMEOUT = 10.0
+#: Encoded events each hub keeps for its connections.
+WINDOW = 4096
+#: Seconds a busy meeting's events wait to be sent together (see `_Hub`), per
+#: connection to wake, up to `LINGER`: a big meeting batches more.
+LINGER_PER_CONNECTION = 0.0001
+LINGER = 0.1
+#: Seconds `close()` waits for connections to see their leave before closing them anyway.
+CLOSE_GRACE = 5.0
+
+_ALPHABET = string.ascii_lowercase + string.digits
+_encode = msgspec.json.Encoder().encode
+
+
+def new_participant_id() -> str:
+    """A participant id for a client that gave none: 8 of a-z0-9, as VideoSDK makes them."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(8))
+
+
+def _close_code(code: int) -> int:
+    """The WebSocket close code for an error: VideoSDK's code itself (3000-4999 are ours)."""
+    return code if 3000 <= code <= 4999 else 1011
+
+
+class _Entry:
+    """One encoded event in a hub's window, with what senders need to know of it."""
+
+    __slots__ = ("data", "left", "restricted")
+
+    def __init__(self, data: bytes, left: str | None, restricted: bool) -> None:
+        self.data = data  # b'{"seq":N,"event":{...}}'
+        self.left = left  # the connection this event takes out of the meeting, if any
+        self.restricted = restricted  # only for participants who may admit others
+
+
+def _entry(record: Record) -> _Entry:
+    event = record.event
+    data = b'{"seq":%d,"event":%s}' % (record.version, _encode(event))
+    left = None  # a denied request also ends its connection
+    if isinstance(event, ParticipantLeft | EntryWithdrawn) or (
+        isinstance(event, EntryResponded) and not event.allowed
+    ):
+        left = event.connection_id
+    return _Entry(data, left, isinstance(event, EntryRequested))
+
+
+class _Hub:
+    """One meeting's log on this node, followed once, encoded once, read by every sender.
+
+    Senders are woken at once when the meeting is quiet; when it is busy, at most
+    every 0.1 ms per connection (10 ms for 100, 100 ms for 1,000 and more), so that a
+    burst of joins reaches each connection in a few frames rather than one frame per
+    event per connection: the fan-out's cost stays bounded as meetings grow.
+    """
+
+    def __init__(self, meeting_id: str, after: int) -> None:
+        self.meeting_id = meeting_id
+        self.first = after + 1  # the seq of entries[0]
+        self.entries: list[_Entry] = []
+        self.connections: set[_Connection] = set()
+        self.scope = anyio.CancelScope()
+        self._dirty = anyio.Event()
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.entries) - 1
+
+    async def run(self, engine: Engine) -> None:
+        with self.scope:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._wake)
+                await self._follow(engine)
+
+    async def _follow(self, engine: Engine) -> None:
+        async for record in engine.subscribe(self.meeting_id, after_version=self.last):
+            self.entries.append(_entry(record))
+            if len(self.entries) > 2 * WINDOW:
+                del self.entries[:WINDOW]
+                self.first += WINDOW
+            self._dirty.set()
+
+    async def _wake(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
+            for connection in self.connections:
+                connection.wake.set()
+            await anyio.sleep(min(LINGER, LINGER_PER_CONNECTION * len(self.connections)))
+
+
+class _Connection:
+    """A participant's WebSocket: who it is, how far it has been sent, what it awaits."""
+
+    def __init__(
+        self, websocket: WebSocket, principal: Principal, meeting_id: str, participant_id: str
+    ) -> None:
+        self.websocket = websocket
+        self.principal = principal
+        self.meeting_id = meeting_id
+        self.participant_id = participant_id
+        self.connection_id = ""
+        self.seq = 0
+        self.wake = anyio.Event()
+        self.replies: list[tuple[int, bytes]] = []  # (send after seq, encoded reply)
+        self.moderator = bool({"allow_join", "allow_mod"} & set(principal.permissions))
+        self.gone = False  # its participant left the meeting: close once sent
+        self.closing: int | None = None  # close code the server asked for
+
+    def reply(self, message: Any, after: int = 0) -> None:
+        self.replies.append((after, _encode(message)))
+        self.wake.set()
+
+
+class Signaling:
+    """The `/ws` endpoint and every connection on this node.
+
+    Run inside `lifespan()` (the app's lifespan does it), which holds the hubs' tasks.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._hubs: dict[str, _Hub] = {}
+        self._connections: dict[str, _Connection] = {}
+        self._tasks: TaskGroup | None = None
+        self._secret = secrets.token_bytes(32)
+        self._closing = False
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            try:
+                yield
+            finally:
+                await self.close()
+                tasks.cancel_scope.cancel()
+                self._tasks = None
+
+    @property
+    def connections(self) -> int:
+        """How many participants are connected to this node."""
+        return len(self._connections)
+
+    def resume_token(self, meeting_id: str, connection_id: str) -> str:
+        """The secret a client shows to take its connection back after a drop."""
+        message = f"{meeting_id}\n{connection_id}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    # -- the endpoint ------------------------------------------------------------------
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        if self._closing or self._tasks is None:
+            await websocket.close(1012)  # service restart: try again
+            return
+        connection: _Connection | None = None
+        try:
+            with anyio.fail_after(HELLO_TIMEOUT):
+                hello = await self._hello(websocket)
+            if hello is None:
+                return
+            connection = await self._start(websocket, hello)
+            if connection is None:
+                return
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._receive, connection, tasks.cancel_scope)
+                await self._send(connection)
+                tasks.cancel_scope.cancel()
+        except TimeoutError:
+            await self._refuse(websocket, None, ErrorCode.INVALID_PARAMETER, "no join in time")
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if connection is not None:
+                self._detach(connection)
+            if websocket.client_state is WebSocketState.CONNECTED:
+                code = connection.closing if connection is not None else None
+                with contextlib.suppress(Exception):  # the peer may be gone already
+                    await websocket.close(code or 1000)
+
+    async def _hello(self, websocket: WebSocket) -> p.JoinRequest | p.ResumeRequest | None:
+        while True:
+            message = await self._read(websocket)
+            if isinstance(message, p.ErrorReply):  # unreadable: say so, wait for a good one
+                await websocket.send_text(_encode(message).decode())
+                continue
+            if isinstance(message, p.JoinRequest | p.ResumeRequest):
+                return message
+            if isinstance(message, p.Ping):
+                await websocket.send_text(_encode(p.Pong(request_id=message.request_id)).decode())
+                continue
+            await self._refuse(
+                websocket,
+                message.request_id,
+                ErrorCode.ACTION_BEFORE_JOINED,
+                f"{message.__struct_config__.tag} before join: send join first",
+                close=False,
+            )
+
+    async def _read(self, websocket: WebSocket) -> p.ClientMessage | p.ErrorReply:
+        """The next message, or the error (3073) that answers an unreadable one."""
+        frame = await websocket.receive()
+        if frame["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(frame.get("code", 1000))
+        data = frame.get("text")
+        if data is None:
+            data = frame.get("bytes") or b""
+        if len(data) > p.MAX_MESSAGE_BYTES:
+            why = f"message larger than {p.MAX_MESSAGE_BYTES} bytes"
+            return p.ErrorReply(code=ErrorCode.INVALID_PARAMETER, message=why)
+        try:
+            return p.client_decoder.decode(data)
+        except msgspec.DecodeError as error:  # ValidationError is a DecodeError
+            why = f"bad message: {error}"
+            return p.ErrorReply(code=ErrorCode.INVALID_PARAMETER, message=why)
+
+    async def _refuse(
+        self,
+        websocket: WebSocket,
+        request_id: p.RequestId,
+        code: int,
+        message: str,
+        *,
+        close: bool = True,
+    ) -> None:
+        reply = p.ErrorReply(request_id=request_id, code=code, message=message)
+        try:
+            await websocket.send_text(_encode(reply).decode())
+            if close:
+                await websocket.close(_close_code(code))
+        except Exception:  # the peer is already gone
+            pass
+
+    # -- joining and resuming ------------------------------------------------------------
+
+    async def _start(
+        self, websocket: WebSocket, hello: p.JoinRequest | p.ResumeRequest
+    ) -> _Connection | None:
+        try:
+            principal = authenticate(
+                self.engine.plugins,
+                hello.token,
+                meeting_id=hello.meeting_id,
+                participant_id=hello.participant_id,
+                action="join",
+            )
+            if isinstance(hello, p.JoinRequest):
+                return await self._join(websocket, hello, principal)
+            return await self._resume(websocket, hello, principal)
+        except Rejected as error:
+            await self._refuse(websocket, hello.request_id, error.code, error.message)
+            return None
+
+    async def _join(
+        self, websocket: WebSocket, hello: p.JoinRequest, principal: Principal
+    ) -> _Connection:
+        participant_id = hello.participant_id or principal.participant_id or new_participant_id()
+        connection = _Connection(websocket, principal, hello.meeting_id, participant_id)
+        connection.connection_id = secrets.token_hex(8)
+        multistream = hello.multistream if hello.multistream is not None else hello.multi_stream
+        join = Join(
+            meeting_id=hello.meeting_id,
+            participant_id=participant_id,
+            connection_id=connection.connection_id,
+            session_id=secrets.token_hex(12),
+            name=hello.name,
+            permissions=principal.permissions,
+            mic_enabled=hello.mic_enabled,
+            webcam_enabled=hello.webcam_enabled,
+            meta_data=hello.meta_data if hello.meta_data is not None else {},
+            mode=hello.mode,
+            multistream=True if multistream is None else multistream,
+            debug_mode=hello.debug_mode,
+        )
+        await self.engine.execute(join, principal)
+        state = await self.engine.state(hello.meeting_id)
+        assert state is not None  # it was just joined
+        await self._attach(connection, state.version)
+        await self._welcome(connection, hello.request_id, state)
+        return connection
+
+    async def _resume(
+        self, websocket: WebSocket, hello: p.ResumeRequest, principal: Principal
+    ) -> _Connection:
+        expected = self.resume_token(hello.meeting_id, hello.connection_id)
+        if not hmac.compare_digest(hello.resume_token, expected):
+            raise Rejected(ErrorCode.INVALID_TOKEN, "this connection cannot be resumed: join again")
+        state = await self.engine.state(hello.meeting_id)
+        if state is None or not 0 <= hello.last_seq <= state.version:
+            raise Rejected(ErrorCode.INVALID_PARAMETER, "lastSeq is not a seq of this meeting")
+        connection = _Connection(websocket, principal, hello.meeting_id, hello.participant_id)
+        connection.connection_id = hello.connection_id
+        current = state.participants.get(hello.participant_id) or state.waiting.get(
+            hello.participant_id
+        )
+        if current is not None and current.connection_id == hello.connection_id:
+            self.engine.renew(hello.meeting_id, hello.connection_id)
+        old = self._connections.get(hello.connection_id)
+        if old is not None:  # the dropped socket is still open on our side: retire it
+            old.closing = 1000
+            old.gone = True
+            old.wake.set()
+        await self._attach(connection, hello.last_seq)
+        welcome = p.Welcome(
+            request_id=hello.request_id,
+            meeting_id=hello.meeting_id,
+            participant_id=hello.participant_id,
+            connection_id=hello.connection_id,
+            session_id=state.session_id,
+            seq=hello.last_seq,
+            lease_ttl=self.engine.lease_ttl_ms,
+            resume_token=expected,
+            resumed=True,
+        )
+        await websocket.send_text(_encode(welcome).decode())
+        return connection
+
+    async def _welcome(
+        self, connection: _Connection, request_id: p.RequestId, state: MeetingState
+    ) -> None:
+        waiting = connection.participant_id in state.waiting and (
+            connection.participant_id not in state.participants
+            or state.participants[connection.participant_id].connection_id
+            != connection.connection_id
+        )
+        welcome = p.Welcome(
+            request_id=request_id,
+            meeting_id=state.meeting_id,
+            participant_id=connection.participant_id,
+            connection_id=connection.connection_id,
+            session_id=state.session_id,
+            seq=state.version,
+            lease_ttl=self.engine.lease_ttl_ms,
+            resume_token=self.resume_token(state.meeting_id, connection.connection_id),
+            waiting=waiting,
+            participants=list(state.participants.values()),
+            pending=list(state.waiting.values()) if connection.moderator else [],
+        )
+        await connection.websocket.send_text(_encode(welcome).decode())
+
+    async def _attach(self, connection: _Connection, seq: int) -> None:
+        assert self._tasks is not None
+        hub = self._hubs.get(connection.meeting_id)
+        if hub is None:
+            hub = self._hubs[connection.meeting_id] = _Hub(connection.meeting_id, seq)
+            self._tasks.start_soon(hub.run, self.engine)
+        connection.seq = seq
+        hub.connections.add(connection)
+        self._connections[connection.connection_id] = connection
+
+    def _detach(self, connection: _Connection) -> None:
+        if self._connections.get(connection.connection_id) is connection:
+            del self._connections[connection.connection_id]
+        hub = self._hubs.get(connection.meeting_id)
+        if hub is not None:
+            hub.connections.discard(connection)
+            if not hub.connections:
+                hub.scope.cancel()
+                del self._hubs[connection.meeting_id]
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send(self, connection: _Connection) -> None:
+        """Send the connection its events and replies, in order, until its participant is out."""
+        hub = self._hubs[connection.meeting_id]
+        websocket = connection.websocket
+        while True:
+            connection.wake = anyio.Event()
+            if connection.seq < hub.last and not connection.gone:
+                parts = await self._pending(connection, hub)
+                if parts:
+                    frame = b'{"type":"events","events":[' + b",".join(parts) + b"]}"
+                    await websocket.send_text(frame.decode())
+            if connection.replies:
+                # a reply follows the events its request caused; all go once it is out
+                ready = [r for r in connection.replies if r[0] <= connection.seq or connection.gone]
+                connection.replies = [r for r in connection.replies if r not in ready]
+                for _, data in ready:
+                    await websocket.send_text(data.decode())
+            if connection.gone:
+                return
+            if connection.seq >= hub.last:
+                await connection.wake.wait()
+
+    async def _pending(self, connection: _Connection, hub: _Hub) -> list[bytes]:
+        """The encoded events after the connection's seq that it may see; marks it gone
+        when one of them takes it out of the meeting (it is the last one sent)."""
+        if connection.seq + 1 < hub.first:  # behind the window: from the store
+            records = await self.engine.store.read(connection.meeting_id, connection.seq)
+            entries = [_entry(r) for r in records if r.version < hub.first]
+            start = connection.seq + 1
+        else:
+            start = connection.seq + 1
+            entries = hub.entries[start - hub.first :]
+        parts: list[bytes] = []
+        for offset, entry in enumerate(entries):
+            if entry.left == connection.connection_id:
+                parts.append(entry.data)
+                connection.seq = start + offset
+                connection.gone = True
+                return parts
+            if not entry.restricted or connection.moderator:
+                parts.append(entry.data)
+        connection.seq = start + len(entries) - 1 if entries else connection.seq
+        return parts
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def _receive(self, connection: _Connection, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                message = await self._read(connection.websocket)
+                self.engine.renew(connection.meeting_id, connection.connection_id)
+                if isinstance(message, p.ErrorReply):
+                    connection.reply(message)
+                else:
+                    await self._handle(connection, message)
+        except WebSocketDisconnect:
+            scope.cancel()
+
+    async def _handle(self, connection: _Connection, message: p.ClientMessage) -> None:
+        if isinstance(message, p.Ping):
+            connection.reply(p.Pong(request_id=message.request_id))
+            return
+        try:
+            command = self._command(connection, message)
+            records = await self.engine.execute(command, connection.principal)
+        except Rejected as error:
+            reply = p.ErrorReply(
+                request_id=message.request_id, code=error.code, message=error.message
+            )
+            connection.reply(reply)
+            return
+        after = records[-1].version if records else 0
+        connection.reply(p.OkReply(request_id=message.request_id), after)
+
+    def _command(self, connection: _Connection, message: p.ClientMessage) -> AnyCommand:
+        ids: dict[str, Any] = {
+            "meeting_id": connection.meeting_id,
+            "participant_id": connection.participant_id,
+            "connection_id": connection.connection_id,
+        }
+        if isinstance(message, p.LeaveRequest):
+            return Leave(**ids, reason=LeaveReason.MANUAL_LEAVE_CALLED)
+        if isinstance(message, p.EndRequest):
+            return End(**ids)
+        if isinstance(message, p.RemoveRequest):
+            return RemoveParticipant(**ids, target_id=message.participant_id)
+        if isinstance(message, p.SetMediaRequest):
+            target = message.participant_id
+            if target == connection.participant_id:
+                target = None
+            return SetMedia(**ids, kind=message.kind, enabled=message.enabled, target_id=target)
+        if isinstance(message, p.ChangeModeRequest):
+            return ChangeMode(**ids, mode=message.mode)
+        if isinstance(message, p.RespondEntryRequest):
+            allowed = message.decision == "allowed"
+            return RespondEntry(**ids, requester_id=message.participant_id, allowed=allowed)
+        raise Rejected(
+            ErrorCode.ALREADY_IN_REQUESTED_STATE,
+            f"{message.__struct_config__.tag}: this connection has already joined",
+        )
+
+    # -- shutting down ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Server shutdown: every connected participant leaves (1001) and sees it first."""
+        self._closing = True
+        for connection in list(self._connections.values()):
+            leave = Leave(
+                meeting_id=connection.meeting_id,
+                participant_id=connection.participant_id,
+                connection_id=connection.connection_id,
+                reason=LeaveReason.WEBSOCKET_DISCONNECTED,
+            )
+            connection.closing = 1001
+            try:
+                await self.engine.execute(leave)
+            except Rejected:  # already out (left, replaced, removed)
+                connection.gone = True
+                connection.wake.set()
+        with anyio.move_on_after(CLOSE_GRACE):
+            while self._connections:
+                await anyio.sleep(0.02)
