@@ -214,7 +214,7 @@ class Meeting(_Emitter):
             debug_mode=debug_mode,
         )
         self.reconnect_delays = reconnect_delays
-        self.participants: dict[str, Participant] = {}  # the remote ones, as in VideoSDK
+        self._roster: dict[str, Participant] = {}  # the remote ones, as in VideoSDK
         self.local_participant: Participant | None = None
         self.session_id: str | None = None
         self.state: MeetingStateName = "DISCONNECTED"
@@ -230,6 +230,12 @@ class Meeting(_Emitter):
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._run_task: asyncio.Task[None] | None = None
         self._left = asyncio.Event()
+        self._connected = asyncio.Event()
+
+    @property
+    def participants(self) -> dict[str, Participant]:
+        """The other participants in the meeting (none while waiting to be let in)."""
+        return self._roster if self.joined else {}
 
     # -- joining -------------------------------------------------------------------------
 
@@ -293,12 +299,12 @@ class Meeting(_Emitter):
         self.seq = welcome.seq
         self.session_id = welcome.session_id
         self.waiting = welcome.waiting
-        self.participants = {}
+        self._roster = {}
         for state in welcome.participants:
             if state.connection_id == welcome.connection_id:
                 self.local_participant = Participant(state, local=True)
             else:
-                self.participants[state.participant_id] = Participant(state, local=False)
+                self._roster[state.participant_id] = Participant(state, local=False)
         for request in welcome.pending:
             self._emit("entry-requested", EntryRequest(self, request.participant_id, request.name))
 
@@ -404,16 +410,17 @@ class Meeting(_Emitter):
                 self._emit("meeting-joined")
             else:
                 participant = Participant(event, local=False)
-                self.participants[event.participant_id] = participant
-                self._emit("participant-joined", participant)
+                self._roster[event.participant_id] = participant
+                if self.joined:  # a waiting participant learns of them when admitted
+                    self._emit("participant-joined", participant)
         elif isinstance(event, ParticipantLeft | EntryWithdrawn):
             if own:
                 self._out(Reason.of(event.reason))
                 return
-            gone = self.participants.get(event.participant_id)
+            gone = self._roster.get(event.participant_id)
             if gone is not None and gone.connection_id == event.connection_id:
-                del self.participants[event.participant_id]
-                if isinstance(event, ParticipantLeft):
+                del self._roster[event.participant_id]
+                if isinstance(event, ParticipantLeft) and self.joined:
                     self._emit("participant-left", gone, Reason.of(event.reason))
         elif isinstance(event, MediaChanged):
             who = self._participant(event.participant_id)
@@ -448,7 +455,7 @@ class Meeting(_Emitter):
         local = self.local_participant
         if local is not None and local.id == participant_id:
             return local
-        return self.participants.get(participant_id)
+        return self._roster.get(participant_id)
 
     def _out(self, reason: Reason) -> None:
         """The local participant is out of the meeting."""
@@ -468,6 +475,10 @@ class Meeting(_Emitter):
         self._set_state("DISCONNECTED")
 
     def _set_state(self, state: MeetingStateName) -> None:
+        if state == "CONNECTED":
+            self._connected.set()
+        else:
+            self._connected.clear()
         if state != self.state:
             self.state = state
             self._emit("meeting-state-changed", {"state": state})
@@ -481,6 +492,10 @@ class Meeting(_Emitter):
     async def _request(self, message: p.ClientMessage) -> None:
         if self._phase != "in":
             raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "join the meeting first")
+        if self.state == "RECONNECTING" and isinstance(message, p.LeaveRequest):
+            await self._back_or_out()  # leave once reconnected (or out anyway)
+            if self._left.is_set():
+                return
         if self.state == "RECONNECTING" or self._socket is None:
             raise Rejected(ErrorCode.MEETING_RECONNECTING, "the meeting is reconnecting")
         request_id = next(self._requests)
@@ -497,6 +512,16 @@ class Meeting(_Emitter):
             raise Rejected(ErrorCode.MEETING_RECONNECTING, "the connection dropped") from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def _back_or_out(self) -> None:
+        waiters = [asyncio.ensure_future(e.wait()) for e in (self._connected, self._left)]
+        try:
+            await asyncio.wait(
+                waiters, timeout=REQUEST_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def leave(self) -> None:
         """Leave the meeting (others see `participant-left` with 1101)."""

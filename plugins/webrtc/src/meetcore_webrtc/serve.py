@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 from collections.abc import Iterator
@@ -63,23 +64,45 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class UsageProblem(click.ClickException):
+    """What the command line names cannot be used (a port, a store URL): exit 2."""
+
+    exit_code = 2
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), or `click.ClickException` saying why not."""
+    try:
+        return socket.create_server((host, port), family=_family(host), backlog=2048)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise UsageProblem(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 async def run(
-    *, host: str, port: int, store: str, dev: bool, lease_ttl: float, **uvicorn_options: Any
+    *,
+    sock: socket.socket,
+    store: str,
+    dev: bool,
+    lease_ttl: float,
+    **uvicorn_options: Any,
 ) -> None:
-    """Open the engine on `store` and serve until SIGINT or SIGTERM."""
+    """Open the engine on `store` and serve on `sock` until SIGINT or SIGTERM."""
     async with Engine.open(store=store, lease_ttl=lease_ttl) as engine:
         server = Server(engine, dev=dev)
         config = uvicorn.Config(
             server.app,
-            host=host,
-            port=port,
             lifespan="on",
             ws_max_size=WS_MAX_SIZE,
             ws_per_message_deflate=False,  # small JSON frames: compressing costs more than it saves
             log_level="warning",
             **uvicorn_options,
         )
-        await _Uvicorn(config, server).serve()
+        await _Uvicorn(config, server).serve(sockets=[sock])
 
 
 @click.command()
@@ -113,11 +136,15 @@ def serve(host: str, port: int, store: str, dev: bool, lease_ttl: float) -> None
                 err=True,
             )
     except KeysError as error:
-        raise click.ClickException(str(error)) from None
+        raise UsageProblem(str(error)) from None
+    sock = listen(host, port)
     click.echo(f"meetcore: store {store}; get a token with: uv run meetcore token", err=True)
     if dev:
+        host, port = sock.getsockname()[:2]
         click.echo(f"meetcore: development mode: GET http://{host}:{port}/get-token", err=True)
     try:
-        anyio.run(lambda: run(host=host, port=port, store=store, dev=dev, lease_ttl=lease_ttl))
+        anyio.run(lambda: run(sock=sock, store=store, dev=dev, lease_ttl=lease_ttl))
     except (StoreError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+        raise UsageProblem(str(error)) from None
+    finally:
+        sock.close()
