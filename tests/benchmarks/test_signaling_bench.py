@@ -12,7 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "signaling.py"
 
 def test_a_small_signaling_run_reports_every_phase() -> None:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), *"--participants 20 --joins 20 --rate 50 --json".split()],
+        [sys.executable, str(SCRIPT), "--participants", "20", "--joins", "20", "--json"],
         capture_output=True,
         text=True,
         timeout=120,
