@@ -47,8 +47,8 @@ def test_hand_built_event_frames_decode_as_the_schema_says() -> None:
     record = Record(
         meeting_id="abc-def-ghi", version=3, position=9, recorded_at=1, event=left, cause=None
     )
-    entry = signaling._entry(record)
-    assert entry.left == "c"
+    entry = signaling._Entry(record)
+    assert (entry.about, entry.left, entry.admits) == ("c", True, False)
     frame = b'{"type":"events","events":[' + entry.data + b"]}"
     decoded = protocol.server_decoder.decode(frame)
     assert isinstance(decoded, protocol.EventsFrame)

@@ -6,10 +6,14 @@ import json
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.from_thread
+import anyio.to_thread
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import uvicorn
 
-from meetcore import Engine, ErrorCode, LeaveReason, Rejected
+from meetcore import Engine, ErrorCode, LeaveReason, Rejected, fold
 from meetcore.commands import InitMeeting
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_webrtc.app import Server
@@ -288,3 +292,65 @@ async def test_shutdown_lets_connected_participants_leave_first(running: Running
     assert (await alice_left)[0].code == LeaveReason.WEBSOCKET_DISCONNECTED
     state = await running.engine.state(room)
     assert state is not None and state.participants == {} and state.session_id is None
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=12,
+)
+_types = st.sampled_from(
+    ["join", "resume", "leave", "end", "remove-participant", "set-media", "change-mode"]
+    + ["respond-entry", "ping", "welcome", "events", "", "JOIN"]
+)
+_messages = st.one_of(
+    _json_values.map(json.dumps),
+    st.builds(
+        lambda kind, fields: json.dumps({"type": kind, **fields}),
+        _types,
+        st.dictionaries(
+            st.sampled_from(["participantId", "kind", "enabled", "mode", "decision", "requestId"]),
+            _json_values,
+        ),
+    ),
+    st.text(max_size=200),
+)
+
+
+async def test_random_message_sequences_never_break_the_server(running: Running) -> None:
+    import websockets
+
+    room = await meeting_with(running)
+    ws_url = running.url.replace("http", "ws") + "/ws"
+    watcher = init_meeting(base_url=running.url, token=token(), meeting_id=room, name="W")
+    await watcher.join()
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(_messages, min_size=1, max_size=6), st.booleans())
+    def scenario(frames: list[str], joined: bool) -> None:
+        async def run() -> None:
+            async with websockets.connect(ws_url) as raw:
+                if joined:
+                    await raw.send(json.dumps({"type": "join", "token": token(), "meetingId": room}))
+                    assert json.loads(await raw.recv())["type"] == "welcome"
+                for frame in frames:
+                    await raw.send(frame)
+                await raw.send('{"type": "ping", "requestId": "last"}')
+                with anyio.fail_after(5):  # every frame answered; the connection still works
+                    while True:
+                        try:
+                            reply = json.loads(await raw.recv())
+                        except websockets.ConnectionClosed:
+                            return  # a frame made it leave or end: that is allowed
+                        assert reply["type"] in {"error", "ok", "pong", "events", "welcome"}
+                        if reply == {"type": "pong", "requestId": "last"}:
+                            return
+
+        portal.call(run)
+
+    with anyio.from_thread.start_blocking_portal() as portal:
+        await anyio.to_thread.run_sync(scenario)
+    # The log is still a valid history, and the watcher is still connected.
+    records = await running.engine.store.read(room)
+    assert fold([r.event for r in records]) == await running.engine.state(room)
+    assert watcher.state == "CONNECTED" or not watcher.joined

@@ -389,6 +389,11 @@ class Meeting(_Emitter):
                 self._apply(delivery.event)
                 if self._phase == "out":
                     return
+        elif isinstance(message, p.Welcome):  # let in after waiting: the meeting as it is
+            self._welcome(message)
+            if not self.waiting and not self.joined:
+                self.joined = True
+                self._emit("meeting-joined")
         elif isinstance(message, p.OkReply | p.ErrorReply | p.Pong):
             future = self._pending.pop(message.request_id, None)  # type: ignore[arg-type]
             if isinstance(message, p.ErrorReply):

@@ -46,7 +46,13 @@ from meetcore.commands import (
     RespondEntry,
     SetMedia,
 )
-from meetcore.events import EntryRequested, EntryResponded, EntryWithdrawn, ParticipantLeft
+from meetcore.events import (
+    EntryRequested,
+    EntryResponded,
+    EntryWithdrawn,
+    ParticipantJoined,
+    ParticipantLeft,
+)
 from meetcore_webrtc import protocol as p
 from meetcore_webrtc._auth import authenticate
 
@@ -82,23 +88,21 @@ def _close_code(code: int) -> int:
 class _Entry:
     """One encoded event in a hub's window, with what senders need to know of it."""
 
-    __slots__ = ("data", "left", "restricted")
+    __slots__ = ("about", "admits", "data", "left", "restricted")
 
-    def __init__(self, data: bytes, left: str | None, restricted: bool) -> None:
-        self.data = data  # b'{"seq":N,"event":{...}}'
-        self.left = left  # the connection this event takes out of the meeting, if any
-        self.restricted = restricted  # only for participants who may admit others
-
-
-def _entry(record: Record) -> _Entry:
-    event = record.event
-    data = b'{"seq":%d,"event":%s}' % (record.version, _encode(event))
-    left = None  # a denied request also ends its connection
-    if isinstance(event, ParticipantLeft | EntryWithdrawn) or (
-        isinstance(event, EntryResponded) and not event.allowed
-    ):
-        left = event.connection_id
-    return _Entry(data, left, isinstance(event, EntryRequested))
+    def __init__(self, record: Record) -> None:
+        event = record.event
+        self.data = b'{"seq":%d,"event":%s}' % (record.version, _encode(event))
+        # the connection the event is about, if any
+        self.about: str | None = getattr(event, "connection_id", None)
+        # it takes that connection out of the meeting (a denied request ends it too)
+        self.left = isinstance(event, ParticipantLeft | EntryWithdrawn) or (
+            isinstance(event, EntryResponded) and not event.allowed
+        )
+        # it lets that connection in (when it was waiting)
+        self.admits = isinstance(event, ParticipantJoined)
+        # only for participants who may admit others
+        self.restricted = isinstance(event, EntryRequested)
 
 
 class _Hub:
@@ -130,7 +134,7 @@ class _Hub:
 
     async def _follow(self, engine: Engine) -> None:
         async for record in engine.subscribe(self.meeting_id, after_version=self.last):
-            self.entries.append(_entry(record))
+            self.entries.append(_Entry(record))
             if len(self.entries) > 2 * WINDOW:
                 del self.entries[:WINDOW]
                 self.first += WINDOW
@@ -160,12 +164,19 @@ class _Connection:
         self.wake = anyio.Event()
         self.replies: list[tuple[int, bytes]] = []  # (send after seq, encoded reply)
         self.moderator = bool({"allow_join", "allow_mod"} & set(principal.permissions))
+        self.waiting = False  # an ask_join request not answered yet: it sees only its own
+        self.admitted = False  # its request was just allowed: send it a snapshot
         self.gone = False  # its participant left the meeting: close once sent
         self.closing: int | None = None  # close code the server asked for
 
     def reply(self, message: Any, after: int = 0) -> None:
         self.replies.append((after, _encode(message)))
         self.wake.set()
+
+
+def _is_waiting(state: MeetingState, connection: _Connection) -> bool:
+    request = state.waiting.get(connection.participant_id)
+    return request is not None and request.connection_id == connection.connection_id
 
 
 class Signaling:
@@ -352,6 +363,7 @@ class Signaling:
         )
         if current is not None and current.connection_id == hello.connection_id:
             self.engine.renew(hello.meeting_id, hello.connection_id)
+        connection.waiting = _is_waiting(state, connection)
         old = self._connections.get(hello.connection_id)
         if old is not None:  # the dropped socket is still open on our side: retire it
             old.closing = 1000
@@ -375,11 +387,9 @@ class Signaling:
     async def _welcome(
         self, connection: _Connection, request_id: p.RequestId, state: MeetingState
     ) -> None:
-        waiting = connection.participant_id in state.waiting and (
-            connection.participant_id not in state.participants
-            or state.participants[connection.participant_id].connection_id
-            != connection.connection_id
-        )
+        connection.waiting = _is_waiting(state, connection)
+        # A waiting participant learns nothing of the meeting until it is let in.
+        shown = not connection.waiting
         welcome = p.Welcome(
             request_id=request_id,
             meeting_id=state.meeting_id,
@@ -389,9 +399,9 @@ class Signaling:
             seq=state.version,
             lease_ttl=self.engine.lease_ttl_ms,
             resume_token=self.resume_token(state.meeting_id, connection.connection_id),
-            waiting=waiting,
-            participants=list(state.participants.values()),
-            pending=list(state.waiting.values()) if connection.moderator else [],
+            waiting=connection.waiting,
+            participants=list(state.participants.values()) if shown else [],
+            pending=list(state.waiting.values()) if shown and connection.moderator else [],
         )
         await connection.websocket.send_text(_encode(welcome).decode())
 
@@ -428,6 +438,13 @@ class Signaling:
                 if parts:
                     frame = b'{"type":"events","events":[' + b",".join(parts) + b"]}"
                     await websocket.send_text(frame.decode())
+                if connection.admitted:  # the meeting as it is now, then its events
+                    connection.waiting = connection.admitted = False
+                    state = await self.engine.state(connection.meeting_id)
+                    assert state is not None
+                    connection.seq = state.version
+                    await self._welcome(connection, None, state)
+                    continue
             if connection.replies:
                 # a reply follows the events its request caused; all go once it is out
                 ready = [r for r in connection.replies if r[0] <= connection.seq or connection.gone]
@@ -444,19 +461,28 @@ class Signaling:
         when one of them takes it out of the meeting (it is the last one sent)."""
         if connection.seq + 1 < hub.first:  # behind the window: from the store
             records = await self.engine.store.read(connection.meeting_id, connection.seq)
-            entries = [_entry(r) for r in records if r.version < hub.first]
+            entries = [_Entry(r) for r in records if r.version < hub.first]
             start = connection.seq + 1
         else:
             start = connection.seq + 1
             entries = hub.entries[start - hub.first :]
         parts: list[bytes] = []
+        own = connection.connection_id
         for offset, entry in enumerate(entries):
-            if entry.left == connection.connection_id:
+            mine = entry.about == own
+            if mine and entry.left:
                 parts.append(entry.data)
                 connection.seq = start + offset
                 connection.gone = True
                 return parts
-            if not entry.restricted or connection.moderator:
+            if connection.waiting:
+                if mine and entry.admits:  # let in: a snapshot follows instead
+                    connection.seq = start + offset - 1
+                    connection.admitted = True
+                    return parts
+                if mine:  # while waiting, only what is about its own request
+                    parts.append(entry.data)
+            elif not entry.restricted or connection.moderator:
                 parts.append(entry.data)
         connection.seq = start + len(entries) - 1 if entries else connection.seq
         return parts
