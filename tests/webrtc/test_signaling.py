@@ -9,9 +9,9 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import uvicorn
 
 from meetcore import Engine, ErrorCode, LeaveReason, Rejected, fold
 from meetcore.commands import InitMeeting
@@ -300,8 +300,10 @@ _json_values = st.recursive(
     max_leaves=12,
 )
 _types = st.sampled_from(
-    ["join", "resume", "leave", "end", "remove-participant", "set-media", "change-mode"]
-    + ["respond-entry", "ping", "welcome", "events", "", "JOIN"]
+    [
+        *("join", "resume", "leave", "end", "remove-participant", "set-media", "change-mode"),
+        *("respond-entry", "ping", "welcome", "events", "", "JOIN"),
+    ]
 )
 _messages = st.one_of(
     _json_values.map(json.dumps),
@@ -331,7 +333,9 @@ async def test_random_message_sequences_never_break_the_server(running: Running)
         async def run() -> None:
             async with websockets.connect(ws_url) as raw:
                 if joined:
-                    await raw.send(json.dumps({"type": "join", "token": token(), "meetingId": room}))
+                    await raw.send(
+                        json.dumps({"type": "join", "token": token(), "meetingId": room})
+                    )
                     assert json.loads(await raw.recv())["type"] == "welcome"
                 for frame in frames:
                     await raw.send(frame)
