@@ -4,15 +4,25 @@
 
     uv run python benchmarks/sqlite_appends.py [--seconds 3] [--meetings 100]
 
-Not a test: it prints numbers. (A comparison with the eventsourcing library's SQLite
-persistence is still to be written.)
+Beside each, the peer: the eventsourcing library's SQLite persistence on the same
+commands (the `Application` of `benchmarks/run.py`, its fastest configuration: an
+aggregate cache without deep copies), one durable `save` per command, at the same
+`synchronous` setting (the library leaves it at SQLite's default, FULL; for NORMAL the
+benchmark sets the pragma on each connection the library opens). Target: meetcore at
+least 8 times the peer. The peer runs its commands one after another: the library is
+synchronous, and SQLite takes one writer at a time anyway.
+
+Not a test: it prints numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -24,6 +34,67 @@ from meetcore_sqlite import SQLiteStore
 
 TARGET_COMMANDS = 30_000
 TARGET_FOLD_MS = 50
+TARGET_RATIO = 8
+
+
+@contextmanager
+def _synchronous(setting: str) -> Iterator[None]:
+    """Make the eventsourcing library's SQLite connections use `synchronous=setting`."""
+    from eventsourcing.sqlite import SQLiteConnectionPool
+
+    create = SQLiteConnectionPool._create_connection
+
+    def create_with_setting(self: SQLiteConnectionPool) -> object:
+        connection = create(self)
+        raw = connection._sqlite_conn
+        raw.execute(f"PRAGMA synchronous={setting}")
+        level = raw.execute("PRAGMA synchronous").fetchone()[0]
+        assert level == {"FULL": 2, "NORMAL": 1}[setting], level
+        return connection
+
+    SQLiteConnectionPool._create_connection = create_with_setting  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        SQLiteConnectionPool._create_connection = create  # type: ignore[method-assign]
+
+
+def peer(path: Path, synchronous: str, meetings: int, seconds: float) -> int:
+    """Commands/s of the eventsourcing Application on SQLite: the same joins."""
+    from run import MeetingsApplication, peer_configs  # benchmarks/run.py
+
+    env = {
+        **peer_configs(meetings)["cache_no_deepcopy"],
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(path),
+    }
+    with _synchronous(synchronous):
+        app = MeetingsApplication(env)
+        ids = [f"m-{n}" for n in range(meetings)]
+        now = int(time.time() * 1000)
+        for meeting_id in ids:
+            app.execute(InitMeeting(meeting_id=meeting_id, at=now))
+        done = n = 0
+        deadline = time.perf_counter() + seconds
+        began = time.perf_counter()
+        while time.perf_counter() < deadline:
+            for meeting_id in ids:
+                join = Join(
+                    meeting_id=meeting_id,
+                    participant_id=f"p{n}",
+                    connection_id=f"c{n}",
+                    session_id="s-1",
+                    name=f"participant {n}",
+                    at=now,
+                )
+                app.execute(join)
+                done += 1
+            n += 1
+        elapsed = time.perf_counter() - began
+        app.close()
+    stored = sqlite3.connect(path).execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
+    assert stored == meetings + done + meetings, (stored, done)  # inits, joins, sessions
+    return round(done / elapsed)
 
 
 async def appends(path: Path, synchronous: str, meetings: int, seconds: float) -> tuple[int, int]:
@@ -31,7 +102,7 @@ async def appends(path: Path, synchronous: str, meetings: int, seconds: float) -
     store = SQLiteStore(path, synchronous=synchronous)  # type: ignore[arg-type]
     done = 0
     try:
-        async with Engine.open(store, sweep_leases=False) as engine:
+        async with Engine.open(store, autoload=False, sweep_leases=False) as engine:
             ids = [f"m-{n}" for n in range(meetings)]
             for meeting_id in ids:
                 await engine.execute(InitMeeting(meeting_id=meeting_id))
@@ -98,6 +169,14 @@ async def main(seconds: float, meetings: int) -> None:
             print(
                 f"synchronous={synchronous:6} {rate:>8,} commands/s from {meetings} meetings "
                 f"({transactions:,} transactions; {verdict} the {TARGET_COMMANDS:,}/s target)"
+            )
+            peer_path = Path(directory) / f"peer-{synchronous}.db"
+            theirs = peer(peer_path, synchronous, meetings, seconds)
+            ratio = rate / theirs
+            verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+            print(
+                f"  eventsourcing SQLite {theirs:>8,} commands/s: meetcore {ratio:.1f}x"
+                f" ({verdict} the {TARGET_RATIO}x target)"
             )
         read_ms, fold_ms = await read_and_fold(Path(directory) / "fold.db", 10_000)
         verdict = "meets" if read_ms + fold_ms < TARGET_FOLD_MS else "misses"
