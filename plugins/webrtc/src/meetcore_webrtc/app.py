@@ -22,13 +22,18 @@ __all__ = ["Server", "create_app"]
 
 class Server:
     """The engine with its two fronts: `rooms` (REST, a projection of the log) and
-    `signaling` (the participants' WebSockets). `app` is the ASGI app."""
+    `signaling` (the participants' WebSockets). `app` is the ASGI app.
 
-    def __init__(self, engine: Engine, *, dev: bool = False) -> None:
+    `secret` signs the tokens that let a client resume its connection; servers that
+    share it accept each other's (see `meetcore serve`, which derives it from the API
+    keys). Without it, a resume works only on the same server process.
+    """
+
+    def __init__(self, engine: Engine, *, dev: bool = False, secret: bytes | None = None) -> None:
         self.engine = engine
         self.dev = dev
         self.rooms = RoomsView(engine.store)
-        self.signaling = Signaling(engine)
+        self.signaling = Signaling(engine, secret=secret)
         routes: list[BaseRoute] = [
             *rest.routes(self),
             WebSocketRoute("/ws", self.signaling.endpoint),
@@ -57,6 +62,6 @@ class Server:
         await self.signaling.close()
 
 
-def create_app(engine: Engine, *, dev: bool = False) -> Starlette:
+def create_app(engine: Engine, *, dev: bool = False, secret: bytes | None = None) -> Starlette:
     """The ASGI app of a meeting server on `engine` (see `Server`)."""
-    return Server(engine, dev=dev).app
+    return Server(engine, dev=dev, secret=secret).app

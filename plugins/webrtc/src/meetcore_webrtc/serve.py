@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -70,6 +71,16 @@ class UsageProblem(click.ClickException):
     exit_code = 2
 
 
+def resume_secret() -> bytes:
+    """The secret that signs resume tokens: from the API keys, so that every server
+    sharing them (after a restart, or the nodes of a deployment) honours a resume."""
+    from meetcore_jwt import load_keys
+
+    keys = sorted(load_keys().items())
+    material = "\n".join(f"{key}\t{secret}" for key, secret in keys).encode()
+    return hashlib.sha256(b"meetcore resume tokens\n" + material).digest()
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to (host, port), or `click.ClickException` saying why not."""
     try:
@@ -93,7 +104,7 @@ async def run(
 ) -> None:
     """Open the engine on `store` and serve on `sock` until SIGINT or SIGTERM."""
     async with Engine.open(store=store, lease_ttl=lease_ttl) as engine:
-        server = Server(engine, dev=dev)
+        server = Server(engine, dev=dev, secret=resume_secret())
         config = uvicorn.Config(
             server.app,
             lifespan="on",

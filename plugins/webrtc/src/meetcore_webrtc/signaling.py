@@ -185,12 +185,14 @@ class Signaling:
     Run inside `lifespan()` (the app's lifespan does it), which holds the hubs' tasks.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, secret: bytes | None = None) -> None:
         self.engine = engine
         self._hubs: dict[str, _Hub] = {}
         self._connections: dict[str, _Connection] = {}
         self._tasks: TaskGroup | None = None
-        self._secret = secrets.token_bytes(32)
+        # Signs resume tokens. Servers that share it (every node of a deployment, or the
+        # same server after a restart) accept each other's; by default it is per process.
+        self._secret = secret if secret is not None else secrets.token_bytes(32)
         self._closing = False
 
     @asynccontextmanager
