@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import meetcore
+import meetcore_sqlite
 from meetcore import Conflict, Engine, StoreError, fold, plugin_manager
 from meetcore.cli import build_cli
 from meetcore.commands import InitMeeting, Join, Leave
@@ -195,7 +196,8 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA user_version = 3")
     message = (
-        f"{path}: was written by a newer meetcore (schema 3, this one reads up to 1): "
+        f"{path}: was written by a newer meetcore (schema 3, this one reads up to "
+        f"{SCHEMA_VERSION}): "
         "upgrade meetcore-sqlite"
     )
     with pytest.raises(StoreError) as raised:
@@ -303,7 +305,7 @@ def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_plugin_opens_sqlite_urls_only(tmp_path: Path) -> None:
     pm = plugin_manager()
-    assert pm.hook.meetcore_open_store(url="postgresql://db/meetcore") is None
+    assert meetcore_sqlite.meetcore_open_store(url="postgresql://db/meetcore") is None
     store = pm.hook.meetcore_open_store(url=f"sqlite:///{tmp_path}/p.db")
     assert isinstance(store, SQLiteStore)
     assert isinstance(store, meetcore.EventStore)

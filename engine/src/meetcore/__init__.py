@@ -22,13 +22,22 @@ from meetcore._record import (
     write_jsonl,
 )
 from meetcore._state import MeetingState, Participant, Phase, phase_of
-from meetcore._store import Conflict, EventStore, MemoryStore, StoreError
+from meetcore._store import (
+    Checkpoints,
+    Conflict,
+    EventStore,
+    MemoryStore,
+    SharedLeases,
+    StoreError,
+    WatchableStore,
+)
 from meetcore.commands import Command
 from meetcore.events import Event
 from meetcore.hookspecs import hookimpl
 
 __all__ = [
     "TRANSITIONS",
+    "Checkpoints",
     "Command",
     "Conflict",
     "Engine",
@@ -46,7 +55,9 @@ __all__ = [
     "Refusal",
     "Rejected",
     "Rule",
+    "SharedLeases",
     "StoreError",
+    "WatchableStore",
     "commands",
     "decide",
     "decode_msgpack",

@@ -12,6 +12,7 @@ at a time; meetings run in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -31,7 +32,7 @@ from meetcore._plugins import open_store, plugin_manager
 from meetcore._principal import Principal
 from meetcore._record import Record
 from meetcore._state import MeetingState
-from meetcore._store import Conflict, EventStore, wall_clock_ms
+from meetcore._store import Conflict, EventStore, SharedLeases, WatchableStore, wall_clock_ms
 from meetcore.commands import AnyCommand, Leave
 from meetcore.events import EntryRequested, EntryWithdrawn, ParticipantJoined, ParticipantLeft
 
@@ -79,6 +80,10 @@ class Engine:
         self._signals: dict[str, anyio.Event] = {}
         # (meeting_id, connection_id) -> (participant_id, expires at in clock ms)
         self._leases: dict[tuple[str, str], tuple[str, int]] = {}
+        # With a store that keeps the leases for every engine on it (several nodes), the
+        # store decides what expired; renewals are sent to it in batches.
+        self._shared_leases = store if isinstance(store, SharedLeases) else None
+        self._renewals: set[tuple[str, str]] = set()
         self._observer_send, self._observer_receive = anyio.create_memory_object_stream[
             Sequence[Record]
         ](math.inf)
@@ -112,7 +117,9 @@ class Engine:
         object, which the caller keeps and closes) with the installed plugins and `plugins`.
 
         Connections still joined in the log get a fresh lease, so that a participant
-        whose node crashed leaves (1001) unless its client comes back and renews.
+        whose node crashed leaves (1001) unless its client comes back and renews. A store
+        with the `SharedLeases` capability keeps the leases itself, for every engine on
+        it; a `WatchableStore` tells the engine what other writers appended.
         """
         pm = plugin_manager(plugins, autoload=autoload)
         owned = isinstance(store, str)
@@ -121,9 +128,11 @@ class Engine:
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(engine._observe)
+                if isinstance(opened, WatchableStore):
+                    tasks.start_soon(engine._watch_store, opened)
                 await engine._recover_leases()
-                if sweep_leases:
-                    tasks.start_soon(engine._sweep_leases)
+                if sweep_leases or engine._shared_leases is not None:
+                    tasks.start_soon(engine._sweep_leases, sweep_leases)
                 await engine._call_each("meetcore_startup", engine=engine)
                 try:
                     yield engine
@@ -274,6 +283,34 @@ class Engine:
             if meeting.subscribers == 0:
                 meeting.recent = None
 
+    async def _watch_store(self, store: WatchableStore) -> None:
+        """Follow what other writers of the store append (other nodes), for ever."""
+        while True:
+            changes = store.watch()
+            try:
+                async for meeting_id in changes:
+                    self._changed(meeting_id)
+            except Exception:
+                log.exception("watching the store for other writers failed; again in 1 s")
+            finally:
+                aclose = getattr(changes, "aclose", None)  # an async generator: end it now
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                        await aclose()
+            await anyio.sleep(1)
+
+    def _changed(self, meeting_id: str) -> None:
+        """Another writer appended to the meeting: read it again before the next decision,
+        and wake its subscribers, who read the new records from the store (the `recent`
+        window lacks them), from their last version: no gap."""
+        self._loaded.discard(meeting_id)
+        meeting = self._meetings.get(meeting_id)
+        if meeting is not None and meeting.recent is not None:
+            meeting.recent.clear()
+        signal = self._signals.pop(meeting_id, None)
+        if signal is not None:
+            signal.set()
+
     # -- observers -----------------------------------------------------------------
 
     async def _observe(self) -> None:
@@ -316,6 +353,8 @@ class Engine:
         if lease is None:
             return False
         self._leases[key] = (lease[0], self.clock() + self.lease_ttl_ms)
+        if self._shared_leases is not None:
+            self._renewals.add(key)  # sent to the store with the next batch
         return True
 
     def lease(self, meeting_id: str, connection_id: str) -> int | None:
@@ -333,6 +372,8 @@ class Engine:
 
     async def expire_leases(self) -> list[Record]:
         """Make every connection whose lease ran out leave with 1001; returns the records."""
+        if self._shared_leases is not None:
+            return await self._expire_shared_leases(self._shared_leases)
         now = self.clock()
         expired = [(key, pid) for key, (pid, until) in self._leases.items() if until <= now]
         records: list[Record] = []
@@ -349,17 +390,57 @@ class Engine:
                 self._leases.pop((meeting_id, connection_id), None)
         return records
 
-    async def _sweep_leases(self) -> None:
+    async def _sweep_leases(self, expire: bool = True) -> None:
         interval = max(self.lease_ttl_ms / 4000, 0.05)
         while True:
             await anyio.sleep(interval)
             try:
-                await self.expire_leases()
+                await self._flush_renewals()
+                if expire:
+                    await self.expire_leases()
             except Exception:
                 log.exception("expiring leases failed; trying again in %.1f s", interval)
 
+    async def _flush_renewals(self) -> None:
+        """Send the renewals since the last batch to a `SharedLeases` store, in one call."""
+        if self._shared_leases is None or not self._renewals:
+            return
+        batch, self._renewals = self._renewals, set()
+        try:
+            await self._shared_leases.renew_leases(batch)
+        except BaseException:
+            self._renewals |= batch  # try again with the next batch
+            raise
+
+    async def _expire_shared_leases(self, leases: SharedLeases) -> list[Record]:
+        """Record the leave (1001) of every connection whose lease no engine on the store
+        renewed in time: this node's renewals go first, then the store hands out the
+        expired leases, each to one engine."""
+        await self._flush_renewals()
+        records: list[Record] = []
+        while True:
+            claimed = await leases.claim_expired_leases(self.lease_ttl_ms, limit=100)
+            for meeting_id, connection_id, participant_id in claimed:
+                leave = Leave(
+                    meeting_id=meeting_id,
+                    participant_id=participant_id,
+                    connection_id=connection_id,
+                    reason=LeaveReason.WEBSOCKET_DISCONNECTED,
+                )
+                self._loaded.discard(meeting_id)  # decide on the log, not on a cache
+                try:
+                    records += await self.execute(leave)
+                except Rejected:  # not in the meeting any more: the lease is stale
+                    await leases.drop_leases([(meeting_id, connection_id)])
+                    self._leases.pop((meeting_id, connection_id), None)
+            if len(claimed) < 100:
+                return records
+
     async def _recover_leases(self) -> None:
-        """Give every connection the log still shows as joined or waiting a fresh lease."""
+        """Give every connection the log still shows as joined or waiting a fresh lease
+        (unless the store keeps the leases: then they are there already)."""
+        if self._shared_leases is not None:
+            return
         after = 0
         while True:
             batch = await self.store.read_all(after, limit=10_000)

@@ -1,4 +1,5 @@
-"""The event store contract (`EventStore`), its `Conflict`, and the in-memory store.
+"""The event store contract (`EventStore`), its `Conflict`, the optional `Checkpoints`
+capability, and the in-memory store.
 
 A store keeps records per meeting, versions 1, 2, 3... with no gaps, and a global
 `position` that orders all records. `append` is atomic and optimistic: it fails
@@ -9,14 +10,23 @@ tailing `read_all` never misses a record: positions become visible in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
 
 from meetcore._record import Record
 from meetcore.commands import AnyCommand
 from meetcore.events import AnyEvent
 
-__all__ = ["Conflict", "EventStore", "MemoryStore", "StoreError", "wall_clock_ms"]
+__all__ = [
+    "Checkpoints",
+    "Conflict",
+    "EventStore",
+    "MemoryStore",
+    "SharedLeases",
+    "StoreError",
+    "WatchableStore",
+    "wall_clock_ms",
+]
 
 
 def wall_clock_ms() -> int:
@@ -73,6 +83,85 @@ class EventStore(Protocol):
         ...
 
 
+@runtime_checkable
+class Checkpoints(Protocol):
+    """An optional store capability: small named values kept with the log, durably.
+
+    For a reader that follows `read_all` and must resume where it stopped after a
+    restart (a cursor, with whatever goes with it: meetcore-webhooks keeps its delivery
+    queues here). Values are opaque bytes; they are not part of the log, and `read_all`
+    never returns them. Test for it with `isinstance(store, Checkpoints)`;
+    `meetcore.testing.CheckpointsContract` is its contract.
+    """
+
+    async def load_checkpoint(self, name: str) -> bytes | None:
+        """The value saved under `name`, or None if there is none."""
+        ...
+
+    async def save_checkpoint(self, name: str, value: bytes) -> None:
+        """Replace the value under `name` with `value`, atomically and as durably as
+        the store keeps its records."""
+        ...
+
+    async def swap_checkpoint(self, name: str, expected: bytes | None, value: bytes) -> bool:
+        """Replace the value under `name` with `value` only if it is `expected` now
+        (None: only if there is none); True if it did. Atomic against every other
+        writer of the store, in this process or another (a compare-and-swap)."""
+        ...
+
+
+@runtime_checkable
+class WatchableStore(Protocol):
+    """An optional store capability, for a store that several processes write to (a
+    cluster of nodes on PostgreSQL): it tells which meetings the other writers changed.
+
+    `Engine.open` consumes `watch()` in the background: for each meeting id, the cached
+    state is read again before the next decision and the meeting's subscribers read the
+    new records from the store. The log stays the truth: a meeting may be reported more
+    than once, or when nothing changed; a lost report must be made up for soon (by
+    reading the log). Appends made through the same store object need not be reported.
+    `meetcore.testing.WatchableStoreContract` is its contract.
+    """
+
+    def watch(self) -> AsyncIterator[str]:
+        """Yields the id of each meeting other writers append to, until cancelled."""
+        ...
+
+
+@runtime_checkable
+class SharedLeases(Protocol):
+    """An optional store capability: connection leases kept in the store and shared by
+    every engine on it, so that no node expires a connection another live node holds
+    and the connections of a node that died still leave (1001).
+
+    The store grants a connection its lease in the transaction that appends its
+    `ParticipantJoined` or `EntryRequested`, and drops it in the one that appends its
+    `ParticipantLeft` or `EntryWithdrawn`: a connection in a meeting always has a lease,
+    whatever crashes when. Lease times are the store's clock, not the engine's.
+    With such a store the engine renews in batches and asks the store which leases ran
+    out. `meetcore.testing.SharedLeasesContract` is its contract.
+    """
+
+    async def renew_leases(self, connections: Collection[tuple[str, str]]) -> None:
+        """Mark the leases of these (meeting_id, connection_id) renewed now; those that
+        are gone are skipped."""
+        ...
+
+    async def claim_expired_leases(
+        self, ttl_ms: int, limit: int = 100
+    ) -> list[tuple[str, str, str]]:
+        """Up to `limit` leases not renewed for `ttl_ms`, as (meeting_id, connection_id,
+        participant_id), each one claimed: it counts as renewed now, so that other callers
+        leave it to this one for `ttl_ms` (time to record the leave; if this caller dies
+        first, another one claims it then). Atomic against every other caller."""
+        ...
+
+    async def drop_leases(self, connections: Collection[tuple[str, str]]) -> None:
+        """Forget the leases of these (meeting_id, connection_id): their connections are
+        no longer in their meetings."""
+        ...
+
+
 class MemoryStore:
     """An `EventStore` in a Python list: for tests, embedding and benchmarks (`memory://`).
 
@@ -83,6 +172,7 @@ class MemoryStore:
         self._clock = clock
         self._all: list[Record] = []
         self._by_meeting: dict[str, list[Record]] = {}
+        self._checkpoints: dict[str, bytes] = {}
 
     async def append(
         self,
@@ -126,3 +216,17 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+    # -- checkpoints (the optional `Checkpoints` capability) ---------------------------
+
+    async def load_checkpoint(self, name: str) -> bytes | None:
+        return self._checkpoints.get(name)
+
+    async def save_checkpoint(self, name: str, value: bytes) -> None:
+        self._checkpoints[name] = bytes(value)
+
+    async def swap_checkpoint(self, name: str, expected: bytes | None, value: bytes) -> bool:
+        if self._checkpoints.get(name) != expected:
+            return False
+        self._checkpoints[name] = bytes(value)
+        return True

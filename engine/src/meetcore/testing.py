@@ -12,6 +12,12 @@ A store plugin's test module (first-party or third-party) does this::
             yield store
             await store.close()
 
+A store that also keeps checkpoints (the optional `meetcore.Checkpoints`
+capability) subclasses `CheckpointsContract` too, with the same fixture. So does one
+that keeps connection leases for several engines (`SharedLeasesContract`); one that
+reports other writers' appends (`WatchableStoreContract`) also provides `other`, a
+second store object on the same storage (another node).
+
 The tests run on anyio's pytest plugin (shipped with anyio), on asyncio.
 Requires pytest; importing this module does nothing else.
 """
@@ -25,17 +31,25 @@ import pytest
 
 from meetcore._codes import LeaveReason
 from meetcore._record import Record
-from meetcore._store import Conflict, EventStore
+from meetcore._store import Checkpoints, Conflict, EventStore, SharedLeases, WatchableStore
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.events import (
     AnyEvent,
+    EntryRequested,
+    EntryWithdrawn,
     MeetingInitialized,
     ParticipantJoined,
     ParticipantLeft,
     SessionStarted,
 )
 
-__all__ = ["EventStoreContract", "sample_events"]
+__all__ = [
+    "CheckpointsContract",
+    "EventStoreContract",
+    "SharedLeasesContract",
+    "WatchableStoreContract",
+    "sample_events",
+]
 
 
 def sample_events(meeting_id: str, start: int = 0, count: int = 3) -> list[AnyEvent]:
@@ -291,3 +305,244 @@ class EventStoreContract:
     async def test_close_twice_is_safe(self, store: EventStore) -> None:
         await store.close()
         await store.close()
+
+
+@pytest.mark.anyio
+class CheckpointsContract:
+    """Tests every store with the `Checkpoints` capability passes; subclass it with a
+    `store` fixture, like `EventStoreContract`."""
+
+    async def test_implements_checkpoints(self, store: EventStore) -> None:
+        assert isinstance(store, Checkpoints)
+
+    async def test_an_unknown_name_loads_none(self, store: Checkpoints) -> None:
+        assert await store.load_checkpoint("nobody") is None
+
+    async def test_save_then_load(self, store: Checkpoints) -> None:
+        await store.save_checkpoint("cursor", b"\x00\x01 binary \xff")
+        assert await store.load_checkpoint("cursor") == b"\x00\x01 binary \xff"
+
+    async def test_save_replaces(self, store: Checkpoints) -> None:
+        await store.save_checkpoint("cursor", b"one")
+        await store.save_checkpoint("cursor", b"two")
+        assert await store.load_checkpoint("cursor") == b"two"
+
+    async def test_an_empty_value_is_not_none(self, store: Checkpoints) -> None:
+        await store.save_checkpoint("empty", b"")
+        assert await store.load_checkpoint("empty") == b""
+
+    async def test_names_are_independent(self, store: Checkpoints) -> None:
+        await store.save_checkpoint("a", b"1")
+        await store.save_checkpoint("a.b", b"2")
+        await store.save_checkpoint("ü 😀", b"3")
+        assert await store.load_checkpoint("a") == b"1"
+        assert await store.load_checkpoint("a.b") == b"2"
+        assert await store.load_checkpoint("ü 😀") == b"3"
+
+    async def test_a_large_value_round_trips(self, store: Checkpoints) -> None:
+        value = bytes(range(256)) * 8192  # 2 MiB
+        await store.save_checkpoint("big", value)
+        assert await store.load_checkpoint("big") == value
+
+    async def test_swap_creates_only_when_absent(self, store: Checkpoints) -> None:
+        assert await store.swap_checkpoint("lock", None, b"mine")
+        assert not await store.swap_checkpoint("lock", None, b"theirs")
+        assert await store.load_checkpoint("lock") == b"mine"
+
+    async def test_swap_replaces_only_the_expected_value(self, store: Checkpoints) -> None:
+        await store.save_checkpoint("lock", b"v1")
+        assert not await store.swap_checkpoint("lock", b"v0", b"stale")
+        assert await store.load_checkpoint("lock") == b"v1"
+        assert await store.swap_checkpoint("lock", b"v1", b"v2")
+        assert await store.load_checkpoint("lock") == b"v2"
+
+    async def test_concurrent_swaps_have_one_winner(self, store: Checkpoints) -> None:
+        await store.save_checkpoint("lock", b"free")
+        winners: list[int] = []
+
+        async def contender(n: int) -> None:
+            if await store.swap_checkpoint("lock", b"free", f"taken by {n}".encode()):
+                winners.append(n)
+
+        async with anyio.create_task_group() as tasks:
+            for n in range(8):
+                tasks.start_soon(contender, n)
+        assert len(winners) == 1
+        assert await store.load_checkpoint("lock") == f"taken by {winners[0]}".encode()
+
+    async def test_checkpoints_are_not_in_the_log(self, store: EventStore) -> None:
+        assert isinstance(store, Checkpoints)
+        records = await store.append("m-1", 0, sample_events("m-1", count=3), None)
+        await store.save_checkpoint("cursor", b"3")
+        more = await store.append("m-1", 3, sample_events("m-1", start=3, count=1), None)
+        assert await store.read_all() == records + more
+        assert await store.read("m-1") == records + more
+
+
+def _entrant(
+    kind: type[ParticipantJoined | EntryRequested],
+    meeting_id: str,
+    participant_id: str,
+    connection_id: str,
+) -> AnyEvent:
+    return kind(
+        meeting_id=meeting_id,
+        at=20,
+        participant_id=participant_id,
+        connection_id=connection_id,
+        name=participant_id,
+        meta_data={},
+        mic_enabled=False,
+        webcam_enabled=False,
+        mode="SEND_AND_RECV",
+        permissions=("allow_join",),
+        multistream=True,
+        debug_mode=False,
+    )
+
+
+def _left(meeting_id: str, participant_id: str, connection_id: str, reason: int) -> AnyEvent:
+    return ParticipantLeft(
+        meeting_id=meeting_id,
+        at=21,
+        participant_id=participant_id,
+        connection_id=connection_id,
+        reason=LeaveReason(reason),
+    )
+
+
+@pytest.mark.anyio
+class SharedLeasesContract:
+    """Tests every store with the `SharedLeases` capability passes; subclass it with a
+    `store` fixture, like `EventStoreContract`. Lease times are short real times."""
+
+    async def test_implements_shared_leases(self, store: EventStore) -> None:
+        assert isinstance(store, SharedLeases)
+
+    async def test_a_join_grants_a_lease_and_a_leave_drops_it(self, store: EventStore) -> None:
+        assert isinstance(store, SharedLeases)
+        await store.append("m-1", 0, sample_events("m-1", count=3), None)  # p1 joins on c1
+        assert await store.claim_expired_leases(3_600_000) == []  # just granted
+        assert await store.claim_expired_leases(0) == [("m-1", "c1", "p1")]
+        await store.append("m-1", 3, [_left("m-1", "p1", "c1", 1101)], None)
+        assert await store.claim_expired_leases(0) == []
+
+    async def test_a_waiting_entrant_has_a_lease_until_withdrawn(self, store: EventStore) -> None:
+        assert isinstance(store, SharedLeases)
+        await store.append("m-1", 0, sample_events("m-1", count=2), None)
+        await store.append("m-1", 2, [_entrant(EntryRequested, "m-1", "p9", "c9")], None)
+        assert await store.claim_expired_leases(0) == [("m-1", "c9", "p9")]
+        withdrawn = EntryWithdrawn(
+            meeting_id="m-1",
+            at=22,
+            participant_id="p9",
+            connection_id="c9",
+            reason=LeaveReason.WEBSOCKET_DISCONNECTED,
+        )
+        await store.append("m-1", 3, [withdrawn], None)
+        assert await store.claim_expired_leases(0) == []
+
+    async def test_a_replaced_connection_loses_its_lease(self, store: EventStore) -> None:
+        assert isinstance(store, SharedLeases)
+        await store.append("m-1", 0, sample_events("m-1", count=3), None)
+        replaced = [
+            _left("m-1", "p1", "c1", LeaveReason.DUPLICATE_PARTICIPANT),
+            _entrant(ParticipantJoined, "m-1", "p1", "c1-new"),
+        ]
+        await store.append("m-1", 3, replaced, None)
+        assert await store.claim_expired_leases(0) == [("m-1", "c1-new", "p1")]
+
+    async def test_a_claimed_lease_is_left_to_its_claimer_for_a_ttl(
+        self, store: EventStore
+    ) -> None:
+        assert isinstance(store, SharedLeases)
+        await store.append("m-1", 0, sample_events("m-1", count=3), None)
+        await anyio.sleep(0.45)
+        assert await store.claim_expired_leases(300) == [("m-1", "c1", "p1")]
+        assert await store.claim_expired_leases(300) == []  # claimed: someone records the leave
+        await anyio.sleep(0.45)  # ... or died: then someone else claims it
+        assert await store.claim_expired_leases(300) == [("m-1", "c1", "p1")]
+
+    async def test_a_renewed_lease_does_not_expire(self, store: EventStore) -> None:
+        assert isinstance(store, SharedLeases)
+        for meeting_id in ("m-1", "m-2"):
+            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+        await anyio.sleep(0.5)
+        await store.renew_leases([("m-1", "c1"), ("m-1", "no-such-connection")])
+        await store.renew_leases([])
+        await anyio.sleep(0.5)
+        assert await store.claim_expired_leases(800) == [("m-2", "c1", "p1")]
+
+    async def test_dropped_leases_are_gone(self, store: EventStore) -> None:
+        assert isinstance(store, SharedLeases)
+        for meeting_id in ("m-1", "m-2"):
+            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+        await store.drop_leases([("m-1", "c1"), ("m-3", "c1")])
+        await store.drop_leases([])
+        assert await store.claim_expired_leases(0) == [("m-2", "c1", "p1")]
+
+    async def test_concurrent_claimers_never_share_a_lease(self, store: EventStore) -> None:
+        assert isinstance(store, SharedLeases)
+        meetings = [f"m-{n}" for n in range(20)]
+        for meeting_id in meetings:
+            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+        await anyio.sleep(0.55)
+        claimed: list[tuple[str, str, str]] = []
+
+        async def claimer() -> None:
+            while batch := await store.claim_expired_leases(500, limit=3):
+                claimed.extend(batch)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(4):
+                tasks.start_soon(claimer)
+        assert sorted(claimed) == sorted((m, "c1", "p1") for m in meetings)
+
+
+@pytest.mark.anyio
+class WatchableStoreContract:
+    """Tests every store with the `WatchableStore` capability passes; subclass it with
+    fixtures `store` and `other`: two store objects on the same storage, as two nodes
+    would have them."""
+
+    async def _watch_until(
+        self, store: WatchableStore, other: EventStore, meetings: Sequence[str]
+    ) -> set[str]:
+        """Append to each of `meetings` through `other` (again, until `store`'s watch has
+        started) and return the ids the watch reports, once it reported them all."""
+        seen: set[str] = set()
+        everything = anyio.Event()
+        versions = dict.fromkeys(meetings, 0)
+
+        async def watch() -> None:
+            async for meeting_id in store.watch():
+                seen.add(meeting_id)
+                if seen.issuperset(meetings):
+                    everything.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch)
+                while not everything.is_set():
+                    for meeting_id in meetings:
+                        if meeting_id in seen:
+                            continue
+                        events = sample_events(meeting_id, start=versions[meeting_id], count=1)
+                        records = await other.append(meeting_id, versions[meeting_id], events, None)
+                        versions[meeting_id] = records[-1].version
+                    with anyio.move_on_after(0.2):
+                        await everything.wait()
+                tasks.cancel_scope.cancel()
+        return seen
+
+    async def test_implements_watch(self, store: EventStore) -> None:
+        assert isinstance(store, WatchableStore)
+
+    async def test_other_writers_appends_are_reported(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        assert isinstance(store, WatchableStore)
+        meetings = [f"w-{n}" for n in range(5)]
+        assert set(meetings) <= await self._watch_until(store, other, meetings)
+        for meeting_id in meetings:  # the log is the truth: the store reads what was reported
+            assert await store.read(meeting_id) == await other.read(meeting_id)

@@ -2,7 +2,8 @@
 
 One table, `records`: `position` (INTEGER PRIMARY KEY, the global order), `meeting_id`,
 `version` (UNIQUE with `meeting_id`: the optimistic concurrency key), `recorded_at`, and
-`record`, the whole `meetcore.Record` (event and cause) encoded as msgpack.
+`record`, the whole `meetcore.Record` (event and cause) encoded as msgpack. A second,
+`checkpoints` (`name`, `value`), keeps the `meetcore.Checkpoints` values (schema 2).
 
 Writes go through one writer thread that owns the write connection. Appends queue up
 while it commits; it takes every queued append into one transaction (`BEGIN IMMEDIATE`,
@@ -36,7 +37,7 @@ from meetcore.events import AnyEvent
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore", "Synchronous"]
 
 #: The schema this version of meetcore-sqlite writes and reads (`PRAGMA user_version`).
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: `PRAGMA application_id` of a meetcore file: "mtcr".
 APPLICATION_ID: Final = 0x6D746372
 #: Most appends one transaction takes.
@@ -58,6 +59,16 @@ CREATE TABLE records (
     UNIQUE (meeting_id, version)
 )
 """
+_CHECKPOINTS = """
+CREATE TABLE checkpoints (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+)
+"""
+#: What takes a file from schema N to N + 1 (a new file runs them all).
+_MIGRATIONS: Final = (_SCHEMA, _CHECKPOINTS)
+_LOAD = "SELECT value FROM checkpoints WHERE name = ?"
+_SAVE = "INSERT OR REPLACE INTO checkpoints (name, value) VALUES (?, ?)"
 _INSERT = (
     "INSERT INTO records (position, meeting_id, version, recorded_at, record) VALUES (?,?,?,?,?)"
 )
@@ -91,6 +102,31 @@ class _Append:
         self.done = done
         self.wake = wake
         self.records: list[Record] | None = None
+        self.error: Exception | None = None
+
+
+class _Checkpoint:
+    """One queued checkpoint write (a compare-and-swap when `conditional`) and its outcome."""
+
+    __slots__ = ("conditional", "done", "error", "expected", "name", "swapped", "value", "wake")
+
+    def __init__(
+        self,
+        name: str,
+        expected: bytes | None,
+        value: bytes,
+        *,
+        conditional: bool,
+        done: anyio.Event,
+        wake: _Wake,
+    ) -> None:
+        self.name = name
+        self.expected = expected
+        self.value = value
+        self.conditional = conditional
+        self.done = done
+        self.wake = wake
+        self.swapped = False
         self.error: Exception | None = None
 
 
@@ -237,18 +273,20 @@ class SQLiteStore:
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise self._fail(f"cannot use WAL mode (journal mode is {mode})")
-            if self._schema(connection) == 0:
+            if self._schema(connection) < SCHEMA_VERSION:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
-                    if self._schema(connection) == 0:
+                    version = self._schema(connection)  # again, holding the write lock
+                    if version == 0:
                         tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
                         if tables[0]:
                             raise self._fail(
                                 "an SQLite database of another application, not a meetcore store"
                             )
-                        connection.execute(_SCHEMA)
                         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    for step in _MIGRATIONS[version:]:  # a new file, or an older schema
+                        connection.execute(step)
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     connection.execute("COMMIT")
                 except BaseException:
                     connection.execute("ROLLBACK")
@@ -307,8 +345,13 @@ class SQLiteStore:
                 first = self._queue.get()
                 if first is _STOP:
                     break
+                if isinstance(first, _Checkpoint):
+                    self._save(connection, first)
+                    self._report([first])
+                    continue
                 assert isinstance(first, _Append)
                 group = [first]
+                checkpoint: _Checkpoint | None = None  # taken after the group, in queue order
                 while len(group) < MAX_GROUP:
                     try:
                         item = self._queue.get_nowait()
@@ -317,20 +360,26 @@ class SQLiteStore:
                     if item is _STOP:
                         stop = True
                         break
+                    if isinstance(item, _Checkpoint):
+                        checkpoint = item
+                        break
                     assert isinstance(item, _Append)
                     group.append(item)
                 self._commit(connection, group)
                 self._report(group)
+                if checkpoint is not None:
+                    self._save(connection, checkpoint)
+                    self._report([checkpoint])
         finally:
             connection.close()
             # Appends queued after close() (from another thread) must not wait forever.
-            leftover: list[_Append] = []
+            leftover: list[_Append | _Checkpoint] = []
             while True:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if isinstance(item, _Append):
+                if isinstance(item, _Append | _Checkpoint):
                     item.error = self._fail("the store is closed")
                     leftover.append(item)
             self._report(leftover)
@@ -424,8 +473,26 @@ class SQLiteStore:
         connection.executemany(_INSERT, rows)
         return outcomes, versions
 
+    def _save(self, connection: sqlite3.Connection, item: _Checkpoint) -> None:
+        """Write one checkpoint in its own transaction (compared first if conditional)."""
+        try:
+            self._begin(connection)
+            current = connection.execute(_LOAD, (item.name,)).fetchone()
+            item.swapped = not item.conditional or (
+                (None if current is None else bytes(current[0])) == item.expected
+            )
+            if item.swapped:
+                connection.execute(_SAVE, (item.name, item.value))
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            item.swapped = False
+            item.error = self._sqlite_error(exc)
+
     @staticmethod
-    def _report(group: list[_Append]) -> None:
+    def _report(group: Sequence[_Append | _Checkpoint]) -> None:
         """Wake the callers: one callback per event loop, not one per append."""
         by_loop: dict[_Wake, list[anyio.Event]] = {}
         for item in group:
@@ -450,6 +517,9 @@ class SQLiteStore:
         return await anyio.to_thread.run_sync(self._read_sync, sql, parameters)
 
     def _read_sync(self, sql: str, parameters: tuple[object, ...]) -> list[Record]:
+        return [decode_msgpack(row[0]) for row in self._rows_sync(sql, parameters)]
+
+    def _rows_sync(self, sql: str, parameters: tuple[object, ...]) -> list[Any]:
         with self._readers_lock:
             connection = self._readers.pop() if self._readers else None
         if connection is None:
@@ -464,7 +534,42 @@ class SQLiteStore:
                 connection.close()
             else:
                 self._readers.append(connection)
-        return [decode_msgpack(row[0]) for row in rows]
+        return rows
+
+    # -- checkpoints (`meetcore.Checkpoints`) ------------------------------------------
+
+    async def load_checkpoint(self, name: str) -> bytes | None:
+        if self._closed:
+            raise self._fail("the store is closed")
+        rows = await anyio.to_thread.run_sync(self._rows_sync, _LOAD, (name,))
+        return bytes(rows[0][0]) if rows else None
+
+    async def save_checkpoint(self, name: str, value: bytes) -> None:
+        await self._checkpoint(name, None, value, conditional=False)
+
+    async def swap_checkpoint(self, name: str, expected: bytes | None, value: bytes) -> bool:
+        return await self._checkpoint(name, expected, value, conditional=True)
+
+    async def _checkpoint(
+        self, name: str, expected: bytes | None, value: bytes, *, conditional: bool
+    ) -> bool:
+        """Queue a checkpoint write for the writer thread; True if it was written."""
+        if self._closed:
+            raise self._fail("the store is closed")
+        done = anyio.Event()
+        item = _Checkpoint(
+            name, expected, bytes(value), conditional=conditional, done=done, wake=_waker()
+        )
+        self._queue.put(item)
+        try:
+            await done.wait()
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # queued: it happens, or not, regardless
+                await done.wait()
+            raise
+        if item.error is not None:
+            raise item.error
+        return item.swapped
 
     # -- closing -------------------------------------------------------------------
 
