@@ -7,15 +7,20 @@ mount the app in their own ASGI server the same way.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from meetcore import Engine
-from meetcore_webrtc import rest
+from meetcore_webrtc import rest, static
 from meetcore_webrtc.rooms import RoomsView
 from meetcore_webrtc.signaling import Signaling
+
+if TYPE_CHECKING:
+    from meetcore_webrtc.media import MediaConfig
 
 __all__ = ["Server", "create_app"]
 
@@ -27,16 +32,27 @@ class Server:
     `secret` signs the tokens that let a client resume its connection; servers that
     share it accept each other's (see `meetcore serve`, which derives it from the API
     keys). Without it, a resume works only on the same server process.
+
+    `media` sets how the media connections gather ICE candidates (`docs/media.md`);
+    by default `MediaConfig.from_env()`: no STUN server, every interface.
     """
 
-    def __init__(self, engine: Engine, *, dev: bool = False, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        dev: bool = False,
+        secret: bytes | None = None,
+        media: MediaConfig | None = None,
+    ) -> None:
         self.engine = engine
         self.dev = dev
         self.rooms = RoomsView(engine.store)
-        self.signaling = Signaling(engine, secret=secret)
+        self.signaling = Signaling(engine, secret=secret, media=media)
         routes: list[BaseRoute] = [
             *rest.routes(self),
             WebSocketRoute("/ws", self.signaling.endpoint),
+            *static.routes(),  # the browser SDK and the demo page
         ]
         if dev:
             routes.append(Route("/get-token", self.get_token, methods=["GET"]))
@@ -62,6 +78,12 @@ class Server:
         await self.signaling.close()
 
 
-def create_app(engine: Engine, *, dev: bool = False, secret: bytes | None = None) -> Starlette:
+def create_app(
+    engine: Engine,
+    *,
+    dev: bool = False,
+    secret: bytes | None = None,
+    media: MediaConfig | None = None,
+) -> Starlette:
     """The ASGI app of a meeting server on `engine` (see `Server`)."""
-    return Server(engine, dev=dev, secret=secret).app
+    return Server(engine, dev=dev, secret=secret, media=media).app

@@ -13,7 +13,14 @@ function): `meeting-joined` (), `meeting-left` (reason), `participant-joined`
 ({"state"}), `error` ({"code", "message"}), `entry-requested` (request),
 `entry-responded` (participant_id, decision), `participant-mode-changed`
 ({"participantId", "mode"}). A participant emits `media-status-changed`
-({"kind", "newStatus"}) on its own `on()`.
+({"kind", "newStatus"}), `stream-enabled` (stream) and `stream-disabled` (stream) on
+its own `on()`.
+
+Media (`docs/media.md`): with `mic_enabled` / `webcam_enabled` the participant
+publishes audio / video (a tone and a moving bar, or the custom tracks given), and
+receives everyone else's: each remote participant's `stream-enabled` carries a
+`Stream` whose `track` yields decoded frames. The media connection (aiortc, imported
+only then) opens once there is something to send or receive.
 
 A lost connection is taken back automatically: the client resumes with the last
 sequence number it saw and gets what it missed, without gap or duplicate.
@@ -29,8 +36,8 @@ import itertools
 import logging
 import secrets
 import string
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -53,8 +60,15 @@ from meetcore.events import (
     SessionStarted,
 )
 from meetcore_webrtc import protocol as p
+from meetcore_webrtc._ice import addresses_from_env
 
-__all__ = ["EntryRequest", "Meeting", "Participant", "Reason", "init_meeting"]
+if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
+    from meetcore_webrtc._client_media import ClientMedia
+    from meetcore_webrtc._ice import IceServer
+
+__all__ = ["EntryRequest", "Meeting", "Participant", "Reason", "Stream", "init_meeting"]
 
 log = logging.getLogger("meetcore.client")
 
@@ -131,9 +145,47 @@ class _Emitter:
             except Exception:
                 log.exception("a %r handler failed", event)
 
+    def wait_for(
+        self,
+        event: str,
+        predicate: Callable[..., bool] | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> asyncio.Future[tuple[Any, ...]]:
+        """A future of the arguments of the next `event` (that satisfies `predicate`).
+
+        It listens from the moment it is called, so call it before doing what causes
+        the event; it fails with `TimeoutError` after `timeout` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+
+        def handler(*args: Any) -> None:
+            if not future.done() and (predicate is None or predicate(*args)):
+                future.set_result(args)
+
+        def expire() -> None:
+            if not future.done():
+                future.set_exception(TimeoutError(f"no {event!r} within {timeout} s"))
+
+        timer = loop.call_later(timeout, expire)
+        self.on(event, handler)
+
+        def done(_: asyncio.Future[tuple[Any, ...]]) -> None:
+            timer.cancel()
+            self.off(event, handler)
+
+        future.add_done_callback(done)
+        return future
+
 
 class Participant(_Emitter):
-    """A participant as the client sees it (the local one has `local` true)."""
+    """A participant as the client sees it (the local one has `local` true).
+
+    `streams` holds its live `Stream`s by id; `stream-enabled` and `stream-disabled`
+    (on `participant.on(...)`) tell when one starts and ends. `multistream` is what
+    it asked for; the server sends one layer whatever it asked (`Stream.layers`).
+    """
 
     def __init__(self, state: ParticipantState | ParticipantJoined, *, local: bool) -> None:
         self.id = state.participant_id
@@ -144,10 +196,50 @@ class Participant(_Emitter):
         self.webcam_on = state.webcam_enabled
         self.mode: str = state.mode
         self.permissions = state.permissions
+        self.multistream = state.multistream
         self.local = local
+        self.streams: dict[str, Stream] = {}
 
     def __repr__(self) -> str:
         return f"Participant({self.id!r}, {self.display_name!r}, local={self.local})"
+
+
+class Stream:
+    """A participant's audio or video, as VideoSDK's stream: `id`, `kind` ("audio" or
+    "video") and `track`.
+
+    For a remote participant, `track` is an aiortc `MediaStreamTrack`: `await
+    track.recv()` gives the next decoded frame (`av.AudioFrame`, `av.VideoFrame`) and
+    raises `aiortc.mediastreams.MediaStreamError` once the stream has ended
+    (`stream-disabled`). For the local participant it is the track being sent: leave
+    its frames to the sender.
+
+    `layers` is 1: the server forwards what the publisher sends, and aiortc sends one
+    layer (no simulcast), so `multistream` is always False here.
+    """
+
+    multistream = False
+
+    def __init__(
+        self,
+        *,
+        kind: Literal["audio", "video"],
+        track: MediaStreamTrack,
+        participant: Participant,
+        local: bool,
+        layers: int = 1,
+    ) -> None:
+        self.id = f"{participant.id}:{kind}"
+        self.kind = kind
+        self.track = track
+        self.participant = participant
+        self.participant_id = participant.id
+        self.local = local
+        self.layers = layers
+        self.ended = False
+
+    def __repr__(self) -> str:
+        return f"Stream({self.id!r}, layers={self.layers}, ended={self.ended})"
 
 
 class EntryRequest:
@@ -189,6 +281,10 @@ class Meeting(_Emitter):
         multistream: bool = True,
         debug_mode: bool = False,
         reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
+        custom_camera_video_track: MediaStreamTrack | None = None,
+        custom_microphone_audio_track: MediaStreamTrack | None = None,
+        ice_servers: Sequence[IceServer] | None = None,
+        ice_addresses: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(meeting_id, str) or not meeting_id:
@@ -227,10 +323,16 @@ class Meeting(_Emitter):
         self._socket: ClientConnection | None = None
         self._phase: Literal["new", "joining", "in", "out"] = "new"
         self._requests = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._run_task: asyncio.Task[None] | None = None
         self._left = asyncio.Event()
         self._connected = asyncio.Event()
+        self._camera = custom_camera_video_track
+        self._microphone = custom_microphone_audio_track
+        self.ice_servers: Sequence[IceServer] = ice_servers or ()
+        self.ice_addresses = ice_addresses if ice_addresses is not None else addresses_from_env()
+        self._media: ClientMedia | None = None
+        self._media_closing: asyncio.Future[None] | None = None
 
     @property
     def participants(self) -> dict[str, Participant]:
@@ -272,6 +374,7 @@ class Meeting(_Emitter):
         if not self.waiting:
             self.joined = True
             self._emit("meeting-joined")
+            self._sync_media()
 
     async def _hello(
         self, socket: ClientConnection, hello: p.JoinRequest | p.ResumeRequest
@@ -389,11 +492,22 @@ class Meeting(_Emitter):
                 self._apply(delivery.event)
                 if self._phase == "out":
                     return
+            self._sync_media()
         elif isinstance(message, p.Welcome):  # let in after waiting: the meeting as it is
             self._welcome(message)
             if not self.waiting and not self.joined:
                 self.joined = True
                 self._emit("meeting-joined")
+            self._sync_media()
+        elif isinstance(message, p.MediaOffer):
+            if self._media is not None:
+                self._media.offered(message)
+        elif isinstance(message, p.MediaAnswer):
+            if self._media is not None:
+                self._media.answered()
+            future = self._pending.pop(message.request_id, None)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(message)
         elif isinstance(message, p.OkReply | p.ErrorReply | p.Pong):
             future = self._pending.pop(message.request_id, None)  # type: ignore[arg-type]
             if isinstance(message, p.ErrorReply):
@@ -424,6 +538,8 @@ class Meeting(_Emitter):
                 return
             gone = self._roster.get(event.participant_id)
             if gone is not None and gone.connection_id == event.connection_id:
+                if self._media is not None:
+                    self._media.end_streams(gone.id)
                 del self._roster[event.participant_id]
                 if isinstance(event, ParticipantLeft) and self.joined:
                     self._emit("participant-left", gone, Reason.of(event.reason))
@@ -434,9 +550,11 @@ class Meeting(_Emitter):
                     who.mic_on = event.enabled
                 else:
                     who.webcam_on = event.enabled
-                status = {"kind": "audio" if event.kind == "mic" else "video"}
-                status["newStatus"] = "enabled" if event.enabled else "disabled"
+                kind: Literal["audio", "video"] = "audio" if event.kind == "mic" else "video"
+                status = {"kind": kind, "newStatus": "enabled" if event.enabled else "disabled"}
                 who._emit("media-status-changed", status)
+                if not event.enabled and not who.local and self._media is not None:
+                    self._media.end_streams(who.id, kind)
         elif isinstance(event, ModeChanged):
             who = self._participant(event.participant_id)
             if who is not None:
@@ -455,6 +573,45 @@ class Meeting(_Emitter):
             self.session_id = event.session_id
         elif isinstance(event, SessionEnded):
             self.session_id = None
+
+    def _sync_media(self) -> None:
+        """Open the media connection once there is something to send or receive (close it
+        in SIGNALLING_ONLY), and publish what the log says the local participant sends."""
+        me = self.local_participant
+        if me is None or not self.joined or self._phase != "in":
+            return
+        if me.mode == "SIGNALLING_ONLY":
+            self._stop_media()
+            return
+        if self._media is None:
+            others = (p for p in self._roster.values() if p.mode == "SEND_AND_RECV")
+            if not (me.mic_on or me.webcam_on or any(p.mic_on or p.webcam_on for p in others)):
+                return
+            from meetcore_webrtc._client_media import ClientMedia
+
+            self._media = ClientMedia(
+                self,
+                ice_servers=self.ice_servers,
+                addresses=self.ice_addresses,
+                camera=self._camera,
+                microphone=self._microphone,
+            )
+            self._media.start()
+        self._media.publish("audio", me.mic_on)
+        self._media.publish("video", me.webcam_on)
+
+    def _stop_media(self) -> asyncio.Future[None] | None:
+        """Close the media connection (in the background); the future of its closing."""
+        media, self._media = self._media, None
+        if media is not None:
+            self._media_closing = asyncio.ensure_future(media.close())
+        return self._media_closing
+
+    async def _media_closed(self) -> None:
+        closing = self._stop_media()
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing
 
     def _participant(self, participant_id: str) -> Participant | None:
         local = self.local_participant
@@ -476,6 +633,7 @@ class Meeting(_Emitter):
             if not future.done():
                 future.set_result(None)  # a leave, end... is done: the participant is out
         self._pending.clear()
+        self._stop_media()
         self._left.set()
         self._set_state("DISCONNECTED")
 
@@ -494,7 +652,7 @@ class Meeting(_Emitter):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _request(self, message: p.ClientMessage) -> None:
+    async def _request(self, message: p.ClientMessage) -> Any:
         if self._phase != "in":
             raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "join the meeting first")
         if self.state == "RECONNECTING" and isinstance(message, p.LeaveRequest):
@@ -505,12 +663,12 @@ class Meeting(_Emitter):
             raise Rejected(ErrorCode.MEETING_RECONNECTING, "the meeting is reconnecting")
         request_id = next(self._requests)
         message = msgspec.structs.replace(message, request_id=request_id)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
             await self._socket.send(_encode(message).decode())
             async with asyncio.timeout(REQUEST_TIMEOUT):
-                await future
+                return await future
         except TimeoutError:
             raise Rejected(ErrorCode.OPERATION_TIMED_OUT, "no answer from the server") from None
         except websockets.ConnectionClosed:
@@ -547,25 +705,26 @@ class Meeting(_Emitter):
         if self._run_task is not None:
             with contextlib.suppress(Exception):
                 await self._run_task
+        await self._media_closed()
 
     async def remove_participant(self, participant_id: str) -> None:
         """Remove another participant (needs `allow_mod`); it leaves with 1002."""
         await self._request(p.RemoveRequest(participant_id=participant_id))
 
-    async def _media(self, kind: MediaKind, enabled: bool) -> None:
+    async def _set_media(self, kind: MediaKind, enabled: bool) -> None:
         await self._request(p.SetMediaRequest(kind=kind, enabled=enabled))
 
     async def enable_webcam(self) -> None:
-        await self._media("webcam", True)
+        await self._set_media("webcam", True)
 
     async def disable_webcam(self) -> None:
-        await self._media("webcam", False)
+        await self._set_media("webcam", False)
 
     async def unmute_mic(self) -> None:
-        await self._media("mic", True)
+        await self._set_media("mic", True)
 
     async def mute_mic(self) -> None:
-        await self._media("mic", False)
+        await self._set_media("mic", False)
 
     async def change_mode(self, mode: Mode) -> None:
         await self._request(p.ChangeModeRequest(mode=mode))
@@ -577,39 +736,6 @@ class Meeting(_Emitter):
 
     # -- waiting for things ------------------------------------------------------------------
 
-    def wait_for(
-        self,
-        event: str,
-        predicate: Callable[..., bool] | None = None,
-        *,
-        timeout: float = 10.0,
-    ) -> asyncio.Future[tuple[Any, ...]]:
-        """A future of the arguments of the next `event` (that satisfies `predicate`).
-
-        It listens from the moment it is called, so call it before doing what causes
-        the event; it fails with `TimeoutError` after `timeout` seconds.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
-
-        def handler(*args: Any) -> None:
-            if not future.done() and (predicate is None or predicate(*args)):
-                future.set_result(args)
-
-        def expire() -> None:
-            if not future.done():
-                future.set_exception(TimeoutError(f"no {event!r} within {timeout} s"))
-
-        timer = loop.call_later(timeout, expire)
-        self.on(event, handler)
-
-        def done(_: asyncio.Future[tuple[Any, ...]]) -> None:
-            timer.cancel()
-            self.off(event, handler)
-
-        future.add_done_callback(done)
-        return future
-
     async def close(self) -> None:
         """Drop the connection without leaving (the server lets the lease run out)."""
         self._phase = "out"
@@ -618,6 +744,7 @@ class Meeting(_Emitter):
         if self._run_task is not None:
             with contextlib.suppress(Exception):
                 await self._run_task
+        await self._media_closed()
 
 
 def init_meeting(
@@ -633,8 +760,20 @@ def init_meeting(
     mode: Mode = "SEND_AND_RECV",
     multistream: bool = True,
     debug_mode: bool = False,
+    custom_camera_video_track: MediaStreamTrack | None = None,
+    custom_microphone_audio_track: MediaStreamTrack | None = None,
+    ice_servers: Sequence[IceServer] | None = None,
+    ice_addresses: Sequence[str] | None = None,
 ) -> Meeting:
-    """A `Meeting` for VideoSDK's `initMeeting` options; nothing is sent before `join()`."""
+    """A `Meeting` for VideoSDK's `initMeeting` options; nothing is sent before `join()`.
+
+    Media: `custom_camera_video_track` / `custom_microphone_audio_track` are published
+    instead of the synthetic sources (`meetcore_webrtc.tracks`) while the webcam / mic
+    is on. `ice_servers`: STUN/TURN servers, as URLs or `{"urls", "username",
+    "credential"}` dicts (none by default: host candidates only). `ice_addresses`: the
+    local addresses to gather candidates on (default: `MEETCORE_ICE_ADDRESSES`, else
+    every interface).
+    """
     return Meeting(
         base_url=base_url,
         token=token,
@@ -647,4 +786,8 @@ def init_meeting(
         mode=mode,
         multistream=multistream,
         debug_mode=debug_mode,
+        custom_camera_video_track=custom_camera_video_track,
+        custom_microphone_audio_track=custom_microphone_audio_track,
+        ice_servers=ice_servers,
+        ice_addresses=ice_addresses,
     )

@@ -1,5 +1,5 @@
-"""The meetcore-webrtc plugin: `meetcore serve`, and the wire protocol's and REST API's
-schemas for `meetcore schemas`."""
+"""The meetcore-webrtc plugin: `meetcore serve`, the wire protocol's and REST API's
+schemas for `meetcore schemas`, and the media hooks (`meetcore_webrtc.hookspecs`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ from typing import Any
 
 import click
 import msgspec
+import pluggy
 
 from meetcore import hookimpl
 
-__all__ = ["meetcore_register_commands", "meetcore_schemas"]
+__all__ = ["meetcore_addhooks", "meetcore_register_commands", "meetcore_schemas"]
+
+
+@hookimpl
+def meetcore_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    from meetcore_webrtc import hookspecs
+
+    hookspecs.add_to(pluginmanager)
 
 
 @hookimpl

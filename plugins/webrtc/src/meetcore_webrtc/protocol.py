@@ -10,6 +10,11 @@ client that reconnects with the last `seq` it saw gets exactly what it missed.
 A request may carry `requestId`; the server answers it with `ok` or `error`
 carrying the same id. `docs/protocol.md` describes the exchange; `schemas/`
 holds the JSON Schema generated from these types.
+
+Media (`docs/media.md`) is negotiated on the same socket: the client sends the
+first `offer` (its own audio and video), the server `answer`s it; from then on
+the server sends an `offer` whenever what the client receives changes, and the
+client `answer`s. Each SDP carries its ICE candidates (no trickle).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from meetcore.events import AnyEvent, EntryRequested
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "AnswerRequest",
     "ChangeModeRequest",
     "ClientMessage",
     "Delivery",
@@ -32,6 +38,9 @@ __all__ = [
     "EventsFrame",
     "JoinRequest",
     "LeaveRequest",
+    "MediaAnswer",
+    "MediaOffer",
+    "OfferRequest",
     "OkReply",
     "Ping",
     "Pong",
@@ -40,6 +49,7 @@ __all__ = [
     "ResumeRequest",
     "ServerMessage",
     "SetMediaRequest",
+    "StreamSlot",
     "Welcome",
     "client_decoder",
     "server_decoder",
@@ -134,6 +144,23 @@ class Ping(_Request, frozen=True, kw_only=True, tag="ping"):
     """A heartbeat: renews the connection's lease. Any message does too."""
 
 
+class OfferRequest(_Request, frozen=True, kw_only=True, tag="offer"):
+    """Start media: the client's SDP offer, with one audio and one video section to
+    publish on (sendonly) and its ICE candidates. Answered with `answer` (or `error`).
+
+    Sent once the participant is in the meeting (not in SIGNALLING_ONLY mode); a new
+    `offer` replaces the media connection the client had.
+    """
+
+    sdp: str
+
+
+class AnswerRequest(_Request, frozen=True, kw_only=True, tag="answer"):
+    """The client's SDP answer to the server's last `offer`; answered with `ok`."""
+
+    sdp: str
+
+
 ClientMessage = (
     JoinRequest
     | ResumeRequest
@@ -144,6 +171,8 @@ ClientMessage = (
     | ChangeModeRequest
     | RespondEntryRequest
     | Ping
+    | OfferRequest
+    | AnswerRequest
 )
 
 
@@ -208,7 +237,42 @@ class Pong(_Message, frozen=True, kw_only=True, tag="pong"):
     request_id: RequestId = None
 
 
-ServerMessage = Welcome | EventsFrame | OkReply | ErrorReply | Pong
+class StreamSlot(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """What a media section of the server's SDP carries: `participantId`'s `kind`.
+
+    The SDP says it too, as the section's msid (stream id: the participant id,
+    track id: `participantId:kind`). Sections not listed carry nothing (inactive).
+    """
+
+    mid: str
+    participant_id: str
+    kind: Literal["audio", "video"]
+    layers: int = 1
+
+
+class MediaAnswer(_Message, frozen=True, kw_only=True, tag="answer"):
+    """The server's SDP answer to the client's `offer`, with the server's ICE candidates."""
+
+    request_id: RequestId = None
+    sdp: str
+    streams: list[StreamSlot] = msgspec.field(default_factory=list)
+
+
+class MediaOffer(_Message, frozen=True, kw_only=True, tag="offer"):
+    """The server renegotiates: what the client receives changed. Answer with `answer`.
+
+    `streams` maps the SDP's media sections to the participants and kinds they
+    carry. Sent after the events that caused it (`seq`), so the client already
+    knows the participants it names. A client whose own `offer` is outstanding
+    ignores it: the server sends a new one once it has answered.
+    """
+
+    sdp: str
+    streams: list[StreamSlot] = msgspec.field(default_factory=list)
+    seq: int = 0
+
+
+ServerMessage = Welcome | EventsFrame | OkReply | ErrorReply | Pong | MediaAnswer | MediaOffer
 
 client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)

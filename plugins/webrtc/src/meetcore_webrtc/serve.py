@@ -18,6 +18,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import click
@@ -71,6 +72,15 @@ class UsageProblem(click.ClickException):
     exit_code = 2
 
 
+def _without_password(url: str) -> str:
+    """`url` as it may be printed: a password in it replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def resume_secret() -> bytes:
     """The secret that signs resume tokens: from the API keys, so that every server
     sharing them (after a restart, or the nodes of a deployment) honours a resume."""
@@ -94,6 +104,15 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def _webhooks() -> list[object]:
+    """meetcore-webhooks' delivery, configured from the environment, when it is installed."""
+    try:
+        from meetcore_webhooks import Webhooks
+    except ImportError:
+        return []
+    return [Webhooks.from_env()]  # a bad MEETCORE_WEBHOOK_* is a ValueError: exit 2
+
+
 async def run(
     *,
     sock: socket.socket,
@@ -103,7 +122,7 @@ async def run(
     **uvicorn_options: Any,
 ) -> None:
     """Open the engine on `store` and serve on `sock` until SIGINT or SIGTERM."""
-    async with Engine.open(store=store, lease_ttl=lease_ttl) as engine:
+    async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=_webhooks()) as engine:
         server = Server(engine, dev=dev, secret=resume_secret())
         config = uvicorn.Config(
             server.app,
@@ -149,7 +168,8 @@ def serve(host: str, port: int, store: str, dev: bool, lease_ttl: float) -> None
     except KeysError as error:
         raise UsageProblem(str(error)) from None
     sock = listen(host, port)
-    click.echo(f"meetcore: store {store}; get a token with: uv run meetcore token", err=True)
+    shown = _without_password(store)
+    click.echo(f"meetcore: store {shown}; get a token with: uv run meetcore token", err=True)
     if dev:
         host, port = sock.getsockname()[:2]
         click.echo(f"meetcore: development mode: GET http://{host}:{port}/get-token", err=True)

@@ -28,7 +28,7 @@ import secrets
 import string
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -55,6 +55,9 @@ from meetcore.events import (
 )
 from meetcore_webrtc import protocol as p
 from meetcore_webrtc._auth import authenticate
+
+if TYPE_CHECKING:
+    from meetcore_webrtc.media import MediaConfig, MediaServer
 
 __all__ = ["Signaling", "new_participant_id"]
 
@@ -185,7 +188,9 @@ class Signaling:
     Run inside `lifespan()` (the app's lifespan does it), which holds the hubs' tasks.
     """
 
-    def __init__(self, engine: Engine, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, secret: bytes | None = None, media: MediaConfig | None = None
+    ) -> None:
         self.engine = engine
         self._hubs: dict[str, _Hub] = {}
         self._connections: dict[str, _Connection] = {}
@@ -194,6 +199,10 @@ class Signaling:
         # same server after a restart) accept each other's; by default it is per process.
         self._secret = secret if secret is not None else secrets.token_bytes(32)
         self._closing = False
+        # Media (`media.MediaServer`), started by the first `offer`: aiortc is imported
+        # only then, so a server whose clients never offer media never loads it.
+        self._media_config = media
+        self._media: MediaServer | None = None
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -203,6 +212,9 @@ class Signaling:
                 yield
             finally:
                 await self.close()
+                if self._media is not None:
+                    await self._media.close()
+                    self._media = None
                 tasks.cancel_scope.cancel()
                 self._tasks = None
 
@@ -234,7 +246,10 @@ class Signaling:
                 return
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._receive, connection, tasks.cancel_scope)
-                await self._send(connection)
+                # The peer may go away while it is being sent to (a page closing right
+                # after its leave): that ends the connection, it is not an error.
+                with contextlib.suppress(WebSocketDisconnect):
+                    await self._send(connection)
                 tasks.cancel_scope.cancel()
         except TimeoutError:
             await self._refuse(websocket, None, ErrorCode.INVALID_PARAMETER, "no join in time")
@@ -372,6 +387,8 @@ class Signaling:
             old.gone = True
             old.wake.set()
         await self._attach(connection, hello.last_seq)
+        if self._media is not None:
+            self._media.resumed(hello.connection_id)
         welcome = p.Welcome(
             request_id=hello.request_id,
             meeting_id=hello.meeting_id,
@@ -507,6 +524,9 @@ class Signaling:
         if isinstance(message, p.Ping):
             connection.reply(p.Pong(request_id=message.request_id))
             return
+        if isinstance(message, p.OfferRequest | p.AnswerRequest):
+            await self._negotiate(connection, message)
+            return
         try:
             command = self._command(connection, message)
             records = await self.engine.execute(command, connection.principal)
@@ -518,6 +538,53 @@ class Signaling:
             return
         after = records[-1].version if records else 0
         connection.reply(p.OkReply(request_id=message.request_id), after)
+
+    # -- media ---------------------------------------------------------------------------------
+
+    def media(self) -> MediaServer:
+        """The node's media server, started on first use."""
+        if self._media is None:
+            from meetcore_webrtc.media import MediaServer
+
+            self._media = MediaServer(self.engine, self._send_media, self._media_config)
+        return self._media
+
+    async def _negotiate(
+        self, connection: _Connection, message: p.OfferRequest | p.AnswerRequest
+    ) -> None:
+        try:
+            if connection.waiting:
+                raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "no media before being let in")
+            if isinstance(message, p.OfferRequest):
+                answer = await self.media().offer(
+                    connection.meeting_id,
+                    connection.participant_id,
+                    connection.connection_id,
+                    message.sdp,
+                )
+                connection.reply(msgspec.structs.replace(answer, request_id=message.request_id))
+            else:
+                await self.media().answer(connection.connection_id, message.sdp)
+                connection.reply(p.OkReply(request_id=message.request_id))
+        except Rejected as error:
+            reply = p.ErrorReply(
+                request_id=message.request_id, code=error.code, message=error.message
+            )
+            connection.reply(reply)
+        except Exception:  # a bug, or aiortc missing what media needs: say so, keep going
+            log.exception("media negotiation with %s failed", connection.participant_id)
+            why = "media negotiation failed on the server (see its log)"
+            code = ErrorCode.SOMETHING_WENT_WRONG
+            connection.reply(p.ErrorReply(request_id=message.request_id, code=code, message=why))
+
+    def _send_media(self, connection_id: str, message: p.MediaOffer, after: int) -> bool:
+        """A media message for a connection, sent once it has been sent the events up to
+        `after`; False when the connection is not here (it is resent on resume)."""
+        connection = self._connections.get(connection_id)
+        if connection is None or connection.gone:
+            return False
+        connection.reply(message, after)
+        return True
 
     def _command(self, connection: _Connection, message: p.ClientMessage) -> AnyCommand:
         ids: dict[str, Any] = {

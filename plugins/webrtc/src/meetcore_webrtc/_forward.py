@@ -1,0 +1,377 @@
+"""Forwarding encoded frames from a publisher to its subscribers, without decoding.
+
+aiortc's `MediaRelay` hands every subscriber decoded frames, so each subscriber's
+sender encodes them again: one decode per publisher and one encode per subscriber,
+which costs a core for a handful of video streams. The server forwards the encoded
+frames instead:
+
+- A publisher's `RTCRtpReceiver` depacketizes RTP into whole encoded frames (its
+  jitter buffer) and puts them on a queue that its decoder thread reads.
+  `install_tap` replaces that queue with one that hands each frame to a
+  `Publication` instead, on the event loop: nothing is decoded.
+- The `Publication` gives each frame, as an `av.Packet`, to the `ForwardTrack` of
+  every subscriber. A subscriber's `RTCRtpSender` reads its track; when `recv()`
+  returns a packet rather than a frame, aiortc packetizes it (`encoder.pack`)
+  without encoding.
+- A subscriber's RTCP PLI or FIR makes its sender ask for a key frame, which it
+  would force on its encoder; `hook_keyframe_requests` passes the request on to the
+  publisher's receiver instead, which sends a PLI to the publisher. A new
+  subscriber (or one attached to another publisher) drops frames until the next
+  key frame and asks for one at once, so it gets a picture within a round trip,
+  not at the publisher's next periodic key frame.
+
+This relies on aiortc internals, so the version is pinned (`AIORTC_VERSION`) and
+`check_internals()` fails loudly when they change (a test calls it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import inspect
+import logging
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiortc
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    rtcpeerconnection,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
+
+__all__ = [
+    "AIORTC_VERSION",
+    "FORWARDED_CODECS",
+    "ForwardTrack",
+    "Publication",
+    "check_internals",
+    "hook_keyframe_requests",
+    "install_tap",
+    "is_keyframe",
+    "prefer_forwarded_codecs",
+    "restrict_to_forwarded",
+]
+
+log = logging.getLogger("meetcore.media")
+
+#: The aiortc release whose internals this module was written and tested against.
+AIORTC_VERSION = "1.16.0"
+#: The codecs that are forwarded: every participant sends these and no other.
+FORWARDED_CODECS = {"audio": "audio/opus", "video": "video/VP8"}
+#: RTP clock rates of the forwarded codecs.
+CLOCK_RATES = {"audio": 48000, "video": 90000}
+#: A frame's duration when there is nothing better to go by (20 ms audio, 30 fps video).
+FRAME_TICKS = {"audio": 960, "video": 3000}
+#: Frames a subscriber may fall behind before it drops them and waits for a key frame.
+MAX_QUEUED = 60
+#: Seconds between two key-frame requests to the same publisher.
+KEYFRAME_INTERVAL = 0.25
+
+_RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_RECEIVER_STARTED = "_RTCRtpReceiver__started"
+
+
+def check_internals() -> list[str]:
+    """What forwarding relies on in aiortc that the installed version lacks (empty: all
+    there). `media.MediaServer` refuses to start when something is missing."""
+    problems: list[str] = []
+
+    def needs(where: Callable[..., Any] | type, fragment: str, what: str) -> None:
+        try:
+            source = inspect.getsource(where)
+        except (OSError, TypeError):  # pragma: no cover - no source shipped
+            problems.append(f"cannot read the source of {where!r} to check {what}")
+            return
+        if fragment not in source:
+            problems.append(f"{what}: {fragment!r} not found in {where.__qualname__}")
+
+    needs(
+        RTCRtpReceiver._handle_rtp_packet,
+        "self.__decoder_queue.put((codec, encoded_frame))",
+        "the receiver hands whole encoded frames to its decoder queue",
+    )
+    needs(RTCRtpReceiver.__init__, "self.__decoder_queue", "the receiver's decoder queue")
+    needs(RTCRtpReceiver.__init__, "self.__started", "the receiver's started flag")
+    needs(RTCRtpReceiver.receive, "self.__decoder_queue", "the decoder thread reads that queue")
+    needs(RTCRtpReceiver, "async def _send_rtcp_pli(self, media_ssrc", "the receiver sends PLIs")
+    needs(
+        RTCRtpSender._next_encoded_frame,
+        "self.__encoder.pack(data)",
+        "the sender packs a packet without encoding it",
+    )
+    needs(
+        RTCRtpSender._handle_rtcp_packet,
+        "self._send_keyframe()",
+        "the sender reacts to PLI and FIR through _send_keyframe",
+    )
+    needs(RTCRtpSender.__init__, "self._stream_id", "the sender's msid stream id")
+    needs(RTCRtpSender.replaceTrack, "self._track_id", "the sender's msid track id")
+    needs(RemoteStreamTrack.__init__, "self._queue", "a remote track's frame queue")
+    needs(
+        rtcpeerconnection.create_media_description_for_transceiver,
+        "codecs=transceiver._codecs",
+        "an answer offers the transceiver's negotiated codecs",
+    )
+    if aiortc.__version__ != AIORTC_VERSION:
+        problems.append(
+            f"aiortc {aiortc.__version__} is installed; forwarding was tested against "
+            f"{AIORTC_VERSION} (pinned in meetcore-webrtc's dependencies)"
+        )
+    return problems
+
+
+def is_keyframe(kind: str, data: bytes) -> bool:
+    """Whether an encoded frame can be decoded on its own (every audio frame can).
+
+    VP8 (RFC 6386, 9.1): bit 0 of the frame tag is 0 for a key frame.
+    """
+    if kind != "video":
+        return True
+    return len(data) > 0 and not data[0] & 0x01
+
+
+def prefer_forwarded_codecs(transceiver: RTCRtpTransceiver) -> None:
+    """Offer or accept only the forwarded codec of the transceiver's kind (and RTX)."""
+    wanted = {FORWARDED_CODECS[transceiver.kind], "video/rtx"}
+    capabilities = RTCRtpSender.getCapabilities(transceiver.kind).codecs
+    transceiver.setCodecPreferences([c for c in capabilities if c.mimeType in wanted])
+
+
+def restrict_to_forwarded(transceiver: RTCRtpTransceiver) -> bool:
+    """Keep only the forwarded codec (and its RTX) among those negotiated from a remote
+    offer, before answering it; False when the offer lacks it (the section is refused)."""
+    wanted = FORWARDED_CODECS[transceiver.kind].lower()
+    codecs = transceiver._codecs
+    main = next((c for c in codecs if c.mimeType.lower() == wanted), None)
+    if main is None:
+        return False
+    rtx = [
+        c
+        for c in codecs
+        if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") == main.payloadType
+    ]
+    transceiver._codecs = [main, *rtx[:1]]
+    return True
+
+
+class _EncodedTap(queue.Queue[Any]):
+    """Stands in for a receiver's decoder queue: frames go to `deliver`, not a decoder.
+
+    `put` is called on the event loop by the receiver's RTP handler. The receiver's
+    decoder thread still starts, finds nothing to decode, and ends when the receiver
+    stops (it puts None, which goes on the queue as before).
+    """
+
+    def __init__(self, deliver: Callable[[RTCRtpCodecParameters, Any], None]) -> None:
+        super().__init__()
+        self._deliver = deliver
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            super().put(item, block, timeout)
+            return
+        codec, frame = item
+        try:
+            self._deliver(codec, frame)
+        except Exception:  # never break the receiver's RTP handling
+            log.exception("forwarding a frame failed")
+
+
+def install_tap(
+    receiver: RTCRtpReceiver, deliver: Callable[[RTCRtpCodecParameters, Any], None]
+) -> None:
+    """Send the receiver's encoded frames to `deliver(codec, frame)` instead of decoding
+    them; `frame.data` is the encoded frame, `frame.timestamp` its RTP timestamp from 0.
+
+    Must be called before the receiver starts (before the answer is applied).
+    """
+    if getattr(receiver, _RECEIVER_STARTED):
+        raise RuntimeError("install_tap() on a receiver that has started")
+    setattr(receiver, _RECEIVER_QUEUE, _EncodedTap(deliver))
+
+
+def hook_keyframe_requests(sender: RTCRtpSender, track: ForwardTrack) -> None:
+    """Pass the PLI and FIR the sender's peer sends on to the track's publisher."""
+    original = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        original()
+        track.request_keyframe()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def drain(track: MediaStreamTrack) -> None:
+    """Drop the decoded frames a remote track holds (a reused media section)."""
+    frames = getattr(track, "_queue", None)
+    if isinstance(frames, asyncio.Queue):
+        while not frames.empty():
+            if frames.get_nowait() is None:  # the end of the track: keep it
+                frames.put_nowait(None)
+                return
+
+
+class Publication:
+    """A participant's audio or video as it reaches the server: encoded frames, handed to
+    every subscribed `ForwardTrack` as they come."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        kind: str,
+        receiver: RTCRtpReceiver | None = None,
+    ) -> None:
+        self.participant_id = participant_id
+        self.kind = kind
+        self.subscribers: set[ForwardTrack] = set()
+        #: Frames and key frames received, and key frames asked for.
+        self.frames = 0
+        self.keyframes = 0
+        self.keyframe_requests = 0
+        self._receiver = receiver
+        self._last_request = -KEYFRAME_INTERVAL
+        self._warned = False
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"Publication({self.participant_id!r}, {self.kind!r})"
+
+    def feed(self, codec: RTCRtpCodecParameters, frame: Any) -> None:
+        """An encoded frame from the publisher (called by the receiver's tap)."""
+        if codec.mimeType.lower() != FORWARDED_CODECS[self.kind].lower():
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "%r sends %s: only %s is forwarded",
+                    self,
+                    codec.mimeType,
+                    FORWARDED_CODECS[self.kind],
+                )
+            return
+        self.push(bytes(frame.data), int(frame.timestamp))
+
+    def push(self, data: bytes, timestamp: int) -> None:
+        """Forward one encoded frame, with its RTP timestamp, to every subscriber."""
+        keyframe = is_keyframe(self.kind, data)
+        self.frames += 1
+        self.keyframes += keyframe and self.kind == "video"
+        for track in list(self.subscribers):
+            track.push(data, timestamp, keyframe)
+
+    def subscribe(self) -> ForwardTrack:
+        """A new track of this publication's encoded frames (as `av.Packet`), for a plugin
+        that records or relays them; `stop()` it when done."""
+        track = ForwardTrack(self.kind)
+        track.attach(self)
+        return track
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a key frame (a PLI), at most every 250 ms."""
+        if self.kind != "video" or self._receiver is None:
+            return
+        now = time.monotonic()
+        if now - self._last_request < KEYFRAME_INTERVAL:
+            return
+        sources = self._receiver.getSynchronizationSources()
+        if not sources:
+            return  # nothing received yet: the first frame is a key frame anyway
+        self._last_request = now
+        self.keyframe_requests += 1
+        ssrc = max(sources, key=lambda s: s.timestamp).source
+        task = asyncio.ensure_future(self._receiver._send_rtcp_pli(ssrc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """The publisher is gone: its subscribers get nothing until attached elsewhere."""
+        for track in list(self.subscribers):
+            track.attach(None)
+        self._receiver = None
+
+
+class ForwardTrack(MediaStreamTrack):
+    """A subscriber's outgoing track: the encoded frames of whichever publication it is
+    attached to, as `av.Packet`s, which its sender packetizes without encoding.
+
+    Timestamps are rebased so that they keep increasing across attachments: the
+    subscriber's decoder sees one stream on one SSRC. Detached, `recv()` waits.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.source: Publication | None = None
+        #: Packets handed to the sender.
+        self.packets = 0
+        self._time_base = fractions.Fraction(1, CLOCK_RATES[kind])
+        self._queue: asyncio.Queue[av.Packet[Any]] = asyncio.Queue()
+        self._keyless = kind == "video"  # for a key frame
+        self._offset: int | None = None
+        self._last_in = 0
+        self._last_out = -FRAME_TICKS[kind]
+
+    def attach(self, publication: Publication | None) -> None:
+        """Forward `publication` from now on (None: nothing), from its next key frame."""
+        if publication is self.source:
+            return
+        if self.source is not None:
+            self.source.subscribers.discard(self)
+        self.source = publication
+        if publication is not None:
+            publication.subscribers.add(self)
+        self.resync()
+
+    def resync(self) -> None:
+        """Start again from the next key frame (and ask for one)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._keyless = self.kind == "video"
+        self._offset = None
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        """The subscriber lost the picture (PLI/FIR): ask the publisher for a key frame."""
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    def push(self, data: bytes, timestamp: int, keyframe: bool) -> None:
+        if self.readyState != "live":
+            return
+        if self._keyless:
+            if not keyframe:
+                self.request_keyframe()
+                return
+            self._keyless = False
+        if self._offset is None or timestamp < self._last_in:  # attached, or restarted
+            self._offset = self._last_out + FRAME_TICKS[self.kind] - timestamp
+        self._last_in = timestamp
+        pts = max(timestamp + self._offset, self._last_out + 1)
+        self._last_out = pts
+        if self._queue.qsize() >= MAX_QUEUED:  # the sender cannot keep up
+            self.resync()
+            return
+        packet = av.Packet(data)
+        packet.pts = pts
+        packet.time_base = self._time_base
+        self._queue.put_nowait(packet)
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self._queue.get()
+        self.packets += 1
+        return packet
+
+    def stop(self) -> None:
+        self.attach(None)
+        super().stop()

@@ -1,0 +1,745 @@
+"""The browser SDK and the demo page, in a real Chromium, against a real `meetcore serve`.
+
+Debian's `chromium` (installed by `.ci/run`) runs headless, driven by Playwright for
+Python with `executable_path`, with fake camera and microphone devices. The page talks
+to a `meetcore serve --dev` subprocess; Python clients (`meetcore_webrtc.client`) join
+the same meetings from this process. What the page sees is read from the demo page's
+DOM or from the events a test page records (`window.seen`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from meetcore_webrtc.client import Meeting, init_meeting
+from meetcore_webrtc.static import FILES
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
+    pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
+]
+
+playwright_api = pytest.importorskip("playwright.async_api")
+Browser = playwright_api.Browser
+Page = playwright_api.Page
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+README_SCREENSHOT = ROOT / "docs" / "images" / "demo.png"
+MEETCORE = [sys.executable, "-m", "meetcore.cli"]
+LEASE_TTL = 3.0
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # root in a container
+    "--use-fake-ui-for-media-stream",  # grant camera and microphone without asking
+    "--use-fake-device-for-media-stream",  # a synthetic camera and microphone
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # the network is closed: no calls home
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # the Python client and Playwright run on asyncio
+
+
+# ---------------------------------------------------------------------------
+# The server and the browser
+
+
+def _env() -> dict[str, str]:
+    """The environment without anything that would pick keys or plugins other than ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ServerProcess:
+    """`meetcore serve --dev --port 0` in `cwd`; its output is kept in `lines`."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.url = ""
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        command = [*MEETCORE, "serve", "--port", "0", "--store", f"sqlite:///{cwd / 'm.db'}"]
+        self.process = subprocess.Popen(
+            [*command, "--dev", "--lease-ttl", str(LEASE_TTL)],
+            cwd=cwd,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            found = re.search(r"meetcore: serving on (http://\S+)", line)
+            if found:
+                self.url = found.group(1)
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_ready(self) -> ServerProcess:
+        if not self._ready.wait(30) or not self.url:
+            self.process.kill()
+            pytest.fail(f"meetcore serve did not start:\n{self.output}")
+        return self
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    served = ServerProcess(tmp_path_factory.mktemp("serve")).wait_ready()
+    try:
+        yield served
+    finally:
+        code = served.stop()
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "browser-meetcore-serve.log").write_text(served.output)
+        assert not unexpected_tracebacks(served.output), served.output
+        assert code == 0, served.output
+
+
+def unexpected_tracebacks(output: str) -> list[str]:
+    """The server's tracebacks: there must be none (a page that closes right after its
+    `leave` used to make the server log the failed send)."""
+    blocks = re.split(r"^ERROR: +Exception in ASGI application$", output, flags=re.M)[1:]
+    return blocks + ([] if blocks or "Traceback" not in output else [output])
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Pages:
+    """Opens pages, each in its own browser context (its own cookies and storage),
+    and keeps what their consoles printed, for the failure report."""
+
+    def __init__(self, browser: Any) -> None:
+        self.browser = browser
+        self.contexts: list[Any] = []
+        self.console: list[str] = []
+
+    async def new(self, url: str) -> Any:
+        context = await self.browser.new_context(viewport={"width": 1280, "height": 800})
+        self.contexts.append(context)
+        page = await context.new_page()
+        page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+        page.set_default_timeout(10_000)
+        await page.goto(url)
+        return page
+
+    async def close(self) -> None:
+        for context in self.contexts:
+            with contextlib.suppress(Exception):
+                await context.close()
+
+
+@pytest.fixture
+async def pages(browser: Any) -> AsyncIterator[Pages]:
+    made = Pages(browser)
+    try:
+        yield made
+    finally:
+        await made.close()
+    errors = [line for line in made.console if line.startswith("pageerror")]
+    assert not errors, "\n".join(made.console)
+
+
+class Clients:
+    """Python participants; whoever is still in a meeting at the end leaves it."""
+
+    def __init__(self) -> None:
+        self.meetings: list[Meeting] = []
+
+    def new(self, server: ServerProcess, token: str, meeting_id: str, **options: Any) -> Meeting:
+        meeting = init_meeting(base_url=server.url, token=token, meeting_id=meeting_id, **options)
+        self.meetings.append(meeting)
+        return meeting
+
+    async def close(self) -> None:
+        for meeting in self.meetings:
+            with contextlib.suppress(Exception), anyio.move_on_after(3):
+                if meeting.joined and meeting.state == "CONNECTED":
+                    await meeting.leave()
+                await meeting.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    made = Clients()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def dev_token(server: ServerProcess) -> str:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        response = await http.get("/get-token")
+    assert response.status_code == 200, response.text
+    return str(response.json()["token"])
+
+
+async def create_room(server: ServerProcess, token: str) -> str:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        response = await http.post("/v2/rooms", headers={"Authorization": token})
+    assert response.status_code == 200, response.text
+    return str(response.json()["roomId"])
+
+
+async def eventually(check: Any, timeout: float = 10.0) -> None:
+    """Wait until `check()` is true."""
+    with anyio.fail_after(timeout):
+        while not check():
+            await anyio.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------
+# A page that uses the SDK directly, recording every event in `window.seen`
+
+SDK_PAGE = """
+async ([token, options]) => {
+  const sdk = await import("/sdk/meetcore.js");
+  window.sdk = sdk;
+  window.seen = [];
+  const add = (...entry) => window.seen.push(entry);
+  sdk.MeetCore.config(token);
+  const meeting = sdk.MeetCore.initMeeting(options);
+  window.meeting = meeting;
+  meeting.on("meeting-joined", () => add("meeting-joined"));
+  meeting.on("meeting-left", (reason) => add("meeting-left", reason.code, reason.message));
+  meeting.on("participant-joined", (p) => add("participant-joined", p.id, p.displayName));
+  meeting.on("participant-left", (p, reason) => add("participant-left", p.id, reason.code));
+  meeting.on("meeting-state-changed", ({ state }) => add("state", state));
+  meeting.on("error", ({ code }) => add("error", code));
+  meeting.on("participant-mode-changed", ({ participantId, mode }) =>
+    add("participant-mode-changed", participantId, mode));
+  return meeting.participantId;
+}
+"""
+
+
+async def sdk_page(pages: Pages, server: ServerProcess, token: str, **options: Any) -> Any:
+    """A page on the server's origin with a `window.meeting` made by `initMeeting(options)`."""
+    page = await pages.new(server.url + "/?sdk-test")
+    await page.evaluate(SDK_PAGE, [token, options])
+    return page
+
+
+async def seen(page: Any, *names: str) -> list[list[Any]]:
+    events: list[list[Any]] = await page.evaluate("window.seen")
+    return [e for e in events if not names or e[0] in names]
+
+
+async def wait_seen(page: Any, entry: list[Any], timeout: float = 10.0) -> None:
+    """Wait until the page has recorded `entry` (an event's name and first arguments)."""
+    try:
+        await page.wait_for_function(
+            """(entry) => window.seen.some((e) =>
+                   entry.every((value, i) => JSON.stringify(e[i]) === JSON.stringify(value)))""",
+            arg=entry,
+            timeout=timeout * 1000,
+        )
+    except playwright_api.Error:
+        pytest.fail(f"the page never saw {entry}; it saw {await seen(page)}")
+
+
+# ---------------------------------------------------------------------------
+# Serving
+
+
+async def test_the_server_serves_the_sdk_and_the_demo_page(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        sdk = await http.get("/sdk/meetcore.js")
+        page = await http.get("/")
+        css = await http.get("/static/demo.css")
+        hidden = await http.get("/static/__init__.py")
+    assert sdk.status_code == 200
+    assert sdk.headers["content-type"].startswith("text/javascript")
+    assert "export const MeetCore" in sdk.text
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/static/demo.js">' in page.text
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert hidden.status_code == 404  # only the page's own files
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        for name, media_type in FILES.items():  # all in the package, so in the wheel
+            response = await http.get(f"/static/{name}")
+            assert response.status_code == 200, name
+            assert response.headers["content-type"] == media_type
+
+
+async def test_init_meeting_validates_like_videosdk(server: ServerProcess, pages: Pages) -> None:
+    page = await pages.new(server.url + "/?sdk-test")
+    errors = await page.evaluate(
+        """async () => {
+          const { MeetCore, VideoSDK, MeetCoreError } = await import("/sdk/meetcore.js");
+          const attempt = (f) => {
+            try { f(); return "no error"; }
+            catch (e) { return e instanceof MeetCoreError ? e.code : String(e); }
+          };
+          const room = (options) => MeetCore.initMeeting({ meetingId: "abc-def-ghi", ...options });
+          const before = attempt(() => room({}));
+          MeetCore.config("a-token");
+          const made = MeetCore.initMeeting({ meetingId: "abc-def-ghi", multiStream: false });
+          const seeds = MeetCore.initMeeting({
+            meetingId: "abc-def-ghi", name: "Franz Kafka", participantId: "49151",
+            micEnabled: true, webcamEnabled: false, metaData: { a: 1 }, multistream: true,
+            debugMode: false,
+          });
+          let leave;
+          try { await seeds.leave(); leave = "no error"; } catch (e) { leave = e.code; }
+          return {
+            before,
+            sameObject: VideoSDK === MeetCore,
+            noMeetingId: attempt(() => MeetCore.initMeeting({ name: "x" })),
+            emptyMeetingId: attempt(() => MeetCore.initMeeting({ meetingId: "" })),
+            badMode: attempt(() => room({ mode: "X" })),
+            oldMode: attempt(() => room({ mode: "VIEWER" })),
+            badMeta: attempt(() => room({ metaData: [1] })),
+            badId: attempt(() => room({ participantId: "a b" })),
+            noOptions: attempt(() => MeetCore.initMeeting()),
+            badToken: attempt(() => MeetCore.config("")),
+            multiStream: made._hello.multistream,
+            generatedId: /^[a-z0-9]{8}$/.test(made.participantId),
+            seeds: [seeds.participantId, seeds.localParticipant.displayName, seeds.state],
+            leave,
+          };
+        }"""
+    )
+    assert errors == {
+        "before": 4002,  # no token configured yet
+        "sameObject": True,
+        "noMeetingId": 4003,
+        "emptyMeetingId": 4003,
+        "badMode": 3073,
+        "oldMode": "no error",
+        "badMeta": 3073,
+        "badId": 4004,
+        "noOptions": 3073,
+        "badToken": 4002,
+        "multiStream": False,
+        "generatedId": True,
+        "seeds": ["49151", "Franz Kafka", "DISCONNECTED"],
+        "leave": 3035,  # leave before join
+    }
+
+
+async def test_a_refused_join_rejects_with_the_servers_code(
+    server: ServerProcess, pages: Pages
+) -> None:
+    token = await dev_token(server)
+    page = await sdk_page(pages, server, token, meetingId="zzz-zzz-zzz", debugMode=False)
+    code = await page.evaluate("window.meeting.join().then(() => 'joined', (e) => e.code)")
+    assert code == 4003
+    assert await seen(page) == [["state", "CONNECTING"], ["state", "FAILED"], ["error", 4003]]
+
+
+# ---------------------------------------------------------------------------
+# The demo page with a Python participant
+
+
+async def join_from_demo(page: Any, room: str, name: str, *, media: bool = True) -> None:
+    """Fill the demo page's form and press Join."""
+    await page.fill("#name", name)
+    await page.fill("#meeting-id", room)
+    await page.set_checked("#webcam", media)
+    await page.set_checked("#mic", media)
+    await page.click("#join")
+    await page.wait_for_selector("#room:not([hidden])")
+
+
+async def test_the_demo_page_and_a_python_client_see_each_other_join_and_leave(
+    server: ServerProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod", participant_id="max")
+    await max_brod.join()
+
+    page = await pages.new(f"{server.url}/?meetingId={room}")
+    assert await page.input_value("#meeting-id") == room  # the join link fills it in
+    page_joins = max_brod.wait_for("participant-joined")
+    await join_from_demo(page, room, "Franz Kafka", media=False)
+    (kafka,) = await page_joins
+    assert kafka.display_name == "Franz Kafka"
+    kafka_id = kafka.id
+    assert await page.evaluate("window.demo.meeting.participantId") == kafka_id
+
+    # the page shows a tile for each, with the name; the Python one was there already
+    await page.wait_for_selector('.tile[data-participant-id="max"] .name >> text=Max Brod')
+    local_tile = page.locator(f'.tile[data-participant-id="{kafka_id}"] .name')
+    assert "Franz Kafka (you)" in await local_tile.inner_text()
+    assert page.url.endswith(f"/?meetingId={room}")
+
+    # someone joining later is an event on the page, then a tile
+    felice = clients.new(server, token, room, name="Felice Bauer", participant_id="felice")
+    await felice.join()
+    await page.wait_for_selector('.tile[data-participant-id="felice"] >> text=Felice Bauer')
+    assert await page.locator("#log >> text=participant-joined Felice Bauer").count() == 1
+
+    # a Python client leaves: the page sees participant-left 1101 and drops the tile
+    await felice.leave()
+    await page.wait_for_selector('.tile[data-participant-id="felice"]', state="detached")
+    assert await page.locator("#log >> text=participant-left Felice Bauer (felice): 1101").count()
+
+    # the page leaves: Python sees participant-left 1101, the page meeting-left 1101
+    page_leaves = max_brod.wait_for("participant-left")
+    await page.click("#leave")
+    gone, reason = await page_leaves
+    assert (gone.id, reason.code) == (kafka_id, 1101)
+    await page.wait_for_selector("#log >> text=meeting-left: 1101 left")
+    await page.wait_for_selector("#setup:not([hidden])")
+    assert await page.locator(".tile").count() == 0
+    assert await page.text_content("#state") == "DISCONNECTED"
+    assert max_brod.participants == {}
+
+
+async def test_without_dev_the_page_asks_for_a_token_creates_a_room_and_copies_the_link(
+    server: ServerProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    page = await pages.new("about:blank")
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    await page.route("**/get-token", lambda route: route.fulfill(status=404, body="Not Found"))
+    await page.goto(server.url + "/")  # as served without --dev: no /get-token
+    await page.wait_for_selector("#token-field:not([hidden])")
+    await page.fill("#token", token)
+    await page.click("#create")  # POST /v2/rooms with the pasted token
+    await page.wait_for_function("document.querySelector('#meeting-id').value.length == 11")
+    room = await page.input_value("#meeting-id")
+    assert page.url.endswith(f"/?meetingId={room}")
+    await page.fill("#name", "Franz Kafka")
+    await page.set_checked("#webcam", False)
+    await page.set_checked("#mic", False)
+    await page.click("#join")
+    await page.wait_for_selector("#room:not([hidden])")
+    assert await page.text_content("#room-id") == room
+
+    await page.click("#copy")
+    await page.wait_for_selector("#copy >> text=Link copied")
+    link = await page.evaluate("navigator.clipboard.readText()")
+    assert link == f"{server.url}/?meetingId={room}"
+
+    # the link is all another participant needs
+    other = clients.new(server, token, room, name="Max Brod")
+    await other.join()
+    assert [p.display_name for p in other.participants.values()] == ["Franz Kafka"]
+
+
+async def test_end_from_the_page_and_from_python(
+    server: ServerProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod")
+    await max_brod.join()
+    page = await pages.new(server.url + "/")
+    joined = max_brod.wait_for("participant-joined")
+    await join_from_demo(page, room, "Franz Kafka", media=False)
+    await joined
+
+    # the page ends the meeting: everyone, the page included, leaves with 1008
+    python_left = max_brod.wait_for("meeting-left")
+    await page.click("#end")
+    (reason,) = await python_left
+    assert reason.code == 1008
+    await page.wait_for_selector("#log >> text=meeting-left: 1008 the meeting was ended")
+
+    # the room is reusable: a new session, ended from Python this time
+    again = clients.new(server, token, room, name="Max Brod")
+    await again.join()
+    page2 = await sdk_page(pages, server, token, meetingId=room, name="Felice Bauer")
+    await page2.evaluate("window.meeting.join()")
+    await again.end()
+    await wait_seen(page2, ["meeting-left", 1008])
+    assert await seen(page2, "meeting-left", "state") == [
+        ["state", "CONNECTING"],
+        ["state", "CONNECTED"],
+        ["meeting-left", 1008, "the meeting was ended"],
+        ["state", "DISCONNECTED"],
+    ]
+
+
+async def test_the_sdk_resumes_after_a_dropped_socket(
+    server: ServerProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod", participant_id="max")
+    await max_brod.join()
+    page = await sdk_page(
+        pages,
+        server,
+        token,
+        meetingId=room,
+        name="Franz Kafka",
+        participantId="kafka",
+        reconnectDelays=[800, 250, 500],
+    )
+    await page.evaluate("window.meeting.join()")
+    assert await page.evaluate("[...window.meeting.participants.keys()]") == ["max"]
+
+    # the socket drops; while the page is away, Max leaves and Felice joins
+    await page.evaluate("window.meeting._socket.close()")
+    await wait_seen(page, ["state", "RECONNECTING"])
+    max_left = max_brod.wait_for("meeting-left")
+    await max_brod.leave()
+    await max_left
+    felice = clients.new(server, token, room, name="Felice Bauer", participant_id="felice")
+    await felice.join()
+    assert "kafka" in felice.participants  # the page is still in, for its lease
+
+    # back within the lease: the page gets exactly what it missed, then live events
+    await wait_seen(page, ["participant-joined", "felice"])
+    assert await seen(page, "state", "participant-joined", "participant-left") == [
+        ["state", "CONNECTING"],
+        ["state", "CONNECTED"],
+        ["state", "RECONNECTING"],
+        ["state", "CONNECTED"],
+        ["participant-left", "max", 1101],
+        ["participant-joined", "felice", "Felice Bauer"],
+    ]
+    assert await page.evaluate("[...window.meeting.participants.keys()]") == ["felice"]
+    page_left = felice.wait_for("participant-left")
+    await page.evaluate("window.meeting.leave()")
+    gone, reason = await page_left
+    assert (gone.id, reason.code) == ("kafka", 1101)
+    assert await seen(page, "error") == []
+
+
+async def test_the_waiting_room_and_a_mode_change(
+    server: ServerProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod", participant_id="max")
+    await max_brod.join()
+    minted = await anyio.run_process(
+        [*MEETCORE, "token", "--permissions", "ask_join"], cwd=server.cwd, env=_env()
+    )
+    asking = minted.stdout.decode().strip()
+
+    # an ask_join token waits until a participant with allow_join lets it in
+    requested = max_brod.wait_for("entry-requested")
+    page = await sdk_page(
+        pages, server, asking, meetingId=room, name="Felice Bauer", participantId="felice"
+    )
+    await page.evaluate("window.meeting.join()")
+    assert await page.evaluate("[window.meeting.waiting, window.meeting.joined]") == [True, False]
+    (request,) = await requested
+    assert (request.participant_id, request.name) == ("felice", "Felice Bauer")
+    admitted = max_brod.wait_for("participant-joined")
+    await request.allow()
+    await admitted
+    await wait_seen(page, ["meeting-joined"])
+    assert await page.evaluate("[...window.meeting.participants.keys()]") == ["max"]
+
+    # changeMode: everyone sees participant-mode-changed; the same mode again is 3054
+    changed = max_brod.wait_for("participant-mode-changed")
+    await page.evaluate("window.meeting.changeMode('RECV_ONLY')")
+    assert await changed == ({"participantId": "felice", "mode": "RECV_ONLY"},)
+    await wait_seen(page, ["participant-mode-changed", "felice", "RECV_ONLY"])
+    again = await page.evaluate(
+        "window.meeting.changeMode('RECV_ONLY').then(() => 0, (e) => e.code)"
+    )
+    assert again == 3054
+    assert await seen(page, "error") == [["error", 3054]]
+
+
+async def test_closing_the_page_leaves_the_meeting(
+    server: ServerProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod")
+    await max_brod.join()
+    page = await sdk_page(pages, server, token, meetingId=room, name="Franz Kafka")
+    joined = max_brod.wait_for("participant-joined")
+    await page.evaluate("window.meeting.join()")
+    (kafka,) = await joined
+
+    left = max_brod.wait_for("participant-left", timeout=LEASE_TTL / 2)
+    await page.goto("about:blank")  # pagehide: leave on the open socket, not a lease timeout
+    gone, reason = await left
+    assert (gone.id, reason.code) == (kafka.id, 1101)
+
+
+# ---------------------------------------------------------------------------
+# Media: the page's camera to Python, Python's synthetic video to the page
+
+INBOUND_VIDEO = """
+async (participantId) => {
+  const meeting = window.demo.meeting;
+  const stream = meeting.participants.get(participantId)?.streamOf("video");
+  if (!stream || !meeting.peerConnection) return null;
+  let decoded = null;
+  (await meeting.peerConnection.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "video" && report.mid === stream.mid) {
+      decoded = report.framesDecoded;
+    }
+  });
+  return decoded;
+}
+"""
+
+PAGE_VIDEO = """
+(participantId) => {
+  const video = document.querySelector(`.tile[data-participant-id="${participantId}"] video`);
+  return video ? [video.videoWidth, video.videoHeight, video.currentTime > 0] : null;
+}
+"""
+
+
+async def stream_of(participant: Any, kind: str, timeout: float = 15.0) -> Any:
+    """The participant's `kind` stream, once it is enabled."""
+    found: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def enabled(stream: Any) -> None:
+        if stream.kind == kind and not found.done():
+            found.set_result(stream)
+
+    participant.on("stream-enabled", enabled)
+    try:
+        for stream in participant.streams.values():
+            enabled(stream)
+        with anyio.fail_after(timeout):
+            return await found
+    finally:
+        participant.off("stream-enabled", enabled)
+
+
+async def test_video_flows_both_ways_between_the_page_and_a_python_client(
+    server: ServerProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(
+        server, token, room, name="Max Brod", participant_id="max", webcam_enabled=True
+    )
+    await max_brod.join()
+
+    page = await pages.new(f"{server.url}/?meetingId={room}")
+    joined = max_brod.wait_for("participant-joined")
+    await join_from_demo(page, room, "Franz Kafka", media=True)  # the fake camera and mic
+    (kafka,) = await joined
+    assert kafka.webcam_on and kafka.mic_on
+
+    # Python decodes the browser's camera
+    video = await stream_of(kafka, "video")
+    assert video.id == f"{kafka.id}:video"
+    for _ in range(3):
+        with anyio.fail_after(10):
+            frame = await video.track.recv()
+        assert (frame.width, frame.height) == (640, 360)  # what the SDK asks the camera for
+    audio = await stream_of(kafka, "audio")
+    with anyio.fail_after(10):
+        assert (await audio.track.recv()).sample_rate == 48000
+
+    # the page decodes Python's synthetic video and shows it in Max's tile
+    await page.wait_for_selector('.tile[data-participant-id="max"][data-video="on"]')
+    await page.wait_for_function(f"async () => (await ({INBOUND_VIDEO})('max')) > 5")
+    await page.wait_for_function(f"() => ({PAGE_VIDEO})('max')?.[2]")
+    width, height, playing = await page.evaluate(PAGE_VIDEO, "max")
+    assert width > 0 and height > 0 and playing
+    local = await page.evaluate(PAGE_VIDEO, kafka.id)  # the page's own camera, in its tile
+    assert local is not None and local[0] == 640
+
+    # the signaling socket drops and resumes; the media connection goes on meanwhile
+    decoded = await page.evaluate(INBOUND_VIDEO, "max")
+    states = await page.evaluate(
+        """() => new Promise((resolve) => {
+             const states = [];
+             window.demo.meeting.on("meeting-state-changed", ({ state }) => {
+               states.push(state);
+               if (state === "CONNECTED") resolve(states);
+             });
+             window.demo.meeting._socket.close();
+           })"""
+    )
+    assert states == ["RECONNECTING", "CONNECTED"]
+    await page.wait_for_function(f"async () => (await ({INBOUND_VIDEO})('max')) > {decoded + 10}")
+    assert kafka.id in max_brod.participants
+
+    await screenshot(page)
+
+    # the page stops its camera: Python's stream ends; Python stops its own: the tile empties
+    disabled: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def stream_disabled(stream: Any) -> None:
+        if not disabled.done():
+            disabled.set_result(stream.kind)
+
+    kafka.on("stream-disabled", stream_disabled)
+    await page.click("#toggle-webcam")
+    with anyio.fail_after(10):
+        assert await disabled == "video"
+    await eventually(lambda: not kafka.webcam_on)
+    await max_brod.disable_webcam()
+    await page.wait_for_selector('.tile[data-participant-id="max"][data-video="off"]')
+    assert await page.evaluate(INBOUND_VIDEO, "max") is None  # the stream is gone
+
+    # and ends the meeting for everyone
+    left = max_brod.wait_for("meeting-left")
+    await page.click("#end")
+    (reason,) = await left
+    assert reason.code == 1008
+    await page.wait_for_selector("#log >> text=meeting-left: 1008 the meeting was ended")
+
+
+async def screenshot(page: Any) -> None:
+    """The demo page with two participants: a test artifact, and with
+    MEETCORE_UPDATE_SCREENSHOT=1 the README's picture (docs/images/demo.png)."""
+    await page.set_viewport_size({"width": 960, "height": 560})
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "demo.png"))
+    if os.environ.get("MEETCORE_UPDATE_SCREENSHOT") == "1":
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / "demo.png", README_SCREENSHOT)

@@ -1,0 +1,601 @@
+"""Media through the server: aiortc clients publish, subscribe, and the server forwards.
+
+An in-process server (the engine on memory://, uvicorn on a real socket) and clients
+in this process, every ICE candidate on 127.0.0.1 and no STUN server. Frames are
+small and slow (the synthetic sources, or 160x120 at 10 fps) to keep the CPU low.
+`test_media_serve.py` does the same against a real `meetcore serve` process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiortc
+import pytest
+import uvicorn
+from aiortc.codecs import opus, vpx
+from aiortc.mediastreams import MediaStreamError
+
+from meetcore import Engine, Record, hookimpl
+from meetcore.commands import InitMeeting
+from meetcore_jwt import JWTAuth, mint_token
+from meetcore_webrtc import _forward, hookspecs, plugin
+from meetcore_webrtc.app import Server
+from meetcore_webrtc.client import Meeting, Participant, Stream, init_meeting
+from meetcore_webrtc.media import MediaConfig, MediaServer
+from meetcore_webrtc.tracks import SyntheticVideoTrack
+
+pytestmark = pytest.mark.anyio
+
+KEYS = {"test-key": "test-secret-0123456789abcdef0123"}
+TOKEN = mint_token(api_key="test-key", secret=KEYS["test-key"])
+ROOM = "abc-def-ghi"
+LOOPBACK = ["127.0.0.1"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiortc runs on asyncio
+
+
+class Running:
+    def __init__(self, engine: Engine, server: Server, url: str) -> None:
+        self.engine = engine
+        self.server = server
+        self.url = url
+        self.meetings: list[Meeting] = []
+
+    @property
+    def media(self) -> MediaServer:
+        media = self.server.signaling._media
+        assert media is not None
+        return media
+
+    def meeting(self, name: str, **options: Any) -> Meeting:
+        options.setdefault("ice_addresses", LOOPBACK)
+        meeting = init_meeting(
+            base_url=self.url,
+            token=TOKEN,
+            meeting_id=ROOM,
+            name=name,
+            participant_id=name.lower(),
+            **options,
+        )
+        self.meetings.append(meeting)
+        return meeting
+
+
+async def serve(plugins: list[object]) -> AsyncIterator[Running]:
+    config = MediaConfig(ice_servers=(), addresses=LOOPBACK)  # iceServers empty
+    async with Engine.open(
+        store="memory://", plugins=[JWTAuth(KEYS), *plugins], autoload=False
+    ) as engine:
+        await engine.execute(InitMeeting(meeting_id=ROOM))
+        server = Server(engine, media=config)
+        uv = uvicorn.Server(
+            uvicorn.Config(server.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
+        )
+        task = asyncio.ensure_future(uv.serve())
+        while not uv.started:
+            await asyncio.sleep(0.01)
+        port = uv.servers[0].sockets[0].getsockname()[1]
+        running = Running(engine, server, f"http://127.0.0.1:{port}")
+        try:
+            yield running
+        finally:
+            for meeting in running.meetings:
+                if meeting.state != "DISCONNECTED":
+                    await meeting.close()
+            uv.should_exit = True
+            await task
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Running]:
+    async for running in serve([]):
+        yield running
+
+
+def small_camera() -> SyntheticVideoTrack:
+    return SyntheticVideoTrack(width=160, height=120, fps=10)
+
+
+class Streams:
+    """Every `stream-enabled` and `stream-disabled` a meeting sees on the others."""
+
+    def __init__(self, meeting: Meeting) -> None:
+        self.meeting = meeting
+        self.live: dict[tuple[str, str], Stream] = {}
+        self.disabled: list[tuple[str, str]] = []
+        self._changed = asyncio.Event()
+        meeting.on("participant-joined", self._watch)
+        for participant in meeting.participants.values():
+            self._watch(participant)
+
+    def _watch(self, participant: Participant) -> None:
+        participant.on("stream-enabled", self._enabled)
+        participant.on("stream-disabled", self._disabled)
+        for stream in participant.streams.values():
+            self._enabled(stream)
+
+    def _enabled(self, stream: Stream) -> None:
+        self.live[stream.participant_id, stream.kind] = stream
+        self._changed.set()
+
+    def _disabled(self, stream: Stream) -> None:
+        if self.live.get((stream.participant_id, stream.kind)) is stream:
+            del self.live[stream.participant_id, stream.kind]
+        self.disabled.append((stream.participant_id, stream.kind))
+        self._changed.set()
+
+    async def until(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not check():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def have(self, *keys: tuple[str, str], timeout: float = 10.0) -> None:
+        await self.until(lambda: set(keys) <= set(self.live), timeout)
+
+
+async def frames(stream: Stream, count: int, timeout: float = 10.0) -> list[Any]:
+    """The next `count` decoded frames of a stream."""
+    got = []
+    async with asyncio.timeout(timeout):
+        while len(got) < count:
+            got.append(await stream.track.recv())
+    return got
+
+
+def check_video(frames: list[Any], width: int, height: int) -> None:
+    for frame in frames:
+        assert (frame.width, frame.height) == (width, height)
+        luma = bytes(frame.planes[0])
+        assert len(luma) >= width * height and max(luma) > min(luma)  # a picture: the bar
+
+
+def check_audio(frames: list[Any]) -> None:
+    for frame in frames:
+        assert frame.sample_rate == 48000 and frame.samples == 960
+        assert any(bytes(frame.planes[0]))  # the tone, not silence
+
+
+def check(kind: str, frames: list[Any], width: int, height: int) -> None:
+    if kind == "video":
+        check_video(frames, width, height)
+    else:
+        check_audio(frames)
+
+
+async def ended(stream: Stream, timeout: float = 5.0) -> None:
+    """The stream's track ends: recv() raises MediaStreamError (after any frames left)."""
+    async with asyncio.timeout(timeout):
+        with pytest.raises(MediaStreamError):  # noqa: PT012
+            while True:
+                await stream.track.recv()
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_the_aiortc_internals_forwarding_relies_on_are_there() -> None:
+    assert aiortc.__version__ == _forward.AIORTC_VERSION
+    assert _forward.check_internals() == []
+
+
+async def test_two_participants_exchange_audio_and_video(running: Running) -> None:
+    alice = running.meeting("Alice", mic_enabled=True, webcam_enabled=True)
+    bob = running.meeting("Bob", mic_enabled=True, webcam_enabled=True)
+    await alice.join()
+    alice_sees = Streams(alice)
+    await bob.join()
+    bob_sees = Streams(bob)
+    await alice_sees.have(("bob", "audio"), ("bob", "video"))
+    await bob_sees.have(("alice", "audio"), ("alice", "video"))
+
+    for sees in (alice_sees, bob_sees):
+        for (_, kind), stream in sees.live.items():
+            assert stream.layers == 1 and not stream.multistream and not stream.local
+            check(kind, await frames(stream, 5), 320, 240)
+
+    # the local participant has its own streams too (the tracks being sent)
+    assert alice.local_participant is not None
+    assert set(alice.local_participant.streams) == {"alice:audio", "alice:video"}
+    assert {s.kind for s in bob.participants["alice"].streams.values()} == {"audio", "video"}
+    assert bob.participants["alice"].multistream  # asked for (the default) and recorded...
+    assert all(s.layers == 1 for s in bob.participants["alice"].streams.values())  # ...not sent
+    await bob.leave()
+    await alice.leave()
+
+
+async def test_disabling_a_webcam_ends_the_stream_and_enabling_it_brings_a_new_one(
+    running: Running,
+) -> None:
+    alice = running.meeting("Alice", webcam_enabled=True)
+    bob = running.meeting("Bob")  # publishes nothing, receives
+    await alice.join()
+    await bob.join()
+    bob_sees = Streams(bob)
+    await bob_sees.have(("alice", "video"))
+    video = bob_sees.live["alice", "video"]
+    await frames(video, 3)
+
+    disabled = bob.participants["alice"].wait_for("stream-disabled")
+    mine = alice.local_participant
+    assert mine is not None
+    local_off = mine.wait_for("stream-disabled")
+    await alice.disable_webcam()
+    (gone,) = await disabled
+    assert gone is video and video.ended
+    assert (await local_off)[0].local
+    await ended(video)
+    assert bob.participants["alice"].streams == {}
+    # the server stopped forwarding: its section for Alice's video is free
+    (peer,) = [p for p in running.media.peers.values() if p.participant_id == "bob"]
+    await until(lambda: all(slot.stream is None for slot in peer.slots))
+    assert all(slot.track.source is None for slot in peer.slots)
+
+    await alice.enable_webcam()  # mid-meeting: publishing starts again
+    await bob_sees.until(lambda: ("alice", "video") in bob_sees.live)
+    again = bob_sees.live["alice", "video"]
+    assert again is not video
+    check_video(await frames(again, 3), 320, 240)
+    assert bob_sees.disabled == [("alice", "video")]
+
+
+async def test_four_participants_each_receive_the_three_others(running: Running) -> None:
+    names = ["Ann", "Ben", "Cat", "Dan"]
+    meetings = [
+        running.meeting(
+            name, mic_enabled=True, webcam_enabled=True, custom_camera_video_track=small_camera()
+        )
+        for name in names
+    ]
+    seen = []
+    for meeting in meetings:
+        await meeting.join()
+        seen.append(Streams(meeting))
+    ids = [name.lower() for name in names]
+    for meeting, sees in zip(meetings, seen, strict=True):
+        others = [i for i in ids if i != meeting.participant_id]
+        await sees.have(*[(i, k) for i in others for k in ("audio", "video")], timeout=15)
+    for sees in seen:
+        for (_, kind), stream in sorted(sees.live.items()):
+            check(kind, await frames(stream, 3), 160, 120)
+
+    # Dan leaves: his streams end for every other peer, then he is gone
+    dan_streams = [sees.live["dan", kind] for sees in seen[:3] for kind in ("audio", "video")]
+    lefts = [m.wait_for("participant-left") for m in meetings[:3]]
+    await meetings[3].leave()
+    for left in lefts:
+        (participant, _) = await left
+        assert participant.id == "dan" and participant.streams == {}
+    for stream in dan_streams:
+        assert stream.ended
+        await ended(stream)
+    for meeting, sees in zip(meetings[:3], seen[:3], strict=True):
+        assert "dan" not in meeting.participants
+        assert {who for who, _ in sees.live} == set(ids[:3]) - {meeting.participant_id}
+    # the server freed Dan's sections and forgot his media connection
+    await until(lambda: "dan" not in {p.participant_id for p in running.media.peers.values()})
+    for peer in running.media.peers.values():
+        await until(
+            lambda peer=peer: all(s.stream is None or s.stream[0] != "dan" for s in peer.slots)
+        )
+    # and the others still flow
+    check_video(await frames(seen[0].live["ben", "video"], 2), 160, 120)
+
+
+async def test_a_late_subscriber_gets_a_picture_at_once_through_a_forwarded_pli(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiortc's VP8 encoder makes a key frame every 3000 frames (5 minutes at 10 fps), and
+    # when it starts again for a new bitrate (REMB): hold the bitrate, so that only the
+    # first frame and the ones a PLI asks for are key frames.
+    monkeypatch.setattr(vpx.Vp8Encoder, "target_bitrate", property(lambda self: 500_000))
+    alice = running.meeting("Alice", webcam_enabled=True, custom_camera_video_track=small_camera())
+    watcher = running.meeting("Watcher")
+    await alice.join()
+    await watcher.join()
+    await Streams(watcher).have(("alice", "video"))  # Alice now sends to the server
+    (publisher,) = [p for p in running.media.peers.values() if p.participant_id == "alice"]
+    publication = publisher.publications["video"]
+    await until(lambda: publication.frames > 20)  # well past her first key frame
+    requests = publication.keyframe_requests
+
+    keyframes = publication.keyframes
+    bob = running.meeting("Bob")  # without a PLI, Bob would wait minutes for a picture
+    await bob.join()
+    bob_sees = Streams(bob)
+    await bob_sees.have(("alice", "video"))
+    started = time.monotonic()
+    (first,) = await frames(bob_sees.live["alice", "video"], 1, timeout=3)
+    waited = time.monotonic() - started
+    check_video([first], 160, 120)
+    assert publication.keyframe_requests > requests  # the server asked Alice
+    assert publication.keyframes > keyframes  # and she sent one
+    assert waited < 3  # a round trip, not a key-frame interval (generous: a busy CI box)
+
+
+async def test_frames_are_forwarded_not_decoded_and_encoded_per_subscriber(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One publisher, three subscribers: one VP8 encoder encodes (the publisher's), the
+    server packs the encoded frames three times and decodes none; each subscriber decodes."""
+    calls: Counter[tuple[str, int]] = Counter()
+    lock = threading.Lock()
+
+    def counting(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: object, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                calls[name, id(self)] += 1
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for cls, method in [
+        (vpx.Vp8Encoder, "encode"),
+        (vpx.Vp8Encoder, "pack"),
+        (vpx.Vp8Decoder, "decode"),
+        (opus.OpusEncoder, "encode"),
+        (opus.OpusEncoder, "pack"),
+    ]:
+        monkeypatch.setattr(cls, method, counting(method, getattr(cls, method)))
+
+    alice = running.meeting(
+        "Alice", mic_enabled=True, webcam_enabled=True, custom_camera_video_track=small_camera()
+    )
+    await alice.join()
+    subscribers = [running.meeting(f"S{n}") for n in range(3)]
+    for subscriber in subscribers:
+        await subscriber.join()
+    for subscriber in subscribers:
+        sees = Streams(subscriber)
+        await sees.have(("alice", "video"), ("alice", "audio"))
+        await frames(sees.live["alice", "video"], 5)
+        await frames(sees.live["alice", "audio"], 5)
+
+    def instances(name: str) -> int:
+        return len({obj for (called, obj) in calls if called == name})
+
+    assert instances("encode") == 2  # Alice's VP8 and Opus encoders, and no other
+    assert instances("pack") == 6  # each subscriber's two senders on the server
+    assert instances("decode") == 3  # each subscriber's VP8 decoder, none on the server
+    for peer in running.media.peers.values():
+        for publication in peer.publications.values():
+            assert len(publication.subscribers) == (3 if peer.participant_id == "alice" else 0)
+
+
+async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running) -> None:
+    alice = running.meeting("Alice", webcam_enabled=True, custom_camera_video_track=small_camera())
+    bob = running.meeting("Bob", webcam_enabled=True, custom_camera_video_track=small_camera())
+    await alice.join()
+
+    def peer_of(participant_id: str) -> list[Any]:
+        media = running.server.signaling._media
+        peers = media.peers.values() if media is not None else ()
+        return [p for p in peers if p.participant_id == participant_id]
+
+    await until(lambda: peer_of("alice") != [])
+    (alone,) = peer_of("alice")
+    assert alice._media is not None
+    alice._media._failed()  # alone in the meeting: the server replaces its only connection
+    await until(lambda: peer_of("alice") not in ([], [alone]))
+    assert alone.closed
+
+    await bob.join()
+    bob_sees, alice_sees = Streams(bob), Streams(alice)
+    await bob_sees.have(("alice", "video"))
+    await alice_sees.have(("bob", "video"))
+    before = bob_sees.live["alice", "video"]
+    (old,) = peer_of("bob")
+    assert bob._media is not None
+    bob._media._failed()  # what a failed negotiation or ICE failure does
+    await ended(before)  # its streams end...
+    await bob_sees.until(lambda: ("alice", "video") in bob_sees.live)  # ...and come back
+    check_video(await frames(bob_sees.live["alice", "video"], 2), 160, 120)
+    (new,) = peer_of("bob")
+    assert new is not old and old.closed  # the server replaced its side
+    # Alice still gets Bob's video, from his new connection
+    await until(lambda: new.publications["video"].subscribers != set())
+    check_video(await frames(alice_sees.live["bob", "video"], 2), 160, 120)
+
+
+async def test_recv_only_receives_and_signalling_only_has_no_media(running: Running) -> None:
+    alice = running.meeting("Alice", webcam_enabled=True, mic_enabled=True)
+    viewer = running.meeting("Viewer", mode="RECV_ONLY", webcam_enabled=True)
+    silent = running.meeting("Silent", mode="SIGNALLING_ONLY")
+    await alice.join()
+    await viewer.join()
+    await silent.join()
+    viewer_sees = Streams(viewer)
+    await viewer_sees.have(("alice", "audio"), ("alice", "video"))
+    await frames(viewer_sees.live["alice", "video"], 2)
+    assert viewer.local_participant is not None
+    assert not viewer.local_participant.webcam_on  # RECV_ONLY: the engine kept it off
+    assert viewer.local_participant.streams == {}
+    alice_sees = Streams(alice)
+    await asyncio.sleep(0.3)
+    assert not any(who == "viewer" for who, _ in alice_sees.live)
+    assert silent._media is None  # no media connection at all
+    assert "silent" not in {p.participant_id for p in running.media.peers.values()}
+    assert silent.participants["alice"].streams == {}
+
+    # SIGNALLING_ONLY -> RECV_ONLY: media starts; and back: it stops
+    silent_sees = Streams(silent)
+    await silent.change_mode("RECV_ONLY")
+    await silent_sees.have(("alice", "audio"), ("alice", "video"))
+    await frames(silent_sees.live["alice", "video"], 2)
+    await silent.change_mode("SIGNALLING_ONLY")
+    await silent_sees.until(lambda: not silent_sees.live)
+    await until(lambda: "silent" not in {p.participant_id for p in running.media.peers.values()})
+
+
+class MediaWatcher:
+    """A plugin implementing the webrtc plugin's media hooks."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str]] = []
+        self.published: list[tuple[str, str]] = []
+        self.unpublished: list[tuple[str, str]] = []
+        self.packets = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @hookimpl
+    def meetcore_media_event(self, meeting_id: str, record: Record) -> None:
+        assert meeting_id == ROOM
+        self.events.append((record.version, type(record.event).__name__))
+
+    @hookimpl
+    async def meetcore_media_published(
+        self, participant_id: str, kind: str, publication: _forward.Publication
+    ) -> None:
+        self.published.append((participant_id, kind))
+        if kind == "video":  # a recorder would do this: encoded packets, no decoding
+            track = publication.subscribe()
+            task = asyncio.ensure_future(self._count(track))
+            self._tasks.add(task)
+
+    @hookimpl
+    def meetcore_media_unpublished(self, participant_id: str, kind: str) -> None:
+        self.unpublished.append((participant_id, kind))
+
+    async def _count(self, track: _forward.ForwardTrack) -> None:
+        try:
+            while True:
+                packet = await track.recv()
+                assert packet.pts is not None and bytes(packet)
+                self.packets += 1
+        except MediaStreamError:
+            pass
+
+
+async def test_plugins_see_the_media_events_and_the_publications() -> None:
+    watcher = MediaWatcher()
+    async for running in serve([plugin, watcher]):
+        alice = running.meeting(
+            "Alice", webcam_enabled=True, custom_camera_video_track=small_camera()
+        )
+        bob = running.meeting("Bob", mic_enabled=True)
+        await alice.join()
+        await bob.join()
+        await Streams(bob).have(("alice", "video"))
+        await until(lambda: ("alice", "video") in watcher.published and watcher.packets >= 3)
+        assert ("bob", "audio") in watcher.published
+        await alice.disable_webcam()
+        await until(lambda: ("alice", "video") in watcher.unpublished)
+        await bob.leave()
+        await until(lambda: ("bob", "audio") in watcher.unpublished)
+        kinds = [name for _, name in watcher.events]
+        assert {"ParticipantJoined", "MediaChanged", "ParticipantLeft"} <= set(kinds)
+        versions = [version for version, _ in watcher.events]
+        assert versions == sorted(set(versions))  # in log order, once each
+        await alice.leave()
+
+
+def test_docs_media_md_documents_every_media_hook() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "media.md").read_text()
+    sections = dict(re.findall(r"^### (meetcore_\w+)\n(.*?)(?=^#)", page, re.M | re.S))
+    hooks = {
+        name: function
+        for name, function in vars(hookspecs).items()
+        if name.startswith("meetcore_") and hasattr(function, "meetcore_spec")
+    }
+    assert (
+        set(sections)
+        == set(hooks)
+        == {
+            "meetcore_media_event",
+            "meetcore_media_published",
+            "meetcore_media_unpublished",
+        }
+    )
+    for name, function in hooks.items():
+        for parameter in inspect.signature(function).parameters:
+            assert f"{parameter}:" in sections[name], (name, parameter)
+
+
+def test_the_signalling_path_does_not_import_aiortc() -> None:
+    code = (
+        "import sys, meetcore_webrtc.client, meetcore_webrtc.app, meetcore_webrtc.plugin;"
+        "import meetcore_webrtc.hookspecs;"
+        "assert 'aiortc' not in sys.modules and 'av' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------
+# Forwarding, without the network
+
+
+class FakeReceiver:
+    """Stands for a publisher's RTCRtpReceiver: records the PLIs asked of it."""
+
+    def __init__(self) -> None:
+        self.plis: list[int] = []
+
+    def getSynchronizationSources(self) -> list[Any]:
+        return [aiortc.rtcrtpreceiver.RTCRtpSynchronizationSource(timestamp=0, source=1234)]  # type: ignore[arg-type]
+
+    async def _send_rtcp_pli(self, ssrc: int) -> None:
+        self.plis.append(ssrc)
+
+
+KEY, DELTA = b"\x00key", b"\x01delta"
+
+
+async def test_a_forward_track_waits_for_a_key_frame_asks_for_one_and_rebases_time() -> None:
+    receiver = FakeReceiver()
+    publication = _forward.Publication("alice", "video", receiver)  # type: ignore[arg-type]
+    track = publication.subscribe()
+    await asyncio.sleep(0)
+    assert receiver.plis == [1234]  # asked at once
+    publication.push(DELTA, 9000)  # useless without the key frame: dropped
+    publication.push(KEY, 12000)
+    publication.push(DELTA, 15000)
+    first, second = await track.recv(), await track.recv()
+    assert (bytes(first), bytes(second)) == (KEY, DELTA)
+    assert first.pts is not None and second.pts == first.pts + 3000
+    assert first.time_base == _forward.fractions.Fraction(1, 90000)
+
+    # attached to another publisher: its timestamps follow on, never back
+    other = _forward.Publication("bob", "video", receiver)  # type: ignore[arg-type]
+    track.attach(other)
+    other.push(KEY, 5)
+    third = await track.recv()
+    assert third.pts is not None and third.pts > second.pts
+    assert publication.subscribers == set() and other.subscribers == {track}
+    track.stop()
+    assert other.subscribers == set()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+
+
+async def test_key_frame_requests_are_throttled_and_audio_needs_none() -> None:
+    receiver = FakeReceiver()
+    video = _forward.Publication("alice", "video", receiver)  # type: ignore[arg-type]
+    for _ in range(5):
+        video.request_keyframe()
+    await asyncio.sleep(0)
+    assert len(receiver.plis) == 1
+    audio = _forward.Publication("alice", "audio", receiver)  # type: ignore[arg-type]
+    track = audio.subscribe()
+    audio.push(b"opus", 960)
+    assert bytes(await track.recv()) == b"opus"  # no key frame to wait for
+    assert _forward.is_keyframe("video", b"\x10") and not _forward.is_keyframe("video", b"\x11")
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.02)

@@ -1,0 +1,166 @@
+"""Media through a real `meetcore serve` process: two aiortc clients in this process
+exchange audio and video through it, with no STUN server and every candidate on
+127.0.0.1 (`MEETCORE_ICE_ADDRESSES` for the server, `ice_addresses` for the clients)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from meetcore_webrtc.client import Meeting, Stream, init_meeting
+from meetcore_webrtc.tracks import SyntheticVideoTrack
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
+]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Serve:
+    def __init__(self, cwd: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
+        env.update(PYTHONUNBUFFERED="1", MEETCORE_ICE_ADDRESSES="127.0.0.1")
+        command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
+        command += ["--store", f"sqlite:///{cwd / 'meetcore.db'}"]
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.url = ""
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            found = re.search(r"serving on (http://\S+)", line)
+            if found:
+                self.url = found.group(1)
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> int:
+        self.process.terminate()
+        try:
+            return self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    server = Serve(tmp_path)
+    if not server._ready.wait(30) or not server.url:
+        server.process.kill()
+        pytest.fail(f"meetcore serve did not start:\n{server.output}")
+    try:
+        yield server
+    finally:
+        code = server.stop()
+        assert code == 0, server.output
+        assert "Traceback" not in server.output, server.output
+
+
+@pytest.fixture
+async def room(serve: Serve) -> tuple[str, str]:
+    async with httpx.AsyncClient(base_url=serve.url, timeout=10) as http:
+        token = (await http.get("/get-token")).json()["token"]
+        created = await http.post("/v2/rooms", headers={"Authorization": token})
+    return token, created.json()["roomId"]
+
+
+async def next_frames(stream: Stream, count: int) -> list[Any]:
+    async with asyncio.timeout(10):
+        return [await stream.track.recv() for _ in range(count)]
+
+
+async def stream_of(meeting: Meeting, participant_id: str, kind: str) -> Stream:
+    async with asyncio.timeout(10):
+        while True:
+            participant = meeting.participants.get(participant_id)
+            if participant is not None and f"{participant_id}:{kind}" in participant.streams:
+                return participant.streams[f"{participant_id}:{kind}"]
+            await asyncio.sleep(0.02)
+
+
+async def test_two_clients_exchange_media_through_meetcore_serve(
+    serve: Serve, room: tuple[str, str]
+) -> None:
+    token, room_id = room
+    camera = SyntheticVideoTrack(width=160, height=120, fps=10)
+    alice = init_meeting(
+        base_url=serve.url,
+        token=token,
+        meeting_id=room_id,
+        participant_id="alice",
+        mic_enabled=True,
+        webcam_enabled=True,
+        custom_camera_video_track=camera,
+        ice_servers=[],
+        ice_addresses=["127.0.0.1"],
+    )
+    bob = init_meeting(
+        base_url=serve.url,
+        token=token,
+        meeting_id=room_id,
+        participant_id="bob",
+        mic_enabled=True,
+        webcam_enabled=True,
+        ice_servers=[],
+        ice_addresses=["127.0.0.1"],
+    )
+    await alice.join()
+    await bob.join()
+    try:
+        at_bob = await stream_of(bob, "alice", "video")
+        at_alice = await stream_of(alice, "bob", "video")
+        assert [(f.width, f.height) for f in await next_frames(at_bob, 3)] == [(160, 120)] * 3
+        assert [(f.width, f.height) for f in await next_frames(at_alice, 3)] == [(320, 240)] * 3
+        for frame in await next_frames(await stream_of(bob, "alice", "audio"), 3):
+            assert frame.sample_rate == 48000 and any(bytes(frame.planes[0]))
+
+        off = bob.participants["alice"].wait_for("stream-disabled")
+        await alice.disable_webcam()
+        assert (await off)[0] is at_bob
+        with pytest.raises(MediaStreamError):  # noqa: PT012
+            async with asyncio.timeout(5):
+                while True:
+                    await at_bob.track.recv()
+
+        audio = await stream_of(alice, "bob", "audio")
+        left = alice.wait_for("participant-left")
+        await bob.leave()
+        (gone, _) = await left
+        assert gone.id == "bob" and gone.streams == {} and audio.ended
+    finally:
+        for meeting in (alice, bob):
+            if meeting.joined:
+                await meeting.leave()
