@@ -477,3 +477,93 @@ async def test_an_observer_wrapper_is_refused() -> None:
     with pytest.raises(pluggy.PluginValidationError, match="cannot be a wrapper"):
         async with Engine.open(plugins=[Wrapper()], autoload=False):
             pass
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose appends take a while, after writing: a cancellation can
+    arrive when the records are stored but the caller has not seen them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delay = 0.0
+
+    async def append(self, meeting_id, expected_version, events, cause):  # type: ignore[no-untyped-def]
+        records = await super().append(meeting_id, expected_version, events, cause)
+        await anyio.sleep(self.delay)
+        return records
+
+
+async def test_a_join_cancelled_mid_append_still_counts(clock: Clock) -> None:
+    seen: list[str] = []
+
+    class Observer:
+        @hookimpl
+        def meetcore_records_appended(self, records: Sequence[Record]) -> None:
+            seen.extend(type(r.event).__name__ for r in records)
+
+    store = SlowStore()
+    async with Engine.open(store, [Observer()], autoload=False, clock=clock) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        store.delay = 1.0
+        with anyio.move_on_after(0.05) as scope:  # the client went away during its join
+            await engine.execute(join("ada"))
+        assert scope.cancelled_caught
+        store.delay = 0.0
+        await engine.flush()
+        # The join was written: the engine knows it, its lease runs, observers saw it.
+        state = await engine.state(MID)
+        assert state is not None and list(state.participants) == ["ada"]
+        assert engine.lease(MID, "conn-ada") is not None
+        assert seen == ["MeetingInitialized", "SessionStarted", "ParticipantJoined"]
+        records = await engine.execute(
+            Leave(meeting_id=MID, participant_id="ada", connection_id="conn-ada")
+        )
+        assert [type(r.event).__name__ for r in records] == ["ParticipantLeft", "SessionEnded"]
+
+
+async def test_commands_to_one_meeting_run_in_arrival_order_even_when_waiters_cancel(
+    engine: Engine,
+) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    order: list[str] = []
+
+    async def joiner(pid: str) -> None:
+        await engine.execute(join(pid))
+        order.append(pid)
+
+    async with anyio.create_task_group() as tasks, engine._meeting(MID).lock:
+        # The meeting is held: everyone queues.
+        for pid in ("a", "b", "c", "d"):
+            tasks.start_soon(joiner, pid)
+        await anyio.sleep(0.01)
+        with anyio.CancelScope() as doomed:  # one more gives up while queued
+            doomed.cancel()
+            await engine.execute(join("x"))
+    assert order == ["a", "b", "c", "d"]
+    state = await engine.state(MID)
+    assert state is not None and list(state.participants) == ["a", "b", "c", "d"]
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_gate_passes_it_on() -> None:
+    from meetcore._engine import _Gate
+
+    gate = _Gate()
+    got: list[str] = []
+
+    async def waiter(name: str, scope: anyio.CancelScope) -> None:
+        with scope:
+            async with gate:
+                got.append(name)
+
+    first, second = anyio.CancelScope(), anyio.CancelScope()
+    with anyio.fail_after(5):  # a gate lost to the cancelled waiter would hang here
+        async with anyio.create_task_group() as tasks:
+            await gate.__aenter__()
+            tasks.start_soon(waiter, "first", first)
+            tasks.start_soon(waiter, "second", second)
+            await anyio.sleep(0.01)  # both queued
+            first.cancel()  # "first" is cancelled while queued...
+            await gate.__aexit__(None, None, None)  # ...and handed the gate before it runs
+    assert got == ["second"]
+    async with gate:  # and the gate is free again
+        pass

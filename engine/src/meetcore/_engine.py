@@ -20,7 +20,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import msgspec
@@ -46,18 +46,66 @@ MAX_ATTEMPTS = 8
 RECENT = 256
 
 
+class _Gate:
+    """One meeting's lock: commands go through one at a time, in arrival order.
+
+    Free when nobody waits: no event, no checkpoint, no backend lookup (an anyio Lock
+    costs about a microsecond a command), and no queue until someone has to wait.
+    """
+
+    __slots__ = ("_busy", "_waiters")
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiters: deque[anyio.Event] | None = None
+
+    async def __aenter__(self) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        if self._waiters is None:
+            self._waiters = deque()
+        ticket = anyio.Event()
+        self._waiters.append(ticket)
+        try:
+            await ticket.wait()  # set by the holder as it hands the gate over
+        except BaseException:
+            if ticket.is_set():  # handed over just as this waiter was cancelled: pass it on
+                self._release()
+            else:
+                self._waiters.remove(ticket)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # still busy: the next one holds it now
+        else:
+            self._busy = False
+
+
 class _Meeting:
     """What the engine keeps of one loaded meeting."""
 
     __slots__ = ("command_ids", "lock", "recent", "state", "subscribers")
 
     def __init__(self) -> None:
-        self.lock = anyio.Lock(fast_acquire=True)  # no scheduling round when uncontended
+        self.lock = _Gate()
         self.state: MeetingState | None = None
         # command_id -> (first version, last version) of the records it produced
         self.command_ids: dict[str, tuple[int, int]] = {}
         self.recent: deque[Record] | None = None
         self.subscribers = 0
+
+
+class _Unsettled(NamedTuple):
+    """An append that was interrupted: `events` events after `version`, maybe written."""
+
+    meeting_id: str
+    version: int
+    events: int
 
 
 class Engine:
@@ -85,7 +133,7 @@ class Engine:
         self._shared_leases = store if isinstance(store, SharedLeases) else None
         self._renewals: set[tuple[str, str]] = set()
         self._observer_send, self._observer_receive = anyio.create_memory_object_stream[
-            Sequence[Record]
+            Sequence[Record] | _Unsettled
         ](math.inf)
         self._pending_observations = 0
         self._observed = anyio.Event()
@@ -183,20 +231,19 @@ class Engine:
                             await veto
                 events = decide(state, stamped)
                 version = state.version if state is not None else 0
-                # Once appending starts it finishes, cancelled or not: the records must
-                # reach the state, the subscribers and the observers.
-                with anyio.CancelScope(shield=True):
-                    try:
-                        records = await self.store.append(
-                            command.meeting_id, version, events, stamped
-                        )
-                    except Conflict:
-                        self._loaded.discard(command.meeting_id)  # someone else wrote: reload
-                        continue
-                    for event in events:
-                        state = evolve(state, event)
-                    meeting.state = state
-                    self._appended(meeting, records)
+                try:
+                    records = await self.store.append(command.meeting_id, version, events, stamped)
+                except Conflict:
+                    self._loaded.discard(command.meeting_id)  # someone else wrote: reload
+                    continue
+                except BaseException:
+                    # Cancelled (or failed) mid-append: the store may have written.
+                    self._interrupted(command.meeting_id, meeting, version, len(events))
+                    raise
+                for event in events:
+                    state = evolve(state, event)
+                meeting.state = state
+                self._appended(meeting, records)
                 return records
         raise Conflict(command.meeting_id, -1, -1)
 
@@ -252,6 +299,32 @@ class Engine:
         if self._has_observers:
             self._pending_observations += 1
             self._observer_send.send_nowait(records)
+
+    def _interrupted(self, meeting_id: str, meeting: _Meeting, version: int, count: int) -> None:
+        """An append was cancelled or failed: whether the store wrote it is unknown.
+
+        Forget the cached state (the next command reloads it), let subscribers read
+        the store, and have the observer task settle it: it reloads the meeting (which
+        tracks the leases of what was written) and shows observers the records, if any.
+        """
+        self._loaded.discard(meeting_id)
+        if meeting.recent is not None:
+            meeting.recent.clear()
+        signal = self._signals.pop(meeting_id, None)
+        if signal is not None:
+            signal.set()
+        self._pending_observations += 1
+        self._observer_send.send_nowait(_Unsettled(meeting_id, version, count))
+
+    async def _settle(self, unsettled: _Unsettled) -> None:
+        meeting = self._meeting(unsettled.meeting_id)
+        async with meeting.lock:
+            await self._load(unsettled.meeting_id, meeting)
+        last = unsettled.version + unsettled.events
+        written = await self.store.read(unsettled.meeting_id, unsettled.version)
+        records = [r for r in written if r.version <= last]
+        if records and self._has_observers:
+            await self._call_each("meetcore_records_appended", records=records)
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -316,7 +389,13 @@ class Engine:
     async def _observe(self) -> None:
         async with self._observer_receive:
             async for records in self._observer_receive:
-                await self._call_each("meetcore_records_appended", records=records)
+                if isinstance(records, _Unsettled):
+                    try:
+                        await self._settle(records)
+                    except Exception:
+                        log.exception("settling an interrupted append to %s failed", records)
+                else:
+                    await self._call_each("meetcore_records_appended", records=records)
                 self._pending_observations -= 1
                 if self._pending_observations == 0:
                     self._observed.set()

@@ -52,8 +52,14 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     events: tuple[str, ...] = ()
 
 
-class Command(Checked, frozen=True, kw_only=True):
-    """Base of every command. `Engine.execute` stamps `at` with its clock."""
+class Command(Checked, frozen=True, kw_only=True, gc=False):
+    """Base of every command. `Engine.execute` stamps `at` with its clock.
+
+    Untracked by the garbage collector (`gc=False`), like events: a command holds
+    strings, numbers and JSON data, so it cannot be part of a reference cycle, and the
+    causes kept in a log of millions of records must not make every collection walk
+    them. (Do not put objects that refer back to the command into `meta_data`.)
+    """
 
     at: int = 0
     command_id: str | None = None
