@@ -28,8 +28,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,58 +37,24 @@ import httpx
 import websockets
 
 from meetcore_webrtc.client import Meeting, init_meeting
+from meetcore_webrtc.testing import ServeProcess
 
 TARGET_CONVERGE_S = 10.0
 TARGET_P99_MS = 250.0
 TARGET_RSS_MB = 300.0
 
 
-class ServerProcess:
-    """`meetcore serve` in a temporary directory, on a free port."""
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of the running process `pid`."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(found.group(1)) / 1024 if found else float("nan")
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
 
-    def __enter__(self) -> ServerProcess:
-        command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
-        self.process = subprocess.Popen(
-            command, cwd=self.folder, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
-        )
-        assert self.process.stderr is not None
-        deadline = time.monotonic() + 30
-        for line in self.process.stderr:
-            found = re.search(r"serving on (http://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                break
-            if time.monotonic() > deadline:
-                break
-        if not self.url:
-            self.process.kill()
-            raise RuntimeError("meetcore serve did not start")
-        return self
-
-    def peak_rss_mb(self) -> float:
-        assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        found = re.search(r"VmHWM:\s+(\d+) kB", status)
-        return int(found.group(1)) / 1024 if found else float("nan")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
-        assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the running process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _room(client: httpx.AsyncClient, token: str) -> str:
@@ -220,15 +184,16 @@ async def bench(participants: int, joins: int, rate: float) -> dict[str, Any]:
     ]
     results: dict[str, Any] = {}
     for name, run in phases:
-        with tempfile.TemporaryDirectory() as folder, ServerProcess(Path(folder)) as server:
+        with tempfile.TemporaryDirectory() as folder, ServeProcess(folder) as server:
             async with httpx.AsyncClient(base_url=server.url) as client:
                 token = (await client.get("/get-token")).json()["token"]
                 room = await _room(client, token)
-                server_cpu, client_cpu = server.cpu_seconds(), _client_cpu()
+                server_cpu, client_cpu = cpu_seconds(server.process.pid), _client_cpu()
                 results[name] = await run(server.url, token, room)
-                results[name]["server_cpu_s"] = server.cpu_seconds() - server_cpu
+                results[name]["server_cpu_s"] = cpu_seconds(server.process.pid) - server_cpu
                 results[name]["client_cpu_s"] = _client_cpu() - client_cpu
-                results[name]["server_peak_rss_mb"] = server.peak_rss_mb()
+                results[name]["server_peak_rss_mb"] = peak_rss_mb(server.process.pid)
+            await server.stop(timeout=30)
     return results
 
 

@@ -14,10 +14,7 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ import pytest
 
 from meetcore_webrtc.client import Meeting, init_meeting
 from meetcore_webrtc.static import FILES
+from meetcore_webrtc.testing import ServeProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -68,72 +66,17 @@ def anyio_backend() -> str:
 # The server and the browser
 
 
-def _env() -> dict[str, str]:
-    """The environment without anything that would pick keys or plugins other than ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class ServerProcess:
-    """`meetcore serve --dev --port 0` in `cwd`; its output is kept in `lines`."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.url = ""
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        command = [*MEETCORE, "serve", "--port", "0", "--store", f"sqlite:///{cwd / 'm.db'}"]
-        self.process = subprocess.Popen(
-            [*command, "--dev", "--lease-ttl", str(LEASE_TTL)],
-            cwd=cwd,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            found = re.search(r"meetcore: serving on (http://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_ready(self) -> ServerProcess:
-        if not self._ready.wait(30) or not self.url:
-            self.process.kill()
-            pytest.fail(f"meetcore serve did not start:\n{self.output}")
-        return self
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    served = ServerProcess(tmp_path_factory.mktemp("serve")).wait_ready()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    served = ServeProcess(tmp_path_factory.mktemp("serve"), lease_ttl=LEASE_TTL).wait_ready()
     try:
         yield served
     finally:
-        code = served.stop()
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "browser-meetcore-serve.log").write_text(served.output)
+        try:
+            code = served.terminate()
+        finally:
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "browser-meetcore-serve.log").write_text(served.output)
         assert not unexpected_tracebacks(served.output), served.output
         assert code == 0, served.output
 
@@ -199,7 +142,7 @@ class Clients:
     def __init__(self) -> None:
         self.meetings: list[Meeting] = []
 
-    def new(self, server: ServerProcess, token: str, meeting_id: str, **options: Any) -> Meeting:
+    def new(self, server: ServeProcess, token: str, meeting_id: str, **options: Any) -> Meeting:
         meeting = init_meeting(base_url=server.url, token=token, meeting_id=meeting_id, **options)
         self.meetings.append(meeting)
         return meeting
@@ -221,14 +164,14 @@ async def clients() -> AsyncIterator[Clients]:
         await made.close()
 
 
-async def dev_token(server: ServerProcess) -> str:
+async def dev_token(server: ServeProcess) -> str:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         response = await http.get("/get-token")
     assert response.status_code == 200, response.text
     return str(response.json()["token"])
 
 
-async def create_room(server: ServerProcess, token: str) -> str:
+async def create_room(server: ServeProcess, token: str) -> str:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         response = await http.post("/v2/rooms", headers={"Authorization": token})
     assert response.status_code == 200, response.text
@@ -267,7 +210,7 @@ async ([token, options]) => {
 """
 
 
-async def sdk_page(pages: Pages, server: ServerProcess, token: str, **options: Any) -> Any:
+async def sdk_page(pages: Pages, server: ServeProcess, token: str, **options: Any) -> Any:
     """A page on the server's origin with a `window.meeting` made by `initMeeting(options)`."""
     page = await pages.new(server.url + "/?sdk-test")
     await page.evaluate(SDK_PAGE, [token, options])
@@ -296,7 +239,7 @@ async def wait_seen(page: Any, entry: list[Any], timeout: float = 10.0) -> None:
 # Serving
 
 
-async def test_the_server_serves_the_sdk_and_the_demo_page(server: ServerProcess) -> None:
+async def test_the_server_serves_the_sdk_and_the_demo_page(server: ServeProcess) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         sdk = await http.get("/sdk/meetcore.js")
         page = await http.get("/")
@@ -316,7 +259,7 @@ async def test_the_server_serves_the_sdk_and_the_demo_page(server: ServerProcess
             assert response.headers["content-type"] == media_type
 
 
-async def test_init_meeting_validates_like_videosdk(server: ServerProcess, pages: Pages) -> None:
+async def test_init_meeting_validates_like_videosdk(server: ServeProcess, pages: Pages) -> None:
     page = await pages.new(server.url + "/?sdk-test")
     errors = await page.evaluate(
         """async () => {
@@ -373,7 +316,7 @@ async def test_init_meeting_validates_like_videosdk(server: ServerProcess, pages
 
 
 async def test_a_refused_join_rejects_with_the_servers_code(
-    server: ServerProcess, pages: Pages
+    server: ServeProcess, pages: Pages
 ) -> None:
     token = await dev_token(server)
     page = await sdk_page(pages, server, token, meetingId="zzz-zzz-zzz", debugMode=False)
@@ -397,7 +340,7 @@ async def join_from_demo(page: Any, room: str, name: str, *, media: bool = True)
 
 
 async def test_the_demo_page_and_a_python_client_see_each_other_join_and_leave(
-    server: ServerProcess, pages: Pages, clients: Clients
+    server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -443,7 +386,7 @@ async def test_the_demo_page_and_a_python_client_see_each_other_join_and_leave(
 
 
 async def test_without_dev_the_page_asks_for_a_token_creates_a_room_and_copies_the_link(
-    server: ServerProcess, pages: Pages, clients: Clients
+    server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
     page = await pages.new("about:blank")
@@ -475,7 +418,7 @@ async def test_without_dev_the_page_asks_for_a_token_creates_a_room_and_copies_t
 
 
 async def test_end_from_the_page_and_from_python(
-    server: ServerProcess, pages: Pages, clients: Clients
+    server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -509,7 +452,7 @@ async def test_end_from_the_page_and_from_python(
 
 
 async def test_the_sdk_resumes_after_a_dropped_socket(
-    server: ServerProcess, pages: Pages, clients: Clients
+    server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -556,14 +499,14 @@ async def test_the_sdk_resumes_after_a_dropped_socket(
 
 
 async def test_the_waiting_room_and_a_mode_change(
-    server: ServerProcess, pages: Pages, clients: Clients
+    server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
     max_brod = clients.new(server, token, room, name="Max Brod", participant_id="max")
     await max_brod.join()
     minted = await anyio.run_process(
-        [*MEETCORE, "token", "--permissions", "ask_join"], cwd=server.cwd, env=_env()
+        [*MEETCORE, "token", "--permissions", "ask_join"], cwd=server.cwd, env=server.env
     )
     asking = minted.stdout.decode().strip()
 
@@ -595,7 +538,7 @@ async def test_the_waiting_room_and_a_mode_change(
 
 
 async def test_closing_the_page_leaves_the_meeting(
-    server: ServerProcess, pages: Pages, clients: Clients
+    server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -657,7 +600,7 @@ async def stream_of(participant: Any, kind: str, timeout: float = 15.0) -> Any:
 
 
 async def test_video_flows_both_ways_between_the_page_and_a_python_client(
-    server: ServerProcess, pages: Pages, clients: Clients
+    server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)

@@ -11,13 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
-import re
 import secrets
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,13 +24,13 @@ import httpx
 import pytest
 
 from meetcore_webrtc.client import Meeting, init_meeting
+from meetcore_webrtc.testing import ServeProcess
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
 ]
 
-MEETCORE = [sys.executable, "-m", "meetcore.cli"]
 LEASE_TTL = 1.5
 
 
@@ -43,76 +39,9 @@ def anyio_backend() -> str:
     return "asyncio"  # the client runs on asyncio
 
 
-class Node:
-    """`meetcore serve --store postgresql://...` in `cwd`; its output is kept."""
-
-    def __init__(self, cwd: Path, store: str, *, lease_ttl: float = LEASE_TTL) -> None:
-        self.cwd = cwd
-        self.url = ""
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.process = subprocess.Popen(
-            [
-                *MEETCORE,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--store",
-                store,
-                "--dev",
-                "--lease-ttl",
-                str(lease_ttl),
-            ],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            found = re.search(r"meetcore: serving on (http://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_ready(self, timeout: float = 20.0) -> Node:
-        if not self._ready.wait(timeout) or not self.url:
-            self.kill()
-            pytest.fail(f"meetcore serve did not start:\n{self.output}")
-        return self
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"meetcore serve ignored SIGTERM:\n{self.output}")
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self._reader.join(5)
+def start_node(home: Path, store: str) -> ServeProcess:
+    """`meetcore serve --dev --store postgresql://...` in `home`, where the keys are."""
+    return ServeProcess(home, store=store, lease_ttl=LEASE_TTL).wait_ready()
 
 
 @pytest.fixture(scope="module")
@@ -126,36 +55,36 @@ def store_url(database: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(home: Path, store_url: str) -> Iterator[tuple[Node, Node]]:
+def cluster(home: Path, store_url: str) -> Iterator[tuple[ServeProcess, ServeProcess]]:
     """Nodes A and B. A starts first: it creates the keys file that B then reads."""
-    a = Node(home, store_url).wait_ready()
-    b = Node(home, store_url).wait_ready()
+    a = start_node(home, store_url)
+    b = start_node(home, store_url)
     try:
         yield a, b
     finally:
         for node in (a, b):
             alive = node.process.poll() is None
-            code = node.stop()
+            code = node.terminate()
             assert alive, f"a node died:\n{node.output}"
             assert code == 0, node.output
             assert "Traceback" not in node.output, node.output
 
 
-async def dev_token(node: Node) -> str:
+async def dev_token(node: ServeProcess) -> str:
     async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
         response = await http.get("/get-token", headers={"Accept": "application/json"})
     assert response.status_code == 200, response.text
     return str(response.json()["token"])
 
 
-async def rest(node: Node, method: str, path: str, token: str, body: Any = None) -> Any:
+async def rest(node: ServeProcess, method: str, path: str, token: str, body: Any = None) -> Any:
     async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
         response = await http.request(method, path, json=body, headers={"Authorization": token})
     assert response.status_code == 200, (method, path, response.status_code, response.text)
     return response.json()
 
 
-async def create_room(node: Node, token: str) -> str:
+async def create_room(node: ServeProcess, token: str) -> str:
     return str((await rest(node, "POST", "/v2/rooms", token))["roomId"])
 
 
@@ -170,7 +99,7 @@ async def eventually(check: Any, timeout: float = 10.0) -> None:
             await anyio.sleep(0.02)
 
 
-def comparable(value: Any, node: Node) -> Any:
+def comparable(value: Any, node: ServeProcess) -> Any:
     """A REST answer without what differs by node or by moment: the node's own address in
     links, and `activeDuration`, which counts up to the moment asked."""
     if isinstance(value, dict):
@@ -197,7 +126,7 @@ async def clients() -> AsyncIterator[list[Meeting]]:
 
 
 def participant(
-    clients: list[Meeting], node: Node, token: str, room: str, name: str, **options: Any
+    clients: list[Meeting], node: ServeProcess, token: str, room: str, name: str, **options: Any
 ) -> Meeting:
     meeting = init_meeting(base_url=node.url, token=token, meeting_id=room, name=name, **options)
     meeting.reconnect_delays = (0.1, 0.2)  # a dead node: give up soon
@@ -218,7 +147,7 @@ def shows(meeting: Meeting, participant_id: str, name: str) -> bool:
 
 
 async def test_a_participant_on_one_node_sees_the_other_nodes_join_leave_and_end(
-    cluster: tuple[Node, Node], clients: list[Meeting]
+    cluster: tuple[ServeProcess, ServeProcess], clients: list[Meeting]
 ) -> None:
     a, b = cluster
     token = await dev_token(a)
@@ -254,7 +183,7 @@ async def test_a_participant_on_one_node_sees_the_other_nodes_join_leave_and_end
 
 
 async def test_the_same_participant_id_on_both_nodes_at_once_leaves_one_connection(
-    cluster: tuple[Node, Node], clients: list[Meeting]
+    cluster: tuple[ServeProcess, ServeProcess], clients: list[Meeting]
 ) -> None:
     a, b = cluster
     token = await dev_token(a)
@@ -282,10 +211,10 @@ async def test_the_same_participant_id_on_both_nodes_at_once_leaves_one_connecti
 
 
 async def test_a_killed_node_leaves_no_ghosts(
-    cluster: tuple[Node, Node], clients: list[Meeting], home: Path, store_url: str
+    cluster: tuple[ServeProcess, ServeProcess], clients: list[Meeting], home: Path, store_url: str
 ) -> None:
     a, _ = cluster
-    c = Node(home, store_url).wait_ready()
+    c = start_node(home, store_url)
     try:
         token = await dev_token(a)
         room = await create_room(a, token)
@@ -315,7 +244,7 @@ async def test_a_killed_node_leaves_no_ghosts(
 
 
 async def test_rooms_and_sessions_listed_from_any_node_agree(
-    cluster: tuple[Node, Node], clients: list[Meeting]
+    cluster: tuple[ServeProcess, ServeProcess], clients: list[Meeting]
 ) -> None:
     a, b = cluster
     token = await dev_token(a)

@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,6 +33,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from meetcore import Rejected
 from meetcore_webrtc.client import Meeting, init_meeting
+from meetcore_webrtc.testing import ServeProcess, clean_env, free_port
 
 pytestmark = [
     pytest.mark.anyio,
@@ -52,110 +51,14 @@ def anyio_backend() -> str:
     return "asyncio"  # the client runs on asyncio
 
 
-def _env() -> dict[str, str]:
-    """The environment without anything that would pick keys or plugins other than ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ---------------------------------------------------------------------------
 # The server process
 
 
-class ServerProcess:
-    """`meetcore serve` in `cwd` on the SQLite file `db`; its output is kept in `output`."""
-
-    def __init__(self, cwd: Path, db: Path, *, port: int = 0, lease_ttl: float = LEASE_TTL):
-        self.cwd = cwd
-        self.db = db
-        self.store = f"sqlite:///{db}"
-        self.url = ""
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            [
-                *MEETCORE,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--store",
-                self.store,
-                "--dev",
-                "--lease-ttl",
-                str(lease_ttl),
-            ],
-            cwd=cwd,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            found = re.search(r"meetcore: serving on (http://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                self._ready.set()
-        self._ready.set()  # the process is gone: stop waiting
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_ready(self, timeout: float = 20.0) -> ServerProcess:
-        if not self._ready.wait(timeout) or not self.url:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"meetcore serve did not start:\n{self.output}")
-        return self
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            self._reader.join(5)
-            pytest.fail(f"meetcore serve died (exit {self.process.returncode}):\n{self.output}")
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send `sig` and wait for the exit code, without blocking the event loop."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            with anyio.fail_after(timeout):
-                while self.process.poll() is None:
-                    await anyio.sleep(0.02)
-        except TimeoutError:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"meetcore serve ignored signal {sig} for {timeout} s:\n{self.output}")
-        self._reader.join(5)
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self._reader.join(5)
-
-
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """One server for the tests that do not stop it; each test uses its own rooms."""
-    home = tmp_path_factory.mktemp("serve")
-    server = ServerProcess(home, home / "meetcore.db").wait_ready()
+    server = ServeProcess(tmp_path_factory.mktemp("serve"), lease_ttl=LEASE_TTL).wait_ready()
     try:
         yield server
     finally:
@@ -168,7 +71,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 
 
 @pytest.fixture
-def server(shared_server: ServerProcess) -> Iterator[ServerProcess]:
+def server(shared_server: ServeProcess) -> Iterator[ServeProcess]:
     shared_server.check_alive()
     yield shared_server
     shared_server.check_alive()
@@ -178,7 +81,7 @@ def server(shared_server: ServerProcess) -> Iterator[ServerProcess]:
 # What a user does: tokens, rooms, participants
 
 
-async def dev_token(server: ServerProcess) -> str:
+async def dev_token(server: ServeProcess) -> str:
     """The seeds' `fetch("http://localhost:3000/get-token")`."""
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         response = await http.get("/get-token", headers={"Accept": "application/json"})
@@ -188,10 +91,10 @@ async def dev_token(server: ServerProcess) -> str:
     return token
 
 
-async def cli_token(server: ServerProcess, *options: str) -> str:
+async def cli_token(server: ServeProcess, *options: str) -> str:
     """`meetcore token ...` in the server's directory, where it finds the keys file."""
     done = await anyio.run_process(
-        [*MEETCORE, "token", *options], cwd=server.cwd, env=_env(), check=False
+        [*MEETCORE, "token", *options], cwd=server.cwd, env=server.env, check=False
     )
     assert done.returncode == 0, done.stderr.decode()
     lines = done.stdout.decode().splitlines()
@@ -199,7 +102,7 @@ async def cli_token(server: ServerProcess, *options: str) -> str:
     return lines[0]
 
 
-async def rest(server: ServerProcess, method: str, path: str, token: str, body: Any = None) -> Any:
+async def rest(server: ServeProcess, method: str, path: str, token: str, body: Any = None) -> Any:
     """A REST call with the token raw in Authorization; the JSON answer of a 200."""
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         response = await http.request(method, path, json=body, headers={"Authorization": token})
@@ -207,7 +110,7 @@ async def rest(server: ServerProcess, method: str, path: str, token: str, body: 
     return response.json()
 
 
-async def create_room(server: ServerProcess, token: str, **body: Any) -> str:
+async def create_room(server: ServeProcess, token: str, **body: Any) -> str:
     """The seeds' `fetch(".../v2/rooms", {method: "POST", headers: {Authorization: token}})`."""
     room = await rest(server, "POST", "/v2/rooms", token, body or None)
     assert ROOM_ID.fullmatch(room["roomId"]) or room["roomId"] == body.get("customRoomId")
@@ -244,7 +147,7 @@ class Clients:
         self.meetings: list[Meeting] = []
 
     def new(
-        self, server: ServerProcess | str, token: str, meeting_id: str, **options: Any
+        self, server: ServeProcess | str, token: str, meeting_id: str, **options: Any
     ) -> Meeting:
         url = server if isinstance(server, str) else server.url
         meeting = init_meeting(base_url=url, token=token, meeting_id=meeting_id, **options)
@@ -292,7 +195,7 @@ class ClientProcess:
 
     @classmethod
     async def start(
-        cls, server: ServerProcess, token: str, room: str, name: str, pid: str | None = None
+        cls, server: ServeProcess, token: str, room: str, name: str, pid: str | None = None
     ) -> ClientProcess:
         log = server.cwd / f"client-{name}-{time.monotonic_ns()}.log"
         args = [sys.executable, str(CLIENT), server.url, token, room, name]
@@ -301,7 +204,7 @@ class ClientProcess:
                 [*args, *([pid] if pid else [])],
                 stdin=subprocess.DEVNULL,
                 stderr=stderr,
-                env=_env(),
+                env=clean_env(),
             )
         return cls(process, log)
 
@@ -328,7 +231,7 @@ class ClientProcess:
 
 
 async def test_the_seeds_flow_token_room_join_events_leave_end(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -414,7 +317,7 @@ async def test_the_seeds_flow_token_room_join_events_leave_end(
 
 
 async def test_rest_end_session_1009_and_remove_participant_1010(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await cli_token(server)  # `meetcore token`: allow_join + allow_mod by default
     room = await create_room(server, token)
@@ -445,7 +348,7 @@ async def test_rest_end_session_1009_and_remove_participant_1010(
 
 
 async def test_leave_and_end_before_join_raise_3035_and_an_id_is_generated(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -475,7 +378,7 @@ async def test_leave_and_end_before_join_raise_3035_and_an_id_is_generated(
 
 
 async def test_the_same_participant_id_from_another_process_replaces_the_older_1011(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -503,7 +406,7 @@ async def test_the_same_participant_id_from_another_process_replaces_the_older_1
 
 
 async def test_a_killed_client_process_leaves_with_1001_once_its_lease_runs_out(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -535,7 +438,7 @@ async def test_a_killed_client_process_leaves_with_1001_once_its_lease_runs_out(
 
 
 async def test_ask_join_a_moderator_admits_one_and_denies_another(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     host_token = await dev_token(server)
     ask = await cli_token(server, "--permissions", "ask_join")
@@ -591,7 +494,7 @@ async def test_ask_join_a_moderator_admits_one_and_denies_another(
 
 
 async def test_a_waiting_participant_sees_nobody_until_admitted(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     ask = await cli_token(server, "--permissions", "ask_join")
@@ -613,7 +516,7 @@ async def test_a_waiting_participant_sees_nobody_until_admitted(
 
 
 async def test_the_server_tells_a_waiting_connection_nothing_of_the_meeting(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     """The waiting room is access control: until admitted, a connection is told of itself
     only, whatever client it runs (here raw JSON, not the Python client, which hides it)."""
@@ -709,7 +612,7 @@ class Proxy:
 
 
 async def test_a_network_drop_resumes_through_the_proxy_without_gap_or_duplicate(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -768,7 +671,7 @@ async def test_a_network_drop_resumes_through_the_proxy_without_gap_or_duplicate
 
 
 async def test_a_drop_longer_than_the_lease_ends_in_meeting_left_1001_on_resume(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -794,7 +697,7 @@ async def test_a_drop_longer_than_the_lease_ends_in_meeting_left_1001_on_resume(
 
 
 async def test_leave_while_reconnecting_takes_the_participant_out(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
     room = await create_room(server, token)
@@ -838,7 +741,7 @@ async def until_closed(raw: websockets.ClientConnection) -> list[dict[str, Any]]
 
 
 async def test_the_raw_protocol_close_codes_and_message_limits(
-    server: ServerProcess, clients: Clients
+    server: ServeProcess, clients: Clients
 ) -> None:
     """What docs/protocol.md promises a client in another language, on the real server."""
     token = await dev_token(server)
@@ -898,9 +801,8 @@ async def test_the_raw_protocol_close_codes_and_message_limits(
 async def test_a_restarted_server_has_the_same_rooms_and_sessions(
     tmp_path: Path, clients: Clients
 ) -> None:
-    db = tmp_path / "meetcore.db"
     port = free_port()  # the same port after the restart, so the links are the same too
-    first = ServerProcess(tmp_path, db, port=port).wait_ready()
+    first = ServeProcess(tmp_path, port=port, lease_ttl=LEASE_TTL).wait_ready()
     try:
         assert "created a development API key" in first.output
         assert (tmp_path / "meetcore-keys.json").exists()
@@ -931,7 +833,7 @@ async def test_a_restarted_server_has_the_same_rooms_and_sessions(
     finally:
         first.kill()
 
-    second = ServerProcess(tmp_path, db, port=port).wait_ready()
+    second = ServeProcess(tmp_path, port=port, lease_ttl=LEASE_TTL).wait_ready()
     try:
         assert "created a development API key" not in second.output  # the same keys file
         assert await rest(second, "GET", "/v2/rooms", token) == rooms_before  # the old token works
@@ -965,7 +867,10 @@ async def test_a_restarted_server_has_the_same_rooms_and_sessions(
         assert [s["id"] for s in sessions["data"]] == [e.session_id, before["id"]]
 
         verify = await anyio.run_process(
-            [*MEETCORE, "replay", second.store, "--verify"], cwd=tmp_path, env=_env(), check=False
+            [*MEETCORE, "replay", second.store, "--verify"],
+            cwd=tmp_path,
+            env=second.env,
+            check=False,
         )
         out = verify.stdout.decode() + verify.stderr.decode()
         assert verify.returncode == 0, out
@@ -979,9 +884,8 @@ async def test_a_restarted_server_has_the_same_rooms_and_sessions(
 async def test_after_a_server_crash_clients_resume_and_ghosts_leave(
     tmp_path: Path, clients: Clients
 ) -> None:
-    db = tmp_path / "meetcore.db"
     port = free_port()
-    first = ServerProcess(tmp_path, db, port=port).wait_ready()
+    first = ServeProcess(tmp_path, port=port, lease_ttl=LEASE_TTL).wait_ready()
     try:
         token = await dev_token(first)
         room = await create_room(first, token)
@@ -994,7 +898,7 @@ async def test_after_a_server_crash_clients_resume_and_ghosts_leave(
         assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
     finally:
         first.kill()
-    second = ServerProcess(tmp_path, db, port=port).wait_ready()
+    second = ServeProcess(tmp_path, port=port, lease_ttl=LEASE_TTL).wait_ready()
     try:
         # The new server shares the API keys, so it honours A's resume token: A comes
         # back into the meeting it never left; B, gone for good, leaves with 1001 once
@@ -1026,7 +930,7 @@ def _serve(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*MEETCORE, "serve", *options],
         cwd=tmp_path,
-        env=_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=30,

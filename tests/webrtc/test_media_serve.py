@@ -5,11 +5,7 @@ exchange audio and video through it, with no STUN server and every candidate on
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from meetcore_webrtc.client import Meeting, Stream, init_meeting
+from meetcore_webrtc.testing import ServeProcess
 from meetcore_webrtc.tracks import SyntheticVideoTrack
 
 pytestmark = [
@@ -32,65 +29,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Serve:
-    def __init__(self, cwd: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
-        env.update(PYTHONUNBUFFERED="1", MEETCORE_ICE_ADDRESSES="127.0.0.1")
-        command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
-        command += ["--store", f"sqlite:///{cwd / 'meetcore.db'}"]
-        self.process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.url = ""
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            found = re.search(r"serving on (http://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> int:
-        self.process.terminate()
-        try:
-            return self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    server = Serve(tmp_path)
-    if not server._ready.wait(30) or not server.url:
-        server.process.kill()
-        pytest.fail(f"meetcore serve did not start:\n{server.output}")
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    server = ServeProcess(tmp_path, env={"MEETCORE_ICE_ADDRESSES": "127.0.0.1"}).wait_ready()
     try:
         yield server
     finally:
-        code = server.stop()
+        code = server.terminate()
         assert code == 0, server.output
         assert "Traceback" not in server.output, server.output
 
 
 @pytest.fixture
-async def room(serve: Serve) -> tuple[str, str]:
+async def room(serve: ServeProcess) -> tuple[str, str]:
     async with httpx.AsyncClient(base_url=serve.url, timeout=10) as http:
         token = (await http.get("/get-token")).json()["token"]
         created = await http.post("/v2/rooms", headers={"Authorization": token})
@@ -112,7 +63,7 @@ async def stream_of(meeting: Meeting, participant_id: str, kind: str) -> Stream:
 
 
 async def test_two_clients_exchange_media_through_meetcore_serve(
-    serve: Serve, room: tuple[str, str]
+    serve: ServeProcess, room: tuple[str, str]
 ) -> None:
     token, room_id = room
     camera = SyntheticVideoTrack(width=160, height=120, fps=10)
