@@ -39,6 +39,7 @@ import aiortc
 import av
 from aiortc import (
     MediaStreamTrack,
+    RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -54,9 +55,11 @@ __all__ = [
     "ForwardTrack",
     "Publication",
     "check_internals",
+    "create_offer",
     "hook_keyframe_requests",
     "install_tap",
     "is_keyframe",
+    "negotiated_extensions",
     "prefer_forwarded_codecs",
     "restrict_to_forwarded",
 ]
@@ -121,12 +124,45 @@ def check_internals() -> list[str]:
         "codecs=transceiver._codecs",
         "an answer offers the transceiver's negotiated codecs",
     )
+    needs(
+        rtcpeerconnection.RTCPeerConnection.createOffer,
+        "transceiver._headerExtensions = HEADER_EXTENSIONS[transceiver.kind][:]",
+        "an offer numbers header extensions from the module's table",
+    )
+    if "await" in inspect.getsource(rtcpeerconnection.RTCPeerConnection.createOffer):
+        problems.append("createOffer awaits: swapping its extension table is not safe")
     if aiortc.__version__ != AIORTC_VERSION:
         problems.append(
             f"aiortc {aiortc.__version__} is installed; forwarding was tested against "
             f"{AIORTC_VERSION} (pinned in meetcore-webrtc's dependencies)"
         )
     return problems
+
+
+def negotiated_extensions(pc: RTCPeerConnection) -> dict[str, list[Any]]:
+    """The RTP header extensions each kind was negotiated with, under the client's ids
+    (aiortc keeps the remote ids when it answers)."""
+    found: dict[str, list[Any]] = {}
+    for transceiver in pc.getTransceivers():
+        found.setdefault(transceiver.kind, list(transceiver._headerExtensions))
+    return found
+
+
+async def create_offer(pc: RTCPeerConnection, extensions: dict[str, list[Any]]) -> Any:
+    """`pc.createOffer()`, numbering header extensions as they were negotiated.
+
+    aiortc numbers them afresh from its own table in every offer; a browser refuses a
+    renegotiation that gives a negotiated id another meaning. `createOffer` never
+    awaits (checked by `check_internals`), so swapping the table around it cannot
+    leak into another connection's offer.
+    """
+    module = vars(rtcpeerconnection)  # the table is not in aiortc's typed API
+    table = module["HEADER_EXTENSIONS"]
+    module["HEADER_EXTENSIONS"] = {**table, **extensions}
+    try:
+        return await pc.createOffer()
+    finally:
+        module["HEADER_EXTENSIONS"] = table
 
 
 def is_keyframe(kind: str, data: bytes) -> bool:

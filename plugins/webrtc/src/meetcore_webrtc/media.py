@@ -50,8 +50,10 @@ from meetcore_webrtc._forward import (
     ForwardTrack,
     Publication,
     check_internals,
+    create_offer,
     hook_keyframe_requests,
     install_tap,
+    negotiated_extensions,
     prefer_forwarded_codecs,
     restrict_to_forwarded,
 )
@@ -145,6 +147,8 @@ class _Peer:
         self.offered: list[tuple[_Slot, tuple[str, Kind] | None]] = []
         self.pending: p.MediaOffer | None = None
         self.closed = False
+        # The header extensions as the client numbered them, kept in our offers.
+        self.extensions: dict[str, list[Any]] = {}
 
 
 class _Room:
@@ -276,6 +280,7 @@ class MediaServer:
             answer = await pc.createAnswer()
             with _ice.gathering_on(self.config.addresses):
                 await pc.setLocalDescription(answer)
+            peer.extensions = negotiated_extensions(pc)
         except Exception as error:
             await pc.close()
             why = f"offer: cannot use this SDP: {error}"
@@ -483,7 +488,7 @@ class MediaServer:
         peer.negotiating = True
         peer.dirty = False
         try:
-            offer = await peer.pc.createOffer()
+            offer = await create_offer(peer.pc, peer.extensions)
             with _ice.gathering_on(self.config.addresses):
                 await peer.pc.setLocalDescription(offer)
         except Exception:

@@ -1295,7 +1295,7 @@ class MediaSession {
     pc.addEventListener("connectionstatechange", () => this._stateChanged(pc));
     try {
       const offer = await pc.createOffer();
-      await pc.setLocalDescription({ type: "offer", sdp: serverExtensionIds(offer.sdp) });
+      await pc.setLocalDescription(offer);
       await gathered(pc);
       if (pc !== this.pc) return;
       const answer = await this.meeting._request({ type: "offer", sdp: pc.localDescription.sdp });
@@ -1422,34 +1422,6 @@ function preferForwardedCodecs(transceiver, kind) {
   );
   if (codecs.some((codec) => codec.mimeType.toLowerCase() !== "video/rtx"))
     transceiver.setCodecPreferences(codecs);
-}
-
-/**
- * The RTP header extensions the server's WebRTC stack (aiortc) knows, with the ids it
- * always offers them with.
- */
-const SERVER_EXTENSION_IDS = {
-  "urn:ietf:params:rtp-hdrext:sdes:mid": 1,
-  "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 2,
-  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 3,
-};
-
-/**
- * Our offer with the header extensions renumbered as the server numbers them, and
- * without the ones it does not know. The server's later offers (renegotiation) use its
- * own fixed ids; a browser refuses to see a negotiated id change meaning, so the first
- * offer must already use them.
- * @param {string} sdp
- * @returns {string}
- */
-function serverExtensionIds(sdp) {
-  const lines = sdp.split("\r\n").flatMap((line) => {
-    const extmap = /^a=extmap:(\d+)(\/\w+)? (\S+)(.*)$/.exec(line);
-    if (!extmap) return [line];
-    const id = SERVER_EXTENSION_IDS[extmap[3]];
-    return id === undefined ? [] : [`a=extmap:${id}${extmap[2] ?? ""} ${extmap[3]}${extmap[4]}`];
-  });
-  return lines.join("\r\n");
 }
 
 /**
