@@ -220,3 +220,20 @@ def test_meetcore_serve_delivers_with_the_environment_s_settings(
     monkeypatch.setenv("MEETCORE_WEBHOOK_URL", "nope")
     with pytest.raises(ValueError, match="MEETCORE_WEBHOOK_URL"):
         serve._webhooks()
+
+
+def test_the_webhook_body_schema_is_in_schemas_and_up_to_date() -> None:
+    from pathlib import Path
+
+    import msgspec
+
+    from meetcore import _schemas, plugin_manager
+
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
+    pm = plugin_manager()
+    assert "webhook.json" in _schemas.generate(pm)
+    assert "webhook.json" not in _schemas.check(schemas, pm)
+    schema = msgspec.json.decode((schemas / "webhook.json").read_bytes())
+    body = schema["$defs"]["WebhookBody"]
+    assert set(body["required"]) >= {"webhookType", "data", "webhookId"}
+    assert "participantCount" in schema["$defs"]["WebhookData"]["properties"]
