@@ -506,7 +506,7 @@ async def test_a_join_cancelled_mid_append_still_counts(clock: Clock) -> None:
         await engine.execute(InitMeeting(meeting_id=MID))
         store.delay = 1.0
         with anyio.move_on_after(0.05) as scope:  # the client went away during its join
-            await engine.execute(join("ada"))
+            await engine.execute(join("ada", command_id="join-ada-1"))
         assert scope.cancelled_caught
         store.delay = 0.0
         await engine.flush()
@@ -515,6 +515,10 @@ async def test_a_join_cancelled_mid_append_still_counts(clock: Clock) -> None:
         assert state is not None and list(state.participants) == ["ada"]
         assert engine.lease(MID, "conn-ada") is not None
         assert seen == ["MeetingInitialized", "SessionStarted", "ParticipantJoined"]
+        # Retrying with the same command id tells the outcome and appends nothing.
+        again = await engine.execute(join("ada", command_id="join-ada-1"))
+        assert [r.version for r in again] == [2, 3]
+        assert len(await store.read(MID)) == 3
         records = await engine.execute(
             Leave(meeting_id=MID, participant_id="ada", connection_id="conn-ada")
         )
