@@ -4,7 +4,6 @@ connections and notifications, and engines on one database working as one."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -25,12 +24,11 @@ from meetcore import Conflict, Engine, Record, StoreError, fold, plugin_manager
 from meetcore.cli import build_cli
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.events import ParticipantJoined, ParticipantLeft
-from meetcore.testing import sample_events
+from meetcore.testing import race_engines, sample_events
 from meetcore_postgres import SCHEMA_VERSION, PostgresStore, open_url
 
 pytestmark = pytest.mark.anyio
 
-JOINER = Path(__file__).with_name("_joiner.py")
 MEETING = "abc-def-ghi"
 PLUGINS = [meetcore_postgres]  # opens postgresql:// URLs with entry points off
 
@@ -246,33 +244,7 @@ def test_two_engine_processes_never_both_win_a_version(url: str) -> None:
                 await engine.execute(InitMeeting(meeting_id=f"m-{m}"))
 
     anyio.run(init)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(JOINER), url, prefix, str(meetings), str(joins)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for prefix in ("a", "b")
-    ]
-    results = []
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            assert process.stdout.readline() == "ready\n", process.communicate()[1]
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        for process in processes:
-            out, err = process.communicate(timeout=60)
-            assert process.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+    results = race_engines(url, meetings=meetings, joins=joins)
     assert all(r["commands"] == meetings * joins for r in results)
     retries = sum(r["attempts"] - r["commands"] for r in results)
     assert retries > 0, "the two processes should have conflicted at least once"

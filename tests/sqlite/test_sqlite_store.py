@@ -3,11 +3,8 @@ the CLI on a file, and two engine processes on one file."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
@@ -19,10 +16,8 @@ import meetcore_sqlite
 from meetcore import Conflict, Engine, StoreError, fold, plugin_manager
 from meetcore.cli import build_cli
 from meetcore.commands import InitMeeting, Join, Leave
-from meetcore.testing import sample_events
+from meetcore.testing import race_engines, sample_events
 from meetcore_sqlite import SCHEMA_VERSION, SQLiteStore, open_url
-
-JOINER = Path(__file__).with_name("_joiner.py")
 
 
 def replay(*args: str) -> tuple[int, str]:
@@ -364,33 +359,7 @@ def test_two_engine_processes_on_one_file_never_both_win_a_version(tmp_path: Pat
                 await engine.execute(InitMeeting(meeting_id=f"m-{m}"))
 
     anyio.run(init)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(JOINER), str(path), prefix, str(meetings), str(joins)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for prefix in ("a", "b")
-    ]
-    results = []
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            assert process.stdout.readline() == "ready\n", process.communicate()[1]
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        for process in processes:
-            out, err = process.communicate(timeout=60)
-            assert process.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+    results = race_engines(f"sqlite:///{path}", meetings=meetings, joins=joins)
     assert all(r["commands"] == meetings * joins for r in results)
     retries = sum(r["attempts"] - r["commands"] for r in results)
     print("conflict retries:", retries, results)

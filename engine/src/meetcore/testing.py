@@ -18,6 +18,9 @@ that keeps connection leases for several engines (`SharedLeasesContract`); one t
 reports other writers' appends (`WatchableStoreContract`) also provides `other`, a
 second store object on the same storage (another node).
 
+`race_engines(url, meetings=..., joins=...)` races engine processes on one store: a
+store that several processes share must never let two of them win the same version.
+
 The tests run on anyio's pytest plugin (shipped with anyio), on asyncio.
 Requires pytest; importing this module does nothing else.
 """
@@ -30,6 +33,7 @@ import anyio
 import pytest
 
 from meetcore._codes import LeaveReason
+from meetcore._race import race_engines
 from meetcore._record import Record
 from meetcore._store import Checkpoints, Conflict, EventStore, SharedLeases, WatchableStore
 from meetcore.commands import InitMeeting, Join, Leave
@@ -48,6 +52,7 @@ __all__ = [
     "EventStoreContract",
     "SharedLeasesContract",
     "WatchableStoreContract",
+    "race_engines",
     "sample_events",
 ]
 
