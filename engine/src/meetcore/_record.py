@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import msgspec
@@ -39,6 +39,30 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False
     recorded_at: int
     event: AnyEvent
     cause: AnyCommand | None = None
+
+    @classmethod
+    def numbered(
+        cls,
+        events: Sequence[AnyEvent],
+        *,
+        after_version: int,
+        after_position: int,
+        recorded_at: int,
+        cause: AnyCommand | None,
+    ) -> list[Record]:
+        """One append's records, as a store makes them: `events` (all of one meeting)
+        numbered on from the meeting's last version and the store's last position."""
+        return [
+            cls(
+                meeting_id=event.meeting_id,
+                version=after_version + i,
+                position=after_position + i,
+                recorded_at=recorded_at,
+                event=event,
+                cause=cause,
+            )
+            for i, event in enumerate(events, 1)
+        ]
 
 
 _json_encoder = msgspec.json.Encoder()

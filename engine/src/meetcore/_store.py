@@ -192,17 +192,13 @@ class MemoryStore:
             stream = self._by_meeting[meeting_id] = []
         now = self._clock()
         position = len(self._all)
-        records = [
-            Record(
-                meeting_id=meeting_id,
-                version=expected_version + i,
-                position=position + i,
-                recorded_at=now,
-                event=event,
-                cause=cause,
-            )
-            for i, event in enumerate(events, 1)
-        ]
+        records = Record.numbered(
+            events,
+            after_version=expected_version,
+            after_position=position,
+            recorded_at=now,
+            cause=cause,
+        )
         stream.extend(records)
         self._all.extend(records)
         return records

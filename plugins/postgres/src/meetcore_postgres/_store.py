@@ -539,17 +539,13 @@ class PostgresStore:
                     outcomes.append(Conflict(meeting_id, item.expected, current))
                     versions[meeting_id] = current
                     continue
-                records = [
-                    Record(
-                        meeting_id=meeting_id,
-                        version=current + i,
-                        position=position + i,
-                        recorded_at=now,
-                        event=event,
-                        cause=item.cause,
-                    )
-                    for i, event in enumerate(item.events, 1)
-                ]
+                records = Record.numbered(
+                    item.events,
+                    after_version=current,
+                    after_position=position,
+                    recorded_at=now,
+                    cause=item.cause,
+                )
                 for record in records:
                     positions.append(record.position)
                     meeting_ids.append(meeting_id)

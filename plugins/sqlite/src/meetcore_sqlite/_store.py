@@ -461,17 +461,13 @@ class SQLiteStore:
                 outcomes.append(Conflict(meeting_id, item.expected, actual))
                 versions[meeting_id] = actual
                 continue
-            records = [
-                Record(
-                    meeting_id=meeting_id,
-                    version=actual + i,
-                    position=position + i,
-                    recorded_at=now,
-                    event=event,
-                    cause=item.cause,
-                )
-                for i, event in enumerate(item.events, 1)
-            ]
+            records = Record.numbered(
+                item.events,
+                after_version=actual,
+                after_position=position,
+                recorded_at=now,
+                cause=item.cause,
+            )
             rows += [(r.position, meeting_id, r.version, now, encode_msgpack(r)) for r in records]
             position += len(records)
             versions[meeting_id] = actual + len(records)
