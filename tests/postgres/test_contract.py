@@ -11,13 +11,18 @@ from meetcore.testing import (
     CheckpointsContract,
     EventStoreContract,
     SharedLeasesContract,
+    SharedStorageContract,
     WatchableStoreContract,
 )
 from meetcore_postgres import PostgresStore
 
 
 class TestPostgresStore(
-    EventStoreContract, CheckpointsContract, SharedLeasesContract, WatchableStoreContract
+    EventStoreContract,
+    CheckpointsContract,
+    SharedLeasesContract,
+    SharedStorageContract,
+    WatchableStoreContract,
 ):
     @pytest.fixture
     async def store(self, url: str) -> AsyncIterator[PostgresStore]:

@@ -206,35 +206,6 @@ async def test_many_writers_on_two_stores_keep_positions_gapless(url: str) -> No
         assert [r.position for r in await a.read_all()] == list(range(1, 201))
 
 
-async def test_two_stores_see_each_others_versions(url: str) -> None:
-    """A writer's cache of versions goes stale when another node writes: the unique key
-    catches it, that append is a Conflict, and the rest of its group still commits."""
-    async with opened(url) as a, opened(url) as b:
-        await a.append("m-1", 0, sample_events("m-1", count=3), None)
-        with pytest.raises(Conflict):
-            await b.append("m-1", 0, sample_events("m-1", count=1), None)
-        await b.append("m-1", 3, sample_events("m-1", start=3, count=1), None)
-        outcomes: list[object] = []
-
-        async def append(meeting_id: str, expected: int) -> None:
-            events = sample_events(meeting_id, start=expected, count=2)
-            try:
-                outcomes.append(await a.append(meeting_id, expected, events, None))
-            except Conflict as exc:
-                outcomes.append(exc)
-
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(append, "m-1", 3)  # a still thinks m-1 is at 3
-            for n in range(5):
-                tasks.start_soon(append, f"m-other-{n}", 0)
-        conflicts = [o for o in outcomes if isinstance(o, Conflict)]
-        assert len(conflicts) == 1 and conflicts[0].actual_version == 4
-        assert sum(isinstance(o, list) for o in outcomes) == 5
-        await a.append("m-1", 4, sample_events("m-1", start=4, count=1), None)
-        assert [r.version for r in await b.read("m-1")] == [1, 2, 3, 4, 5]
-        assert [r.position for r in await b.read_all()] == list(range(1, 16))
-
-
 def test_two_engine_processes_never_both_win_a_version(url: str) -> None:
     meetings, joins = 3, 60
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meetcore.testing import EventStoreContract
+from meetcore.testing import EventStoreContract, SharedStorageContract
 from meetcore_sqlite import SQLiteStore
 
 
@@ -28,5 +28,21 @@ class TestSQLiteStoreReopened(EventStoreContract):
     async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         await SQLiteStore(tmp_path / "meetcore.db").close()
         store = SQLiteStore(tmp_path / "meetcore.db")
+        yield store
+        await store.close()
+
+
+class TestSQLiteStoreShared(SharedStorageContract):
+    """Two store objects on one file, as two processes would have them."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+        store = SQLiteStore(tmp_path / "shared.db")
+        yield store
+        await store.close()
+
+    @pytest.fixture
+    async def other(self, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+        store = SQLiteStore(tmp_path / "shared.db")
         yield store
         await store.close()

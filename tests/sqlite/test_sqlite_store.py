@@ -89,41 +89,6 @@ async def test_a_conflict_in_a_group_spoils_nothing_else(tmp_path: Path) -> None
 
 
 @pytest.mark.anyio
-async def test_two_stores_on_one_file_see_each_others_versions(tmp_path: Path) -> None:
-    """A writer's cache of versions goes stale when another one writes: the unique key
-    catches it, the append is a Conflict, and the rest of its group still commits."""
-    a, b = SQLiteStore(tmp_path / "two.db"), SQLiteStore(tmp_path / "two.db")
-    try:
-        await a.append("m-1", 0, sample_events("m-1", count=3), None)
-        with pytest.raises(Conflict):
-            await b.append("m-1", 0, sample_events("m-1", count=1), None)
-        await b.append("m-1", 3, sample_events("m-1", start=3, count=1), None)
-        outcomes: list[object] = []
-
-        async def append(meeting_id: str, expected: int) -> None:
-            events = sample_events(meeting_id, start=expected, count=2)
-            try:
-                outcomes.append(await a.append(meeting_id, expected, events, None))
-            except Conflict as exc:
-                outcomes.append(exc)
-
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(append, "m-1", 3)  # a still thinks m-1 is at 3
-            for n in range(5):
-                tasks.start_soon(append, f"m-other-{n}", 0)
-        conflicts = [o for o in outcomes if isinstance(o, Conflict)]
-        assert len(conflicts) == 1 and conflicts[0].actual_version == 4
-        assert sum(isinstance(o, list) for o in outcomes) == 5
-        await a.append("m-1", 4, sample_events("m-1", start=4, count=1), None)
-        assert [r.version for r in await b.read("m-1")] == [1, 2, 3, 4, 5]
-        everything = await b.read_all()
-        assert [r.position for r in everything] == list(range(1, 16))
-    finally:
-        await a.close()
-        await b.close()
-
-
-@pytest.mark.anyio
 async def test_the_writer_waits_for_another_writer_up_to_busy_timeout(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     store = SQLiteStore(path, busy_timeout=0.1)

@@ -18,8 +18,10 @@ that keeps connection leases for several engines (`SharedLeasesContract`); one t
 reports other writers' appends (`WatchableStoreContract`) also provides `other`, a
 second store object on the same storage (another node).
 
-`race_engines(url, meetings=..., joins=...)` races engine processes on one store: a
-store that several processes share must never let two of them win the same version.
+A store that several store objects or processes may open on the same storage passes
+`SharedStorageContract` (fixtures `store` and `other`), and `race_engines(url,
+meetings=..., joins=...)` races whole engine processes on it: no two may win the same
+version.
 
 The tests run on anyio's pytest plugin (shipped with anyio), on asyncio.
 Requires pytest; importing this module does nothing else.
@@ -51,6 +53,7 @@ __all__ = [
     "CheckpointsContract",
     "EventStoreContract",
     "SharedLeasesContract",
+    "SharedStorageContract",
     "WatchableStoreContract",
     "race_engines",
     "sample_events",
@@ -551,3 +554,40 @@ class WatchableStoreContract:
         assert set(meetings) <= await self._watch_until(store, other, meetings)
         for meeting_id in meetings:  # the log is the truth: the store reads what was reported
             assert await store.read(meeting_id) == await other.read(meeting_id)
+
+
+@pytest.mark.anyio
+class SharedStorageContract:
+    """Tests every store that several store objects (nodes, processes) may open on the
+    same storage passes; subclass it with fixtures `store` and `other`, two such objects.
+    (`race_engines` checks the same with whole engines in separate processes.)"""
+
+    async def test_a_stale_writer_gets_a_conflict_and_its_group_still_commits(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        """A writer that caches versions goes stale when the other one writes: that
+        append is a Conflict, and the appends sharing its transaction still commit."""
+        await store.append("m-1", 0, sample_events("m-1", count=3), None)
+        with pytest.raises(Conflict):
+            await other.append("m-1", 0, sample_events("m-1", count=1), None)
+        await other.append("m-1", 3, sample_events("m-1", start=3, count=1), None)
+        outcomes: list[object] = []
+
+        async def append(meeting_id: str, expected: int) -> None:
+            events = sample_events(meeting_id, start=expected, count=2)
+            try:
+                outcomes.append(await store.append(meeting_id, expected, events, None))
+            except Conflict as exc:
+                outcomes.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(append, "m-1", 3)  # `store` still thinks m-1 is at 3
+            for n in range(5):
+                tasks.start_soon(append, f"m-other-{n}", 0)
+        conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+        assert len(conflicts) == 1
+        assert conflicts[0].actual_version == 4
+        assert sum(isinstance(o, list) for o in outcomes) == 5
+        await store.append("m-1", 4, sample_events("m-1", start=4, count=1), None)
+        assert [r.version for r in await other.read("m-1")] == [1, 2, 3, 4, 5]
+        assert [r.position for r in await other.read_all()] == list(range(1, 16))
