@@ -32,7 +32,6 @@ import cProfile
 import gc
 import io
 import json
-import linecache
 import os
 import platform
 import pstats
@@ -41,8 +40,8 @@ import re
 import string
 import subprocess
 import sys
+import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1534,27 +1533,17 @@ def render_replay(r: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------
 # Section: memory
 #
-# Measured in a fresh process (`run.py --internal-memory-probe SPEC`): RSS once the
-# engine is open and empty, then once it holds the meetings. A second probe runs under
-# tracemalloc (which costs memory of its own) to say where the growth is.
+# Measured in a fresh process (`memory_probe.py`) that imports what an embedder's
+# does, meetcore and no more: RSS once the engine is open and empty, then once it
+# holds the meetings. A second probe runs under tracemalloc (which costs memory of
+# its own) to say where the growth is.
 
-
-def _rss() -> int:
-    """This process's resident set size in bytes (VmRSS), or -1 without /proc."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return -1
+PROBE = Path(__file__).resolve().with_name("memory_probe.py")
 
 
 def memory_commands(seed: int, meetings: int, participants: int) -> Iterator[AnyCommand]:
     """Each meeting initialized, then joined by `participants` people with what clients
-    send: a name, small metaData, permissions. Made one at a time, so that what stays in
-    memory is what the engine keeps."""
+    send: a name, small metaData, permissions."""
     rng = random.Random(seed)
     serial = 0
     for i, meeting_id in enumerate(_meeting_ids(rng, meetings)):
@@ -1570,7 +1559,7 @@ def memory_commands(seed: int, meetings: int, participants: int) -> Iterator[Any
                 meeting_id=meeting_id,
                 participant_id=f"user-{rng.getrandbits(48):012x}",
                 connection_id=f"conn-{rng.getrandbits(64):016x}",
-                session_id=f"{meeting_id}-s1",
+                session_id=f"s-{rng.getrandbits(48):012x}",  # a fresh candidate, as servers send
                 name=f"{rng.choice(FIRST)} {rng.choice(LAST)}",
                 permissions=("allow_join", "allow_mod") if r < 0.1 else ("allow_join",),
                 mic_enabled=rng.random() < 0.5,
@@ -1580,78 +1569,10 @@ def memory_commands(seed: int, meetings: int, participants: int) -> Iterator[Any
             )
 
 
-def _top_allocations(
-    snapshot: tracemalloc.Snapshot, n: int = 12
-) -> tuple[float, list[dict[str, Any]]]:
-    """What is allocated since tracing started, by file:line: total MB, the top `n` lines."""
-    stats = snapshot.statistics("lineno")
-    rows = []
-    for stat in stats[:n]:
-        frame = stat.traceback[0]
-        path = Path(frame.filename)
-        rows.append(
-            {
-                "where": f"{path.parent.name}/{path.name}:{frame.lineno}",
-                "code": linecache.getline(frame.filename, frame.lineno).strip(),
-                "mb": stat.size / MB,
-                "blocks": stat.count,
-            }
-        )
-    return sum(s.size for s in stats) / MB, rows
-
-
-def memory_probe(meetings: int, participants: int, seed: int, trace: bool) -> dict[str, Any]:
-    """In a fresh process: the RSS with the engine open and empty, then holding
-    `meetings` meetings (after gc.collect()); with `trace`, where the growth went
-    (tracemalloc runs from the baseline on, and costs memory of its own)."""
-
-    async def main() -> dict[str, Any]:
-        async with Engine.open(**ENGINE_OPTIONS) as engine:
-            gc.collect()
-            baseline = _rss()
-            if trace:
-                tracemalloc.start()
-            last = ""
-            for command in memory_commands(seed, meetings, participants):
-                await engine.execute(command)
-                last = command.meeting_id
-            built = _rss()
-            gc.collect()
-            after = _rss()
-            traced: tuple[float, list[dict[str, Any]]] = (0.0, [])
-            if trace:
-                traced = _top_allocations(tracemalloc.take_snapshot())
-                tracemalloc.stop()
-            # Checked once measured: the meetings are all there.
-            records = len(await engine.store.read_all(0, limit=1 << 40))
-            state = await engine.state(last)
-            if records != meetings * (participants + 2) or state is None:
-                raise SystemExit(f"memory probe: {records} records, not the meetings expected")
-            if len(state.participants) != participants:
-                raise SystemExit(f"memory probe: {len(state.participants)} participants")
-        return {
-            "baseline_bytes": baseline,
-            "built_bytes": built,
-            "after_gc_bytes": after,
-            "records": records,
-            "traced_mb": traced[0],
-            "top_allocations": traced[1],
-        }
-
-    result: dict[str, Any] = anyio.run(main)
-    return result
-
-
-def _run_probe(meetings: int, participants: int, seed: int, trace: bool) -> dict[str, Any]:
-    spec = {"meetings": meetings, "participants": participants, "seed": seed, "trace": trace}
+def _run_probe(commands: Path, trace: bool) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONTRACEMALLOC", "PYTHONMALLOC")}
     done = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--internal-memory-probe",
-            json.dumps(spec),
-        ],
+        [sys.executable, str(PROBE), str(commands), *(["--trace"] if trace else [])],
         capture_output=True,
         text=True,
         check=False,
@@ -1669,8 +1590,18 @@ FULL_MEETINGS = 10_000
 def memory(config: Config) -> dict[str, Any]:
     meetings = 500 if config.quick else FULL_MEETINGS
     participants = 10
-    probe = _run_probe(meetings, participants, config.seed, trace=False)
-    traced = _run_probe(meetings, participants, config.seed, trace=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = Path(tmp) / "commands.jsonl"
+        with commands.open("wb") as out:
+            for command in memory_commands(config.seed, meetings, participants):
+                out.write(msgspec.json.encode(command) + b"\n")
+        probe = _run_probe(commands, trace=False)
+        traced = _run_probe(commands, trace=True)
+    # Checked once measured: the meetings are all there.
+    if probe["records"] != meetings * (participants + 2) or set(probe["participants"].values()) != {
+        participants
+    }:
+        raise SystemExit(f"memory probe: {probe['records']} records, not the meetings expected")
     baseline, built, after = (
         probe["baseline_bytes"],
         probe["built_bytes"],
@@ -1781,11 +1712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run under cProfile and print the top functions to stderr",
     )
-    parser.add_argument("--internal-memory-probe", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.internal_memory_probe is not None:  # the memory section's fresh process
-        print(json.dumps(memory_probe(**json.loads(args.internal_memory_probe))))
-        return 0
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
     config = Config(quick=args.quick, repeats=max(1, repeats), seed=args.seed)
     chosen = [s for s in SECTIONS if not args.only or s.name in args.only]

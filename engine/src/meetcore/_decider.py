@@ -155,17 +155,20 @@ def _name(value: str) -> None:
         raise _invalid(f"name must be at most {MAX_NAME} printable characters")
 
 
-_ASKS: dict[tuple[str, ...], bool] = {}  # the few permission sets tokens carry, judged once
+# The few permission sets tokens carry: each judged once, and one tuple of each shared
+# by every event that carries it (a bounded cache: permissions come from outside).
+_PERMISSION_SETS: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
 
 
-def _permissions(value: tuple[str, ...]) -> bool:
-    """Check a join's permissions; True when the participant must ask to join."""
-    asks = _ASKS.get(value)
-    if asks is None:
-        asks = _judge_permissions(value)
-        if len(_ASKS) < 64:  # bounded: permissions come from outside
-            _ASKS[value] = asks
-    return asks
+def _permissions(value: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """Check a join's permissions: the set as events carry it, and whether the
+    participant must ask to join."""
+    known = _PERMISSION_SETS.get(value)
+    if known is None:
+        known = (value, _judge_permissions(value))
+        if len(_PERMISSION_SETS) < 64:
+            _PERMISSION_SETS[value] = known
+    return known
 
 
 def _judge_permissions(value: tuple[str, ...]) -> bool:
@@ -303,7 +306,7 @@ def _join(state: MeetingState, c: Join) -> list[AnyEvent]:
     _name(c.name)
     mode = _mode(c.mode)
     meta_data = _meta_data(c.meta_data)
-    asks = _permissions(c.permissions)
+    permissions, asks = _permissions(c.permissions)
 
     joined = state.participants.get(pid)
     waiting = state.waiting.get(pid)
@@ -356,7 +359,7 @@ def _join(state: MeetingState, c: Join) -> list[AnyEvent]:
         mic_enabled=c.mic_enabled and sends,
         webcam_enabled=c.webcam_enabled and sends,
         mode=mode,
-        permissions=c.permissions,
+        permissions=permissions,
         multistream=c.multistream,
         debug_mode=c.debug_mode,
     )

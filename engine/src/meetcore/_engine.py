@@ -13,13 +13,13 @@ at a time; meetings run in parallel.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from itertools import chain
 from typing import Any, NamedTuple
 
 import anyio
@@ -31,10 +31,17 @@ from meetcore._decider import decide, evolve
 from meetcore._plugins import open_store, plugin_manager
 from meetcore._principal import Principal
 from meetcore._record import Record
-from meetcore._state import MeetingState
+from meetcore._state import MeetingState, Participant
 from meetcore._store import Conflict, EventStore, SharedLeases, WatchableStore, wall_clock_ms
-from meetcore.commands import AnyCommand, Leave
-from meetcore.events import EntryRequested, EntryWithdrawn, ParticipantJoined, ParticipantLeft
+from meetcore.commands import AnyCommand, Join, Leave
+from meetcore.events import (
+    AnyEvent,
+    Entrant,
+    EntryRequested,
+    EntryWithdrawn,
+    ParticipantJoined,
+    ParticipantLeft,
+)
 
 __all__ = ["Engine"]
 
@@ -95,9 +102,28 @@ class _Meeting:
         self.lock = _Gate()
         self.state: MeetingState | None = None
         # command_id -> (first version, last version) of the records it produced
-        self.command_ids: dict[str, tuple[int, int]] = {}
+        self.command_ids: dict[str, tuple[int, int]] | None = None  # made for the first one
         self.recent: deque[Record] | None = None
         self.subscribers = 0
+
+
+# A shallow copy of a command (the one `copy.copy` finds, without its dispatch).
+_copy: Callable[[AnyCommand], AnyCommand] = msgspec.Struct.__copy__  # type: ignore[attr-defined]
+
+
+def _share_with_events(cause: AnyCommand, events: Sequence[AnyEvent]) -> None:
+    """Make the cause hold the very objects its events hold where the values are equal:
+    the meeting id (the events of a meeting carry its state's), and for a join the
+    metaData that `decide` JSON round-tripped and the permission set shared by all who
+    hold it. The log then keeps one copy of each, and no dict the caller can change."""
+    if not events:
+        return
+    msgspec.structs.force_setattr(cause, "meeting_id", events[0].meeting_id)
+    if type(cause) is Join:
+        for event in events:
+            if isinstance(event, Entrant):
+                msgspec.structs.force_setattr(cause, "meta_data", event.meta_data)
+                msgspec.structs.force_setattr(cause, "permissions", event.permissions)
 
 
 class _Unsettled(NamedTuple):
@@ -126,8 +152,9 @@ class Engine:
         self._meetings: dict[str, _Meeting] = {}
         self._loaded: set[str] = set()
         self._signals: dict[str, anyio.Event] = {}
-        # (meeting_id, connection_id) -> (participant_id, expires at in clock ms)
-        self._leases: dict[tuple[str, str], tuple[str, int]] = {}
+        # meeting_id -> connection_id -> when its lease was last renewed (clock ms); who
+        # holds it is looked up in the meeting when it expires
+        self._leases: dict[str, dict[str, int]] = {}
         # With a store that keeps the leases for every engine on it (several nodes), the
         # store decides what expired; renewals are sent to it in batches.
         self._shared_leases = store if isinstance(store, SharedLeases) else None
@@ -212,14 +239,15 @@ class Engine:
         appended), `Conflict` when other writers kept winning. A command whose
         `command_id` was seen before returns the first execution's records again.
         """
-        stamped = copy.copy(command)
+        stamped = _copy(command)
         msgspec.structs.force_setattr(stamped, "at", self.clock())
         meeting = self._meeting(command.meeting_id)
         async with meeting.lock:
             for _ in range(MAX_ATTEMPTS):
                 state = await self._load(command.meeting_id, meeting)
-                if command.command_id is not None and command.command_id in meeting.command_ids:
-                    first, last = meeting.command_ids[command.command_id]
+                seen = meeting.command_ids
+                if command.command_id is not None and seen and command.command_id in seen:
+                    first, last = seen[command.command_id]
                     earlier = await self.store.read(command.meeting_id, first - 1)
                     return [r for r in earlier if r.version <= last]
                 if self._has_policies:
@@ -230,6 +258,7 @@ class Engine:
                         if inspect.isawaitable(veto):
                             await veto
                 events = decide(state, stamped)
+                _share_with_events(stamped, events)
                 version = state.version if state is not None else 0
                 try:
                     records = await self.store.append(command.meeting_id, version, events, stamped)
@@ -282,6 +311,8 @@ class Engine:
     def _index_command(self, meeting: _Meeting, record: Record) -> None:
         cause = record.cause
         if cause is not None and cause.command_id is not None:
+            if meeting.command_ids is None:
+                meeting.command_ids = {}
             first, _ = meeting.command_ids.get(cause.command_id, (record.version, 0))
             meeting.command_ids[cause.command_id] = (first, record.version)
 
@@ -427,36 +458,65 @@ class Engine:
 
     def renew(self, meeting_id: str, connection_id: str) -> bool:
         """Extend a connection's lease by the lease time; False if it has none."""
-        key = (meeting_id, connection_id)
-        lease = self._leases.get(key)
-        if lease is None:
+        leases = self._leases.get(meeting_id)
+        if leases is None or connection_id not in leases:
             return False
-        self._leases[key] = (lease[0], self.clock() + self.lease_ttl_ms)
+        leases[connection_id] = self.clock()
         if self._shared_leases is not None:
-            self._renewals.add(key)  # sent to the store with the next batch
+            self._renewals.add((meeting_id, connection_id))  # sent with the next batch
         return True
 
     def lease(self, meeting_id: str, connection_id: str) -> int | None:
         """When the connection's lease expires (clock ms), or None if it has none."""
-        lease = self._leases.get((meeting_id, connection_id))
-        return lease[1] if lease is not None else None
+        renewed_at = self._leases.get(meeting_id, {}).get(connection_id)
+        return renewed_at + self.lease_ttl_ms if renewed_at is not None else None
 
     def _track_lease(self, record: Record) -> None:
         event = record.event
         if isinstance(event, ParticipantJoined | EntryRequested):
-            expires = self.clock() + self.lease_ttl_ms
-            self._leases[(event.meeting_id, event.connection_id)] = (event.participant_id, expires)
+            leases = self._leases.get(event.meeting_id)
+            if leases is None:
+                leases = self._leases[event.meeting_id] = {}
+            leases[event.connection_id] = self.clock()
         elif isinstance(event, ParticipantLeft | EntryWithdrawn):
-            self._leases.pop((event.meeting_id, event.connection_id), None)
+            self._drop_lease(event.meeting_id, event.connection_id)
+
+    def _drop_lease(self, meeting_id: str, connection_id: str) -> None:
+        leases = self._leases.get(meeting_id)
+        if leases is not None and leases.pop(connection_id, None) is not None and not leases:
+            del self._leases[meeting_id]
+
+    async def _lease_holder(self, meeting_id: str, connection_id: str) -> str | None:
+        """Who is in the meeting, or waiting, on the connection, as the store has it now."""
+        meeting = self._meeting(meeting_id)
+        async with meeting.lock:
+            state = await self._load(meeting_id, meeting, fresh=True)
+        if state is not None:
+            entrants: Iterable[Participant | EntryRequested] = chain(
+                state.participants.values(), state.waiting.values()
+            )
+            for entrant in entrants:
+                if entrant.connection_id == connection_id:
+                    return entrant.participant_id
+        return None
 
     async def expire_leases(self) -> list[Record]:
         """Make every connection whose lease ran out leave with 1001; returns the records."""
         if self._shared_leases is not None:
             return await self._expire_shared_leases(self._shared_leases)
-        now = self.clock()
-        expired = [(key, pid) for key, (pid, until) in self._leases.items() if until <= now]
+        renewed_before = self.clock() - self.lease_ttl_ms
+        expired = [
+            (meeting_id, connection_id)
+            for meeting_id, leases in self._leases.items()
+            for connection_id, renewed_at in leases.items()
+            if renewed_at <= renewed_before
+        ]
         records: list[Record] = []
-        for (meeting_id, connection_id), participant_id in expired:
+        for meeting_id, connection_id in expired:
+            participant_id = await self._lease_holder(meeting_id, connection_id)
+            if participant_id is None:  # already gone (left, replaced, room closed)
+                self._drop_lease(meeting_id, connection_id)
+                continue
             leave = Leave(
                 meeting_id=meeting_id,
                 participant_id=participant_id,
@@ -465,8 +525,8 @@ class Engine:
             )
             try:
                 records += await self.execute(leave)
-            except Rejected:  # already gone (left, replaced, room closed)
-                self._leases.pop((meeting_id, connection_id), None)
+            except Rejected:  # gone since the lookup
+                self._drop_lease(meeting_id, connection_id)
         return records
 
     async def _sweep_leases(self, expire: bool = True) -> None:
@@ -511,7 +571,7 @@ class Engine:
                     records += await self.execute(leave)
                 except Rejected:  # not in the meeting any more: the lease is stale
                     await leases.drop_leases([(meeting_id, connection_id)])
-                    self._leases.pop((meeting_id, connection_id), None)
+                    self._drop_lease(meeting_id, connection_id)
             if len(claimed) < 100:
                 return records
 

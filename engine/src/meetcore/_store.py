@@ -10,6 +10,8 @@ tailing `read_all` never misses a record: positions become visible in order.
 from __future__ import annotations
 
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -29,9 +31,21 @@ __all__ = [
 ]
 
 
+_last_ms = [0]  # the last reading, handed out again while the millisecond lasts
+
+
 def wall_clock_ms() -> int:
-    """Unix time in milliseconds."""
-    return time.time_ns() // 1_000_000
+    """Unix time in milliseconds.
+
+    Readings within one millisecond are the same int object, so the stamps of the
+    many records written in it cost memory once.
+    """
+    now = time.time_ns() // 1_000_000
+    last = _last_ms[0]
+    if now == last:
+        return last
+    _last_ms[0] = now
+    return now
 
 
 class StoreError(Exception):
@@ -163,15 +177,21 @@ class SharedLeases(Protocol):
 
 
 class MemoryStore:
-    """An `EventStore` in a Python list: for tests, embedding and benchmarks (`memory://`).
+    """An `EventStore` in Python lists: for tests, embedding and benchmarks (`memory://`).
 
-    Its methods never wait, so each one is atomic with respect to other tasks.
+    Its methods never wait, so each one is atomic with respect to other tasks. It keeps
+    each event and cause, and the numbers of each record in arrays: records are made
+    when they are read, as a store that decodes them would (a record object, and a
+    position as an int object, would cost more memory than the event they number).
     """
 
     def __init__(self, clock: Callable[[], int] = wall_clock_ms) -> None:
         self._clock = clock
-        self._all: list[Record] = []
-        self._by_meeting: dict[str, list[Record]] = {}
+        # The log by position - 1: each record's event, cause and recorded_at.
+        self._events: list[AnyEvent] = []
+        self._causes: list[AnyCommand | None] = []
+        self._recorded_at = array("q")
+        self._by_meeting: dict[str, array[int]] = {}  # the positions of each meeting's records
         self._checkpoints: dict[str, bytes] = {}
 
     async def append(
@@ -189,9 +209,9 @@ class MemoryStore:
         if actual != expected_version:
             raise Conflict(meeting_id, expected_version, actual)
         if stream is None:
-            stream = self._by_meeting[meeting_id] = []
+            stream = self._by_meeting[meeting_id] = array("q")
         now = self._clock()
-        position = len(self._all)
+        position = len(self._events)
         records = Record.numbered(
             events,
             after_version=expected_version,
@@ -199,16 +219,38 @@ class MemoryStore:
             recorded_at=now,
             cause=cause,
         )
-        stream.extend(records)
-        self._all.extend(records)
+        events_, causes, recorded_at = self._events, self._causes, self._recorded_at
+        for record in records:
+            stream.append(record.position)
+            events_.append(record.event)
+            causes.append(cause)
+            recorded_at.append(now)
         return records
 
+    def _record(self, position: int, version: int) -> Record:
+        event = self._events[position - 1]
+        return Record(
+            meeting_id=event.meeting_id,
+            version=version,
+            position=position,
+            recorded_at=self._recorded_at[position - 1],
+            event=event,
+            cause=self._causes[position - 1],
+        )
+
     async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
-        return self._by_meeting.get(meeting_id, [])[max(after_version, 0) :]
+        after = max(after_version, 0)
+        stream = self._by_meeting.get(meeting_id, array("q"))[after:]
+        return [self._record(position, v) for v, position in enumerate(stream, after + 1)]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
         start = max(after_position, 0)
-        return self._all[start : start + max(limit, 0)]
+        stop = min(start + max(limit, 0), len(self._events))
+        records = []
+        for position in range(start + 1, stop + 1):
+            stream = self._by_meeting[self._events[position - 1].meeting_id]
+            records.append(self._record(position, bisect_left(stream, position) + 1))
+        return records
 
     async def close(self) -> None:
         return None
