@@ -68,6 +68,27 @@ async def test_execute_stamps_the_time_and_returns_the_records(
     assert await engine.state("no-such-meeting") is None
 
 
+async def test_the_caller_changing_its_command_afterwards_changes_nothing_logged(
+    engine: Engine,
+) -> None:
+    await engine.execute(InitMeeting(meeting_id=MID))
+    meta: dict[str, object] = {"role": "host", "tags": ["a"]}
+    command = join("49151", meta_data=meta)
+    await engine.execute(command)
+    meta["role"] = "changed"
+    meta["tags"].append("b")  # type: ignore[attr-defined]
+
+    records = await engine.store.read(MID)
+    joined = records[-1]
+    assert isinstance(joined.event, ParticipantJoined)
+    assert joined.event.meta_data == {"role": "host", "tags": ["a"]}
+    assert joined.cause is not None and joined.cause is not command
+    assert joined.cause.meta_data == {"role": "host", "tags": ["a"]}  # type: ignore[union-attr]
+    assert command.meta_data is meta and command.at == 0  # the caller's own is untouched
+    state = await engine.state(MID)
+    assert state is not None and state.participants["49151"].meta_data["role"] == "host"
+
+
 async def test_a_rejected_command_appends_nothing(engine: Engine) -> None:
     await engine.execute(InitMeeting(meeting_id=MID))
     with pytest.raises(Rejected) as rejected:
