@@ -2,7 +2,7 @@
 `Engine.execute` (synchronous=FULL and NORMAL), and reading + folding one meeting of
 10,000 events. Targets: 30,000 commands/s durable; the fold under 50 ms.
 
-    uv run python benchmarks/sqlite_appends.py [--seconds 3] [--meetings 100]
+    uv run python benchmarks/sqlite_appends.py [--seconds 3] [--meetings 100] [--rounds 3]
 
 Beside each, the peer: the eventsourcing library's SQLite persistence on the same
 commands (the `Application` of `benchmarks/run.py`, its fastest configuration: an
@@ -160,22 +160,31 @@ async def read_and_fold(path: Path, events: int) -> tuple[float, float]:
     return best_read * 1000, best_fold * 1000
 
 
-async def main(seconds: float, meetings: int) -> None:
+async def main(seconds: float, meetings: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         for synchronous in ("FULL", "NORMAL"):
-            path = Path(directory) / f"{synchronous}.db"
-            rate, transactions = await appends(path, synchronous, meetings, seconds)
+            # Rounds alternate meetcore and the peer, so that a slow spell of a shared
+            # machine falls on both; the best round of each is compared.
+            ours: list[tuple[int, int]] = []  # commands/s, transactions
+            theirs: list[int] = []
+            for n in range(rounds):
+                path = Path(directory) / f"{synchronous}-{n}.db"
+                ours.append(await appends(path, synchronous, meetings, seconds))
+                path = Path(directory) / f"peer-{synchronous}-{n}.db"
+                theirs.append(peer(path, synchronous, meetings, seconds))
+            (rate, transactions), peer_rate = max(ours), max(theirs)
             verdict = "meets" if rate >= TARGET_COMMANDS else "misses"
             print(
                 f"synchronous={synchronous:6} {rate:>8,} commands/s from {meetings} meetings "
-                f"({transactions:,} transactions; {verdict} the {TARGET_COMMANDS:,}/s target)"
+                f"({transactions:,} transactions), best of {rounds} "
+                f"({', '.join(f'{r:,}' for r, _ in ours)}; "
+                f"{verdict} the {TARGET_COMMANDS:,}/s target)"
             )
-            peer_path = Path(directory) / f"peer-{synchronous}.db"
-            theirs = peer(peer_path, synchronous, meetings, seconds)
-            ratio = rate / theirs
+            ratio = rate / peer_rate
             verdict = "meets" if ratio >= TARGET_RATIO else "misses"
             print(
-                f"  eventsourcing SQLite {theirs:>8,} commands/s: meetcore {ratio:.1f}x"
+                f"  eventsourcing SQLite {peer_rate:>8,} commands/s, best of {rounds} "
+                f"({', '.join(f'{r:,}' for r in theirs)}): meetcore {ratio:.1f}x"
                 f" ({verdict} the {TARGET_RATIO}x target)"
             )
         read_ms, fold_ms = await read_and_fold(Path(directory) / "fold.db", 10_000)
@@ -190,5 +199,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--meetings", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
-    anyio.run(main, options.seconds, options.meetings)
+    anyio.run(main, options.seconds, options.meetings, options.rounds)

@@ -10,7 +10,8 @@ while it commits; it takes every queued append into one transaction (`BEGIN IMME
 so other processes on the file wait their turn), checks each one's expected version,
 inserts those that fit, commits once and then tells every caller its own outcome. Reads
 use a small pool of read connections in anyio's worker threads (WAL: readers never wait
-for the writer).
+for the writer). A third thread checkpoints the WAL into the database file (SQLite would
+do it in the middle of a commit, fsync included, while every caller of that commit waits).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import os
 import queue
 import sqlite3
@@ -42,8 +44,13 @@ SCHEMA_VERSION: Final = 2
 APPLICATION_ID: Final = 0x6D746372
 #: Most appends one transaction takes.
 MAX_GROUP: Final = 1000
+#: Least time between two checkpoints (seconds): each one copies what the commits since
+#: the last one wrote, pages written several times once.
+CHECKPOINT_INTERVAL: Final = 0.05
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
+
+log = logging.getLogger(__name__)
 
 #: Runs a callback in the caller's event loop, from any thread, without blocking.
 _Wake = Callable[[Callable[[], None]], object]
@@ -208,6 +215,14 @@ class SQLiteStore:
             daemon=True,
         )
         self._thread.start()
+        self._committed = threading.Event()  # set by the writer: there is something to copy
+        self._closing = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop,
+            name=f"meetcore-sqlite checkpoints {self.path}",
+            daemon=True,
+        )
+        self._checkpointer.start()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
@@ -302,6 +317,7 @@ class SQLiteStore:
                     connection.execute("ROLLBACK")
                     raise
             connection.execute("SELECT count(*) FROM records WHERE position = 0").fetchone()
+            connection.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job
         except sqlite3.Error as exc:
             raise self._sqlite_error(exc) from None
 
@@ -431,6 +447,7 @@ class SQLiteStore:
                 item.records = outcome
         self.transactions += 1
         self.appends += sum(1 for item in group if item.records)
+        self._committed.set()
 
     @staticmethod
     def _begin(connection: sqlite3.Connection) -> None:
@@ -507,6 +524,29 @@ class SQLiteStore:
         for wake, events in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that event loop is gone
                 wake(_setter(events))
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database file as commits come, at most every
+        CHECKPOINT_INTERVAL, without holding up the writer (PASSIVE: it copies what no
+        reader still needs, and the next checkpoint does the rest)."""
+        connection: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._committed.wait()
+                if self._closed:
+                    return
+                self._committed.clear()
+                try:
+                    if connection is None:
+                        connection = self._connect()
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # busy (another process checkpoints), or worse
+                    log.debug("checkpoint of %s skipped: %s", self.path, exc)
+                if self._closing.wait(CHECKPOINT_INTERVAL):
+                    return
+        finally:
+            if connection is not None:
+                connection.close()
 
     # -- reading -------------------------------------------------------------------
 
@@ -586,8 +626,11 @@ class SQLiteStore:
             return
         self._closed = True
         self._queue.put(_STOP)
+        self._closing.set()
+        self._committed.set()  # wakes the checkpointer, which sees the store closed
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._thread.join)
+            await anyio.to_thread.run_sync(self._checkpointer.join)
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for connection in readers:
