@@ -45,6 +45,28 @@ async def test_appends_that_arrive_together_share_a_transaction(tmp_path: Path) 
 
 
 @pytest.mark.anyio
+async def test_the_checkpointer_copies_the_wal_into_the_file_while_open(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = SQLiteStore(path, synchronous="NORMAL")
+    try:
+        empty = path.stat().st_size
+        for n in range(300):  # commits that the writer itself never checkpoints
+            await store.append(f"m-{n}", 0, sample_events(f"m-{n}"), None)
+        with anyio.fail_after(5):
+            while path.stat().st_size <= empty:
+                await anyio.sleep(0.01)
+        probe = sqlite3.connect(path)
+        try:
+            rows = probe.execute("SELECT count(*) FROM records").fetchone()[0]
+            assert rows == 900
+        finally:
+            probe.close()
+    finally:
+        await store.close()
+    assert not path.with_name("wal.db-wal").exists()  # the last close checkpoints the rest
+
+
+@pytest.mark.anyio
 async def test_a_conflict_in_a_group_spoils_nothing_else(tmp_path: Path) -> None:
     path = tmp_path / "group.db"
     store = SQLiteStore(path)
