@@ -3,6 +3,7 @@ the CLI on a file, and two engine processes on one file."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from pathlib import Path
@@ -18,6 +19,7 @@ from meetcore.cli import build_cli
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.testing import race_engines, sample_events
 from meetcore_sqlite import SCHEMA_VERSION, SQLiteStore, open_url
+from meetcore_sqlite._store import _Settled
 
 
 def replay(*args: str) -> tuple[int, str]:
@@ -42,6 +44,50 @@ async def test_appends_that_arrive_together_share_a_transaction(tmp_path: Path) 
             assert [r.version for r in await store.read(meeting_id)] == [1, 2, 3]
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_append_returns_once_it_is_settled(tmp_path: Path) -> None:
+    # once queued, an append is committed whatever its caller does; a cancelled caller
+    # waits for that (one commit) before it gives up, and then the log has it
+    store = SQLiteStore(tmp_path / "cancel.db")
+    try:
+        for n in range(20):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await store.append(f"m-{n}", 0, sample_events(f"m-{n}"), None)
+            assert scope.cancelled_caught
+            assert [r.version for r in await store.read(f"m-{n}")] == [1, 2, 3]
+        records = await store.append("m-0", 3, sample_events("m-0", start=3, count=1), None)
+        assert [r.version for r in records] == [4]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("set_first", [True, False])
+async def test_the_asyncio_waiter_can_be_awaited_again_after_a_cancelled_wait(
+    set_first: bool,
+) -> None:
+    done = _Settled(asyncio.get_running_loop())
+
+    async def wait() -> None:
+        await done.wait()
+
+    task = asyncio.ensure_future(wait())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    if set_first:
+        done.set()
+        await asyncio.wait_for(done.wait(), 5)
+    else:
+        again = asyncio.ensure_future(wait())
+        await asyncio.sleep(0)
+        assert not again.done()
+        done.set()
+        await asyncio.wait_for(again, 5)
 
 
 @pytest.mark.anyio
