@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,10 +58,32 @@ def test_bad_metadata_of_a_participant_still_in_is_an_invalid_log() -> None:
     record = json.loads(lines[first_join])
     record["event"]["metaData"] = [1, 2]
     lines[first_join] = json.dumps(record).encode()
-    with pytest.raises(
-        meetcore.InvalidLog, match=r"^log: the metaData of '[^']+' .* not an object"
-    ):
+    with pytest.raises(meetcore.InvalidLog, match=r"^log: the metaData of '[^']+' .* not valid"):
         meetcore.fold_jsonl(lines[: first_join + 1])
+
+
+def test_lines_in_a_reused_buffer_fold_like_bytes() -> None:
+    lines = [line.replace(b'"metaData":{}', RICH) for line in example_lines()[:12]]
+    expected = meetcore.fold_jsonl(lines)
+    buffer = bytearray()
+
+    def reused() -> Iterator[bytearray]:
+        for line in lines:
+            buffer[:] = line
+            yield buffer
+
+    assert meetcore.fold_jsonl(reused()) == expected  # type: ignore[arg-type]
+
+
+def test_a_join_before_the_meeting_is_named_by_its_type() -> None:
+    lines = example_lines()
+    first_join = next(i for i, line in enumerate(lines) if b'"participant-joined"' in line)
+    record = json.loads(lines[first_join])
+    record["version"] = 1
+    with pytest.raises(
+        meetcore.InvalidLog, match=r"^log:1: ParticipantJoined before the meeting was initialized"
+    ):
+        meetcore.fold_jsonl([json.dumps(record).encode()])
 
 
 def test_a_missing_record_is_named_by_line() -> None:

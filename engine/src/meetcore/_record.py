@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, Any, Final, Union
+from typing import IO, TYPE_CHECKING, Any, Final, Union, cast
 
 import msgspec
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 from meetcore._decider import _APPLY, InvalidLog, _on_initialized
 from meetcore._state import MeetingState
@@ -145,6 +148,7 @@ _LAZY: Final[dict[type[Event], type[Event]]] = {
     ParticipantJoined: _JoinedLazily,
     EntryRequested: _RequestedLazily,
 }
+_LAZY_TYPES: Final = frozenset(_LAZY.values())
 _Entry = msgspec.defstruct(
     "_Entry",
     [
@@ -176,6 +180,8 @@ def _fold(
         for number, blob in enumerate(blobs, 1):  # noqa: B007 - number names the bad line
             if not blob or blob.isspace():
                 continue
+            if type(blob) is not bytes and type(blob) is not str:
+                blob = bytes(cast("Buffer", blob))  # a Raw points into its line: keep it
             entry = decode(blob)
             meeting_id: str = entry.meeting_id
             event = entry.event
@@ -187,14 +193,14 @@ def _fold(
                 raise InvalidLog(f"an event of {event.meeting_id!r} is filed under another meeting")
             if state is None:
                 if type(event) is not MeetingInitialized:
-                    raise InvalidLog(f"{type(event).__name__} before the meeting was initialized")
+                    raise InvalidLog(f"{_name(event)} before the meeting was initialized")
                 state = states[meeting_id] = _on_initialized(None, event)
             else:
                 try:
                     _APPLY_LAZY[type(event)](state, event)
                 except KeyError as exc:
                     raise InvalidLog(
-                        f"{type(event).__name__} names {exc.args[0]!r}, who is not there"
+                        f"{_name(event)} names {exc.args[0]!r}, who is not there"
                     ) from None
             state.version += 1
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -204,6 +210,12 @@ def _fold(
     for state in states.values():
         _decode_meta_data(state, decode_meta_data, source)
     return states
+
+
+def _name(event: Event) -> str:
+    """The event's type as the log names it (the lazy types are the fold's own)."""
+    kind = type(event)
+    return (kind.__mro__[1] if kind in _LAZY_TYPES else kind).__name__
 
 
 def _decode_meta_data(
@@ -219,7 +231,7 @@ def _decode_meta_data(
             state.waiting[pid] = EntryRequested(**fields)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidLog(
-            f"{source}: the metaData of {pid!r} in {state.meeting_id!r} is not an object: {exc}"
+            f"{source}: the metaData of {pid!r} in {state.meeting_id!r} is not valid: {exc}"
         ) from None
 
 
@@ -228,8 +240,9 @@ def fold_jsonl(lines: Iterable[bytes | str], *, source: str = "log") -> dict[str
 
     Versions must run 1, 2, 3... per meeting. Raises `InvalidLog` naming the line
     (`source:N`) of the first bad record. Causes are skipped unread, and so is the
-    metaData of a participant who left before the end: `meetcore replay --verify`
-    checks every field of every record.
+    metaData of a participant who left before the end; the metaData of those still
+    there is decoded at the end, and an error in it names the participant, not the
+    line. `meetcore replay --verify` checks every field of every record.
     """
     return _fold(lines, _entry_json.decode, _meta_json.decode, source)
 
