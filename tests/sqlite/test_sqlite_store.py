@@ -259,6 +259,9 @@ def _truncated(path: Path) -> None:
 
 def _scrambled(path: Path) -> None:
     _write_some(path)
+    # a WAL left behind now and then would serve the pages from there, uncorrupted
+    for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
     data = bytearray(path.read_bytes())
     data[4096:] = os.urandom(len(data) - 4096)  # every page but the first
     path.write_bytes(bytes(data))
