@@ -148,7 +148,7 @@ _LAZY: Final[dict[type[Event], type[Event]]] = {
     ParticipantJoined: _JoinedLazily,
     EntryRequested: _RequestedLazily,
 }
-_LAZY_TYPES: Final = frozenset(_LAZY.values())
+_PUBLIC: Final = {lazy: public for public, lazy in _LAZY.items()}
 _Entry = msgspec.defstruct(
     "_Entry",
     [
@@ -214,8 +214,7 @@ def _fold(
 
 def _name(event: Event) -> str:
     """The event's type as the log names it (the lazy types are the fold's own)."""
-    kind = type(event)
-    return (kind.__mro__[1] if kind in _LAZY_TYPES else kind).__name__
+    return _PUBLIC.get(type(event), type(event)).__name__
 
 
 def _decode_meta_data(
