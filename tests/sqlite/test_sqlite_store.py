@@ -4,8 +4,10 @@ the CLI on a file, and two engine processes on one file."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import anyio
@@ -18,7 +20,7 @@ from meetcore import Conflict, Engine, StoreError, fold, plugin_manager
 from meetcore.cli import build_cli
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.testing import race_engines, sample_events
-from meetcore_sqlite import SCHEMA_VERSION, SQLiteStore, open_url
+from meetcore_sqlite import SCHEMA_VERSION, SQLiteStore, Synchronous, open_url
 from meetcore_sqlite._store import _Settled
 
 
@@ -113,9 +115,17 @@ async def test_the_checkpointer_copies_the_wal_into_the_file_while_open(tmp_path
 
 
 @pytest.mark.anyio
-async def test_a_conflict_in_a_group_spoils_nothing_else(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("synchronous", "transactions"),
+    # At FULL, one for the first append, one for the rest (one fsync); at NORMAL the
+    # rest go in two halves (the event loop wakes one while SQLite commits the other).
+    [("FULL", 2), ("NORMAL", 3)],
+)
+async def test_a_conflict_in_a_group_spoils_nothing_else(
+    tmp_path: Path, synchronous: Synchronous, transactions: int
+) -> None:
     path = tmp_path / "group.db"
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, synchronous=synchronous)
     try:
         await store.append("busy", 0, sample_events("busy", count=2), None)
         before = store.transactions
@@ -144,7 +154,7 @@ async def test_a_conflict_in_a_group_spoils_nothing_else(tmp_path: Path) -> None
             blocker.execute("ROLLBACK")
         blocker.close()
 
-        assert store.transactions - before == 2, "one for the first append, one for the rest"
+        assert store.transactions - before == transactions
         stale, late = outcomes.pop("stale"), outcomes.pop("late")
         assert isinstance(stale, Conflict) and stale.actual_version == 2
         assert isinstance(late, Conflict) and late.actual_version == 4
@@ -152,6 +162,71 @@ async def test_a_conflict_in_a_group_spoils_nothing_else(tmp_path: Path) -> None
         assert [r.version for r in await store.read("busy")] == [1, 2, 3, 4]
         everything = await store.read_all()
         assert [r.position for r in everything] == list(range(1, len(everything) + 1))
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_writer_that_missed_another_process_writes_nothing_then_decides_again(
+    tmp_path: Path,
+) -> None:
+    # `ours` remembers the versions and the last position it committed, and appends in
+    # one statement when they vouch for an append; `theirs` writes behind its back.
+    ours, theirs = SQLiteStore(tmp_path / "two.db"), SQLiteStore(tmp_path / "two.db")
+    try:
+        await ours.append("m", 0, sample_events("m", count=2), None)
+        await theirs.append("other", 0, sample_events("other", count=3), None)
+        # The positions ours remembers are taken: the append goes in after theirs.
+        appended = await ours.append("m", 2, sample_events("m", start=2, count=1), None)
+        assert [(r.version, r.position) for r in appended] == [(3, 6)]
+        await theirs.append("m", 3, sample_events("m", start=3, count=1), None)
+        # The version ours remembers is taken: a conflict with the version in the file.
+        with pytest.raises(Conflict) as conflict:
+            await ours.append("m", 3, sample_events("m", start=3, count=1), None)
+        assert conflict.value.actual_version == 4
+        everything = await ours.read_all()
+        assert [r.position for r in everything] == list(range(1, 8))
+        assert [r.version for r in await theirs.read("m")] == [1, 2, 3, 4]
+        assert [r.version for r in await ours.read("other")] == [1, 2, 3]
+    finally:
+        await ours.close()
+        await theirs.close()
+
+
+@pytest.mark.anyio
+async def test_the_wal_starts_again_under_steady_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite starts the WAL again only at a commit that finds it all copied: with
+    # commits coming all the time, the checkpointer has to hold the writer back once.
+    monkeypatch.setattr(meetcore_sqlite._store, "RESTART_FRAMES", 20)
+    path = tmp_path / "steady.db"
+    store = SQLiteStore(path, synchronous="NORMAL")
+    deadline = anyio.current_time() + 0.5
+    frames: list[int] = []  # the WAL's length, as the wal-index header says
+
+    async def append(meeting_id: str) -> None:
+        version = 0
+        while anyio.current_time() < deadline:
+            events = sample_events(meeting_id, start=version, count=1)
+            version = (await store.append(meeting_id, version, events, None))[-1].version
+
+    async def watch() -> None:
+        with path.with_name("steady.db-shm").open("rb", buffering=0) as shm:
+            while anyio.current_time() < deadline:
+                shm.seek(16)  # mxFrame, a native u32 (sqlite.org/walformat.html)
+                frames.append(int.from_bytes(shm.read(4), sys.byteorder))
+                await anyio.sleep(0.002)
+
+    try:
+        await store.append("first", 0, sample_events("first"), None)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            for n in range(10):
+                tasks.start_soon(append, f"m-{n}")
+        assert store.transactions > 100
+        assert max(frames) > 20
+        assert any(later < earlier for earlier, later in itertools.pairwise(frames))
     finally:
         await store.close()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import anyio
 import anyio.to_thread
@@ -44,9 +45,15 @@ SCHEMA_VERSION: Final = 2
 APPLICATION_ID: Final = 0x6D746372
 #: Most appends one transaction takes.
 MAX_GROUP: Final = 1000
+#: Most rows one INSERT statement takes (a prepared statement for 1,024 rows is ~150 KB;
+#: the connection caches 128 statements).
+MAX_ROWS: Final = 1024
 #: Least time between two checkpoints (seconds): each one copies what the commits since
 #: the last one wrote, pages written several times once.
 CHECKPOINT_INTERVAL: Final = 0.05
+#: WAL frames (pages) past which the checkpointer holds the writer back for one pass, so
+#: that the WAL is copied whole and the next commit starts it again from the beginning.
+RESTART_FRAMES: Final = 4096
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 
@@ -79,6 +86,7 @@ _SAVE = "INSERT OR REPLACE INTO checkpoints (name, value) VALUES (?, ?)"
 _INSERT = (
     "INSERT INTO records (position, meeting_id, version, recorded_at, record) VALUES (?,?,?,?,?)"
 )
+_POSITION = "SELECT coalesce(max(position), 0) FROM records"
 _VERSION = "SELECT coalesce(max(version), 0) FROM records WHERE meeting_id = ?"
 _READ = "SELECT record FROM records WHERE meeting_id = ? AND version > ? ORDER BY version"
 _READ_ALL = "SELECT record FROM records WHERE position > ? ORDER BY position LIMIT ?"
@@ -86,6 +94,34 @@ _READ_ALL = "SELECT record FROM records WHERE position > ? ORDER BY position LIM
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+#: A row of `records`: position, meeting_id, version, recorded_at, record.
+_Row = tuple[int, str, int, int, bytes]
+
+
+class _Plan(NamedTuple):
+    """A group numbered: each append's outcome, the meetings' versions as the group
+    leaves them, the rows to insert and the last position."""
+
+    outcomes: list[list[Record] | Conflict]
+    versions: dict[str, int]
+    rows: list[_Row]
+    position: int
+
+
+@functools.lru_cache(maxsize=128)
+def _insert_many(rows: int) -> str:
+    return _INSERT + ",(?,?,?,?,?)" * (rows - 1)
+
+
+def _insert(connection: sqlite3.Connection, rows: list[_Row]) -> None:
+    """Insert `rows` with one statement (one call into SQLite) if there are at most
+    MAX_ROWS of them."""
+    if len(rows) > MAX_ROWS:
+        connection.executemany(_INSERT, rows)
+    elif rows:
+        connection.execute(_insert_many(len(rows)), [value for row in rows for value in row])
 
 
 class _Append:
@@ -222,6 +258,7 @@ class SQLiteStore:
         self._closed = False
         # meeting_id -> version as this store's writer last committed it (writer thread only)
         self._versions: dict[str, int] = {}
+        self._position: int | None = None  # the last position it committed (same thread)
         self._check_file()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -232,6 +269,9 @@ class SQLiteStore:
             writer.close()
             raise
         self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
+        self._committed = threading.Event()  # set by the writer: there is something to copy
+        self._transaction = threading.Lock()  # held by the writer for each transaction
+        self._closing = threading.Event()
         self._thread = threading.Thread(
             target=self._write_loop,
             args=(writer,),
@@ -239,8 +279,6 @@ class SQLiteStore:
             daemon=True,
         )
         self._thread.start()
-        self._committed = threading.Event()  # set by the writer: there is something to copy
-        self._closing = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop,
             name=f"meetcore-sqlite checkpoints {self.path}",
@@ -391,36 +429,22 @@ class SQLiteStore:
 
     def _write_loop(self, connection: sqlite3.Connection) -> None:
         try:
-            stop = False
-            while not stop:
-                first = self._queue.get()
-                if first is _STOP:
-                    break
-                if isinstance(first, _Checkpoint):
-                    self._save(connection, first)
-                    self._report([first])
+            last = 0  # appends in the last group
+            item = self._queue.get()
+            while item is not _STOP:
+                if isinstance(item, _Checkpoint):
+                    with self._transaction:
+                        self._save(connection, item)
+                    self._report([item])
+                    item = self._queue.get()
                     continue
-                assert isinstance(first, _Append)
-                group = [first]
-                checkpoint: _Checkpoint | None = None  # taken after the group, in queue order
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    if isinstance(item, _Checkpoint):
-                        checkpoint = item
-                        break
-                    assert isinstance(item, _Append)
-                    group.append(item)
-                self._commit(connection, group)
+                assert isinstance(item, _Append)
+                group, after = self._gather(item, last)
+                last = len(group)
+                with self._transaction:
+                    self._commit(connection, group)
                 self._report(group)
-                if checkpoint is not None:
-                    self._save(connection, checkpoint)
-                    self._report([checkpoint])
+                item = self._queue.get() if after is None else after
         finally:
             connection.close()
             # Appends queued after close() (from another thread) must not wait forever.
@@ -435,36 +459,91 @@ class SQLiteStore:
                     leftover.append(item)
             self._report(leftover)
 
-    def _commit(self, connection: sqlite3.Connection, group: list[_Append]) -> None:
-        """Write the group's appends in one transaction; set each one's outcome.
+    def _gather(self, first: _Append, last: int) -> tuple[list[_Append], object | None]:
+        """The group that starts with `first`: the appends queued after it, up to a
+        checkpoint write or the stop, which comes back second (None if neither came).
 
-        Fast path: check each append against the versions this writer last committed
-        (asking the database only for meetings it does not know or that look like a
-        conflict) and insert every row in one statement. If another process wrote
-        meanwhile, the unique (meeting_id, version) key refuses a row: then the whole
-        group is done again, each append checked against the database.
+        At FULL and EXTRA a commit waits for an fsync, 0.1 to 10 ms or more by the
+        disk, so every append queued goes in (up to MAX_GROUP) to share one. At NORMAL
+        a commit costs by the row: the group is about half the appends in flight (those
+        queued, and the last group's, whose callers queue their next ones once woken),
+        so that the event loop wakes one half while SQLite commits the other instead of
+        each thread waiting for the other (docs/storage.md). Appends that come on
+        their own, not in answer to a commit, are soon taken whole all the same: the
+        limit grows toward the queue.
         """
+        limit = MAX_GROUP
+        if self.synchronous == "NORMAL":
+            limit = min(MAX_GROUP, (self._queue.qsize() + 1 + last + 1) // 2)
+        group = [first]
+        while len(group) < limit:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(item, _Append):  # a checkpoint write, or the stop
+                return group, item
+            group.append(item)
+        return group, None
+
+    def _commit(self, connection: sqlite3.Connection, group: list[_Append]) -> None:
+        """Write the group's appends that fit, all or none; set each one's outcome.
+
+        Fast path: when this writer's cache (the versions it last committed, the last
+        position) vouches for every append, all the rows go in one INSERT statement
+        outside any explicit transaction, so SQLite inserts and commits them in one
+        call, which runs without the GIL (the event loop goes on meanwhile). If another
+        process wrote since, a row collides with its position or (meeting_id, version)
+        and the statement writes nothing.
+
+        Otherwise, and after such a collision, in a transaction: each append the cache
+        cannot vouch for is checked against the database. If the cache was stale, the
+        unique key refuses a row: then the whole group is done again, each append
+        checked against the database.
+        """
+        plan = self._plan(group, None)
+        if plan is not None:
+            try:
+                _insert(connection, plan.rows)
+            except sqlite3.Error:  # most likely another process wrote: the careful way
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                self._versions.clear()
+                self._position = None
+            else:
+                self._settle(group, plan)
+                return
         try:
             try:
                 self._begin(connection)
-                outcomes, versions = self._plan(connection, group, careful=False)
+                plan = self._plan(group, connection)
+                assert plan is not None
+                _insert(connection, plan.rows)
             except sqlite3.IntegrityError:  # the cache was stale: another process wrote
                 connection.execute("ROLLBACK")
                 self._versions.clear()
                 self._begin(connection)
-                outcomes, versions = self._plan(connection, group, careful=True)
+                plan = self._plan(group, connection, careful=True)
+                assert plan is not None
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
             self._versions.clear()
+            self._position = None
             error = self._sqlite_error(exc)
             for item in group:
                 item.error = error
             return
-        self._versions.update(versions)
-        for item, outcome in zip(group, outcomes, strict=True):
+        self._settle(group, plan)
+
+    def _settle(self, group: list[_Append], plan: _Plan) -> None:
+        """The group's plan is committed: remember it, and give each append its outcome."""
+        self._versions.update(plan.versions)
+        self._position = plan.position
+        for item, outcome in zip(group, plan.outcomes, strict=True):
             if isinstance(outcome, Conflict):
                 item.error = outcome
             else:
@@ -480,23 +559,35 @@ class SQLiteStore:
         connection.execute("BEGIN IMMEDIATE")
 
     def _plan(
-        self, connection: sqlite3.Connection, group: list[_Append], *, careful: bool
-    ) -> tuple[list[list[Record] | Conflict], dict[str, int]]:
-        """Insert the group's appends that fit; returns each one's outcome and the
-        meetings' new versions. Raises IntegrityError if the cache was stale."""
+        self, group: list[_Append], connection: sqlite3.Connection | None, *, careful: bool = False
+    ) -> _Plan | None:
+        """Number the records of the group's appends that fit; conflicts for the others.
+
+        Without a connection, from this writer's cache alone: None when an append needs
+        the database (a meeting the cache does not know or that looks like a conflict,
+        an append of no events) or the rows are too many for one statement. With one,
+        in a transaction, the database is asked what the cache cannot vouch for; when
+        `careful`, about every append, and each one is inserted at once so that the
+        next check sees it (the caller inserts the rows otherwise).
+        """
         now = self._clock()
-        position = int(
-            connection.execute("SELECT coalesce(max(position), 0) FROM records").fetchone()[0]
-        )
+        if connection is not None:
+            position = int(connection.execute(_POSITION).fetchone()[0])
+        elif self._position is not None:
+            position = self._position
+        else:
+            return None
         outcomes: list[list[Record] | Conflict] = []
         versions: dict[str, int] = {}  # as this group leaves them
-        rows: list[tuple[int, str, int, int, bytes]] = []
+        rows: list[_Row] = []
         for item in group:
             meeting_id = item.meeting_id
             actual = versions.get(meeting_id)
             if actual is None:
                 actual = None if careful or not item.events else self._versions.get(meeting_id)
                 if actual != item.expected:
+                    if connection is None:
+                        return None
                     actual = int(connection.execute(_VERSION, (meeting_id,)).fetchone()[0])
             if actual != item.expected:
                 outcomes.append(Conflict(meeting_id, item.expected, actual))
@@ -513,13 +604,15 @@ class SQLiteStore:
             position += len(records)
             versions[meeting_id] = actual + len(records)
             outcomes.append(records)
-            if careful:  # one append at a time, so that the next check sees it
-                connection.executemany(_INSERT, rows)
+            if careful:
+                assert connection is not None
+                _insert(connection, rows)
                 rows.clear()
+        if connection is None and len(rows) > MAX_ROWS:
+            return None
         # No savepoints needed: versions have no gaps, so a stale check fails on an
         # append's first row, and any other error abandons the whole transaction.
-        connection.executemany(_INSERT, rows)
-        return outcomes, versions
+        return _Plan(outcomes, versions, rows, position)
 
     def _save(self, connection: sqlite3.Connection, item: _Checkpoint) -> None:
         """Write one checkpoint in its own transaction (compared first if conditional)."""
@@ -552,8 +645,17 @@ class SQLiteStore:
     def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database file as commits come, at most every
         CHECKPOINT_INTERVAL, without holding up the writer (PASSIVE: it copies what no
-        reader still needs, and the next checkpoint does the rest)."""
+        reader still needs, and the next checkpoint does the rest).
+
+        SQLite starts the WAL again from its beginning only at a commit that finds it
+        copied whole, which never happens while commits keep coming during checkpoints:
+        under steady load the file would grow without end (hundreds of MB a minute), and
+        every commit would pay the file system for extending it. So once the WAL holds
+        RESTART_FRAMES pages, one pass runs between two of the writer's transactions: it
+        copies what the last pass left (little), and the next commit restarts the WAL.
+        """
         connection: sqlite3.Connection | None = None
+        frames = 0  # in the WAL at the last pass
         try:
             while True:
                 self._committed.wait()
@@ -563,7 +665,11 @@ class SQLiteStore:
                 try:
                     if connection is None:
                         connection = self._connect()
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if frames < RESTART_FRAMES:
+                        frames = self._checkpoint_pass(connection)
+                    else:
+                        with self._transaction:
+                            frames = self._checkpoint_pass(connection)
                 except sqlite3.Error as exc:  # busy (another process checkpoints), or worse
                     log.debug("checkpoint of %s skipped: %s", self.path, exc)
                 if self._closing.wait(CHECKPOINT_INTERVAL):
@@ -571,6 +677,12 @@ class SQLiteStore:
         finally:
             if connection is not None:
                 connection.close()
+
+    @staticmethod
+    def _checkpoint_pass(connection: sqlite3.Connection) -> int:
+        """One PASSIVE checkpoint; returns the frames the WAL held."""
+        _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames)
 
     # -- reading -------------------------------------------------------------------
 
@@ -649,12 +761,14 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
         self._closing.set()
         self._committed.set()  # wakes the checkpointer, which sees the store closed
+        # One connection after the other: the last to close copies the WAL into the
+        # file and deletes it, which two closing at once would each leave to the other.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._thread.join)
             await anyio.to_thread.run_sync(self._checkpointer.join)
+            self._queue.put(_STOP)
+            await anyio.to_thread.run_sync(self._thread.join)
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for connection in readers:
