@@ -184,10 +184,16 @@ async def test_a_writer_that_missed_another_process_writes_nothing_then_decides_
         with pytest.raises(Conflict) as conflict:
             await ours.append("m", 3, sample_events("m", start=3, count=1), None)
         assert conflict.value.actual_version == 4
+        # A meeting ours never saw, expected new: theirs made it, its version 1 is taken.
+        await theirs.append("new", 0, sample_events("new", count=2), None)
+        with pytest.raises(Conflict) as conflict:
+            await ours.append("new", 0, sample_events("new", count=1), None)
+        assert conflict.value.actual_version == 2
         everything = await ours.read_all()
-        assert [r.position for r in everything] == list(range(1, 8))
+        assert [r.position for r in everything] == list(range(1, 10))
         assert [r.version for r in await theirs.read("m")] == [1, 2, 3, 4]
         assert [r.version for r in await ours.read("other")] == [1, 2, 3]
+        assert [r.version for r in await ours.read("new")] == [1, 2]
     finally:
         await ours.close()
         await theirs.close()

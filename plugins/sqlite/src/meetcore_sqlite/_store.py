@@ -564,8 +564,9 @@ class SQLiteStore:
         """Number the records of the group's appends that fit; conflicts for the others.
 
         Without a connection, from this writer's cache alone: None when an append needs
-        the database (a meeting the cache does not know or that looks like a conflict,
-        an append of no events) or the rows are too many for one statement. With one,
+        the database (a meeting the cache does not know, unless the append expects a
+        new one; a meeting that looks like a conflict; an append of no events) or the
+        rows are too many for one statement. With one,
         in a transaction, the database is asked what the cache cannot vouch for; when
         `careful`, about every append, and each one is inserted at once so that the
         next check sees it (the caller inserts the rows otherwise).
@@ -585,6 +586,10 @@ class SQLiteStore:
             actual = versions.get(meeting_id)
             if actual is None:
                 actual = None if careful or not item.events else self._versions.get(meeting_id)
+                if actual is None and connection is None and item.expected == 0 and item.events:
+                    # A new meeting, as far as this writer knows. If it is not, its
+                    # version 1 is in the file and the statement collides with it.
+                    actual = 0
                 if actual != item.expected:
                     if connection is None:
                         return None
