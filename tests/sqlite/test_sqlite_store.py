@@ -9,6 +9,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -197,6 +198,94 @@ async def test_a_writer_that_missed_another_process_writes_nothing_then_decides_
     finally:
         await ours.close()
         await theirs.close()
+
+
+@pytest.mark.anyio
+async def test_a_statement_that_collides_on_a_later_row_writes_none_of_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts: list[tuple[bool, int]] = []  # (in a transaction, rows) of each INSERT
+    insert = meetcore_sqlite._store._insert
+
+    def spy(connection: sqlite3.Connection, rows: list[Any], max_rows: int) -> None:
+        inserts.append((connection.in_transaction, len(rows)))
+        insert(connection, rows, max_rows)
+
+    monkeypatch.setattr(meetcore_sqlite._store, "_insert", spy)
+    path = tmp_path / "later.db"
+    ours, theirs = SQLiteStore(path), SQLiteStore(path)
+    outcomes: dict[str, object] = {}
+
+    async def append(meeting_id: str, count: int) -> None:
+        try:
+            outcomes[meeting_id] = await ours.append(
+                meeting_id, 0, sample_events(meeting_id, count=count), None
+            )
+        except Conflict as exc:
+            outcomes[meeting_id] = exc
+
+    try:
+        await theirs.append("new", 0, sample_events("new", count=2), None)
+        await ours.append("x", 0, sample_events("x", count=3), None)  # positions 3 to 5
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(append, "z", 1)  # waits for the lock, alone in its group
+            await anyio.sleep(0.05)
+            tasks.start_soon(append, "y", 2)  # then these two go together: both look
+            tasks.start_soon(append, "new", 1)  # new to ours; "new" is not
+            await anyio.sleep(0.1)
+            blocker.execute("ROLLBACK")
+        blocker.close()
+        # The group's one statement (y, y, new) failed on its third row, outside any
+        # transaction; then the careful way wrote y and found the conflict.
+        assert (False, 3) in inserts
+        conflict = outcomes["new"]
+        assert isinstance(conflict, Conflict) and conflict.actual_version == 2
+        assert [r.version for r in await theirs.read("y")] == [1, 2]
+        assert [r.version for r in await theirs.read("new")] == [1, 2]
+        everything = await theirs.read_all()
+        assert [r.position for r in everything] == list(range(1, 9))
+    finally:
+        await ours.close()
+        await theirs.close()
+
+
+@pytest.mark.anyio
+async def test_more_rows_than_one_statement_takes(tmp_path: Path) -> None:
+    # SQLite before 3.32 allows 999 variables a statement: 199 rows of five.
+    connection = sqlite3.connect(":memory:")
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    assert meetcore_sqlite._store._max_rows(connection) == 199
+    connection.close()
+    store = SQLiteStore(tmp_path / "rows.db")
+    try:
+        await store.append("small", 0, sample_events("small"), None)
+        big = sample_events("big", count=meetcore_sqlite._store.MAX_ROWS + 500)
+        records = await store.append("big", 0, big, None)
+        assert [r.version for r in await store.read("big")] == [r.version for r in records]
+        assert records[-1].position == 3 + len(big)
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_writer_waits_for_the_lock_once_not_once_a_path(tmp_path: Path) -> None:
+    path = tmp_path / "once.db"
+    store = SQLiteStore(path, busy_timeout=0.5)
+    await store.append("m-1", 0, sample_events("m-1"), None)  # now its cache vouches
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        began = anyio.current_time()
+        with pytest.raises(StoreError, match="database is locked"):
+            await store.append("m-1", 3, sample_events("m-1", start=3), None)
+        # busy_timeout, not twice (the one statement, then the transaction)
+        assert anyio.current_time() - began < 0.9
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await store.close()
 
 
 @pytest.mark.anyio

@@ -6,12 +6,15 @@ One table, `records`: `position` (INTEGER PRIMARY KEY, the global order), `meeti
 `checkpoints` (`name`, `value`), keeps the `meetcore.Checkpoints` values (schema 2).
 
 Writes go through one writer thread that owns the write connection. Appends queue up
-while it commits; it takes every queued append into one transaction (`BEGIN IMMEDIATE`,
-so other processes on the file wait their turn), checks each one's expected version,
-inserts those that fit, commits once and then tells every caller its own outcome. Reads
-use a small pool of read connections in anyio's worker threads (WAL: readers never wait
-for the writer). A third thread checkpoints the WAL into the database file (SQLite would
-do it in the middle of a commit, fsync included, while every caller of that commit waits).
+while it commits; it takes the queued appends as one group (all of them, or about half
+the appends in flight at NORMAL: see `_gather`), checks each one's expected version,
+inserts those that fit, commits once and then tells every caller its own outcome: in one
+INSERT statement when its cache vouches for the whole group, else in a `BEGIN IMMEDIATE`
+transaction (see `_commit`); either way other processes on the file wait their turn.
+Reads use a small pool of read connections in anyio's worker threads (WAL: readers
+never wait for the writer). A third thread checkpoints the WAL into the database file
+(SQLite would do it in the middle of a commit, fsync included, while every caller of
+that commit waits), and makes the WAL start again under steady load.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ APPLICATION_ID: Final = 0x6D746372
 #: Most appends one transaction takes.
 MAX_GROUP: Final = 1000
 #: Most rows one INSERT statement takes (a prepared statement for 1,024 rows is ~150 KB;
-#: the connection caches 128 statements).
+#: the connection caches 128 statements), fewer if SQLite allows fewer variables (five
+#: a row; before SQLite 3.32, 999 in all).
 MAX_ROWS: Final = 1024
 #: Least time between two checkpoints (seconds): each one copies what the commits since
 #: the last one wrote, pages written several times once.
@@ -115,10 +119,15 @@ def _insert_many(rows: int) -> str:
     return _INSERT + ",(?,?,?,?,?)" * (rows - 1)
 
 
-def _insert(connection: sqlite3.Connection, rows: list[_Row]) -> None:
+def _max_rows(connection: sqlite3.Connection) -> int:
+    """The most rows `_insert` puts in one statement on `connection`."""
+    return min(MAX_ROWS, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 5)
+
+
+def _insert(connection: sqlite3.Connection, rows: list[_Row], max_rows: int) -> None:
     """Insert `rows` with one statement (one call into SQLite) if there are at most
-    MAX_ROWS of them."""
-    if len(rows) > MAX_ROWS:
+    `max_rows` of them."""
+    if len(rows) > max_rows:
         connection.executemany(_INSERT, rows)
     elif rows:
         connection.execute(_insert_many(len(rows)), [value for row in rows for value in row])
@@ -263,6 +272,7 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         writer = self._connect()
+        self._max_rows = _max_rows(writer)
         try:
             self._prepare(writer)
         except BaseException:
@@ -501,33 +511,19 @@ class SQLiteStore:
         unique key refuses a row: then the whole group is done again, each append
         checked against the database.
         """
-        plan = self._plan(group, None)
-        if plan is not None:
-            try:
-                _insert(connection, plan.rows)
-            except sqlite3.Error:  # most likely another process wrote: the careful way
-                if connection.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        connection.execute("ROLLBACK")
-                self._versions.clear()
-                self._position = None
+        try:
+            plan = self._plan(group, None)
+            if plan is not None:
+                try:
+                    _insert(connection, plan.rows, self._max_rows)
+                except sqlite3.IntegrityError:  # another process wrote: the careful way
+                    self._versions.clear()
+                    plan = None
+            if plan is None:
+                self._careful(connection, group)
             else:
                 self._settle(group, plan)
-                return
-        try:
-            try:
-                self._begin(connection)
-                plan = self._plan(group, connection)
-                assert plan is not None
-                _insert(connection, plan.rows)
-            except sqlite3.IntegrityError:  # the cache was stale: another process wrote
-                connection.execute("ROLLBACK")
-                self._versions.clear()
-                self._begin(connection)
-                plan = self._plan(group, connection, careful=True)
-                assert plan is not None
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except sqlite3.Error as exc:  # busy past busy_timeout, disk full, I/O, corrupt
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
@@ -536,7 +532,22 @@ class SQLiteStore:
             error = self._sqlite_error(exc)
             for item in group:
                 item.error = error
-            return
+
+    def _careful(self, connection: sqlite3.Connection, group: list[_Append]) -> None:
+        """Commit the group in a transaction, asking the database what the cache cannot
+        vouch for (about every append, if the cache proves stale)."""
+        try:
+            self._begin(connection)
+            plan = self._plan(group, connection)
+            assert plan is not None
+            _insert(connection, plan.rows, self._max_rows)
+        except sqlite3.IntegrityError:  # the cache was stale: another process wrote
+            connection.execute("ROLLBACK")
+            self._versions.clear()
+            self._begin(connection)
+            plan = self._plan(group, connection, careful=True)
+            assert plan is not None
+        connection.execute("COMMIT")
         self._settle(group, plan)
 
     def _settle(self, group: list[_Append], plan: _Plan) -> None:
@@ -611,9 +622,9 @@ class SQLiteStore:
             outcomes.append(records)
             if careful:
                 assert connection is not None
-                _insert(connection, rows)
+                _insert(connection, rows, self._max_rows)
                 rows.clear()
-        if connection is None and len(rows) > MAX_ROWS:
+        if connection is None and len(rows) > self._max_rows:
             return None
         # No savepoints needed: versions have no gaps, so a stale check fails on an
         # append's first row, and any other error abandons the whole transaction.
@@ -655,12 +666,12 @@ class SQLiteStore:
         SQLite starts the WAL again from its beginning only at a commit that finds it
         copied whole, which never happens while commits keep coming during checkpoints:
         under steady load the file would grow without end (hundreds of MB a minute), and
-        every commit would pay the file system for extending it. So once the WAL holds
-        RESTART_FRAMES pages, one pass runs between two of the writer's transactions: it
-        copies what the last pass left (little), and the next commit restarts the WAL.
+        every commit would pay the file system for extending it. So when a pass finds
+        the WAL holding RESTART_FRAMES pages or more, a second pass follows at once,
+        between two of the writer's transactions: it copies what was committed during
+        the first (little), and the next commit starts the WAL again.
         """
         connection: sqlite3.Connection | None = None
-        frames = 0  # in the WAL at the last pass
         try:
             while True:
                 self._committed.wait()
@@ -670,11 +681,10 @@ class SQLiteStore:
                 try:
                     if connection is None:
                         connection = self._connect()
-                    if frames < RESTART_FRAMES:
-                        frames = self._checkpoint_pass(connection)
-                    else:
+                    busy, frames = self._checkpoint_pass(connection)
+                    if frames >= RESTART_FRAMES and not busy:
                         with self._transaction:
-                            frames = self._checkpoint_pass(connection)
+                            self._checkpoint_pass(connection)
                 except sqlite3.Error as exc:  # busy (another process checkpoints), or worse
                     log.debug("checkpoint of %s skipped: %s", self.path, exc)
                 if self._closing.wait(CHECKPOINT_INTERVAL):
@@ -684,10 +694,11 @@ class SQLiteStore:
                 connection.close()
 
     @staticmethod
-    def _checkpoint_pass(connection: sqlite3.Connection) -> int:
-        """One PASSIVE checkpoint; returns the frames the WAL held."""
-        _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return int(frames)
+    def _checkpoint_pass(connection: sqlite3.Connection) -> tuple[bool, int]:
+        """One PASSIVE checkpoint: whether another one was running, and how many frames
+        the WAL held."""
+        busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return bool(busy), int(frames)
 
     # -- reading -------------------------------------------------------------------
 

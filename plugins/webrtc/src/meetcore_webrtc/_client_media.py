@@ -199,6 +199,7 @@ class ClientMedia:
         return source
 
     async def _start(self) -> None:
+        _ice.quiet_closed_connects()
         pc = self.pc = RTCPeerConnection(_ice.configuration(self._ice_servers))
 
         @pc.on("connectionstatechange")

@@ -264,6 +264,7 @@ class MediaServer:
             raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "offer: join the meeting first")
         if member.mode == "SIGNALLING_ONLY":
             raise Rejected(ErrorCode.NOT_SUPPORTED_IN_MODE, "offer: no media in SIGNALLING_ONLY")
+        _ice.quiet_closed_connects()
         pc = RTCPeerConnection(_ice.configuration(self.config.ice_servers))
         peer = _Peer(room, member, pc)
         try:

@@ -1,0 +1,60 @@
+"""`_ice.quiet_closed_connects`: aiortc's unawaited connect task, failing on a transport
+closed under it, is logged at debug level instead of printed with a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from typing import Any
+
+import pytest
+from aiortc.exceptions import InvalidStateError
+
+from meetcore_webrtc import _ice
+
+
+class RTCPeerConnection:
+    """Stands for aiortc's: its connect task has the same name (`__qualname__`)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def __connect(self) -> None:
+        raise self.error
+
+    def connect(self) -> None:
+        asyncio.ensure_future(self.__connect())  # noqa: RUF006 (as aiortc does: unawaited)
+
+
+async def _unretrieved(error: Exception) -> None:
+    """Let a connect task fail with `error`, and be freed without anyone asking."""
+    RTCPeerConnection(error).connect()
+    await asyncio.sleep(0.01)
+    gc.collect()  # the task's finalizer reports the exception nobody retrieved
+    await asyncio.sleep(0)
+
+
+@pytest.mark.anyio
+async def test_a_transport_closed_under_the_connect_task_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    try:
+        _ice.quiet_closed_connects()
+        _ice.quiet_closed_connects()  # once per loop, however often it is called
+        with caplog.at_level(logging.DEBUG, logger="meetcore_webrtc._ice"):
+            await _unretrieved(InvalidStateError("RTCIceTransport is closed"))
+        assert reported == []
+        assert "a media connection closed while connecting" in caplog.text
+        # Anything else still reaches the loop's handler as before, exactly once.
+        await _unretrieved(InvalidStateError("something else"))
+        await _unretrieved(ValueError("RTCIceTransport is closed"))
+        assert [str(context["exception"]) for context in reported] == [
+            "something else",
+            "RTCIceTransport is closed",
+        ]
+    finally:
+        loop.set_exception_handler(None)
