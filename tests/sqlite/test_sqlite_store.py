@@ -252,6 +252,25 @@ async def test_a_statement_that_collides_on_a_later_row_writes_none_of_its_rows(
 
 
 @pytest.mark.anyio
+async def test_the_writer_forgets_versions_past_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(meetcore_sqlite._store, "MAX_REMEMBERED", 5)
+    store = SQLiteStore(tmp_path / "forget.db")
+    try:
+        for n in range(12):
+            await store.append(f"m-{n}", 0, sample_events(f"m-{n}"), None)
+            assert len(store._versions) <= 5
+        for n in range(12):  # forgotten or not, the next append finds its version
+            await store.append(f"m-{n}", 3, sample_events(f"m-{n}", start=3, count=1), None)
+        with pytest.raises(Conflict):
+            await store.append("m-0", 3, sample_events("m-0", start=3, count=1), None)
+        assert [r.version for r in await store.read("m-0")] == [1, 2, 3, 4]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
 async def test_more_rows_than_one_statement_takes(tmp_path: Path) -> None:
     # SQLite before 3.32 allows 999 variables a statement: 199 rows of five.
     connection = sqlite3.connect(":memory:")

@@ -58,6 +58,9 @@ CHECKPOINT_INTERVAL: Final = 0.05
 #: WAL frames (pages) past which the checkpointer holds the writer back for one pass, so
 #: that the WAL is copied whole and the next commit starts it again from the beginning.
 RESTART_FRAMES: Final = 4096
+#: Most meetings whose versions the writer remembers; past that it forgets them all
+#: (about 100 bytes a meeting; a forgotten one costs its next append a transaction).
+MAX_REMEMBERED: Final = 100_000
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 
@@ -552,6 +555,8 @@ class SQLiteStore:
 
     def _settle(self, group: list[_Append], plan: _Plan) -> None:
         """The group's plan is committed: remember it, and give each append its outcome."""
+        if len(self._versions) >= MAX_REMEMBERED:
+            self._versions.clear()
         self._versions.update(plan.versions)
         self._position = plan.position
         for item, outcome in zip(group, plan.outcomes, strict=True):
