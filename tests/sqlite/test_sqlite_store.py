@@ -208,7 +208,7 @@ async def test_a_statement_that_collides_on_a_later_row_writes_none_of_its_rows(
     insert = meetcore_sqlite._store._insert
 
     def spy(connection: sqlite3.Connection, rows: list[Any], max_rows: int) -> None:
-        inserts.append((connection.in_transaction, len(rows)))
+        inserts.append((connection.in_transaction, len(rows) // 5))  # five values a row
         insert(connection, rows, max_rows)
 
     monkeypatch.setattr(meetcore_sqlite._store, "_insert", spy)

@@ -103,8 +103,9 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-#: A row of `records`: position, meeting_id, version, recorded_at, record.
-_Row = tuple[int, str, int, int, bytes]
+#: Rows of `records`, one after the other, five values each: position, meeting_id,
+#: version, recorded_at, record (flat, as one INSERT of many rows binds them).
+_Rows = list[int | str | bytes]
 
 
 class _Plan(NamedTuple):
@@ -113,7 +114,7 @@ class _Plan(NamedTuple):
 
     outcomes: list[list[Record] | Conflict]
     versions: dict[str, int]
-    rows: list[_Row]
+    rows: _Rows
     position: int
 
 
@@ -127,13 +128,15 @@ def _max_rows(connection: sqlite3.Connection) -> int:
     return min(MAX_ROWS, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 5)
 
 
-def _insert(connection: sqlite3.Connection, rows: list[_Row], max_rows: int) -> None:
+def _insert(connection: sqlite3.Connection, rows: _Rows, max_rows: int) -> None:
     """Insert `rows` with one statement (one call into SQLite) if there are at most
     `max_rows` of them."""
-    if len(rows) > max_rows:
-        connection.executemany(_INSERT, rows)
-    elif rows:
-        connection.execute(_insert_many(len(rows)), [value for row in rows for value in row])
+    count = len(rows) // 5
+    if count > max_rows:
+        values = iter(rows)
+        connection.executemany(_INSERT, zip(values, values, values, values, values, strict=True))
+    elif count:
+        connection.execute(_insert_many(count), rows)
 
 
 class _Append:
@@ -596,7 +599,7 @@ class SQLiteStore:
             return None
         outcomes: list[list[Record] | Conflict] = []
         versions: dict[str, int] = {}  # as this group leaves them
-        rows: list[_Row] = []
+        rows: _Rows = []
         for item in group:
             meeting_id = item.meeting_id
             actual = versions.get(meeting_id)
@@ -621,7 +624,8 @@ class SQLiteStore:
                 recorded_at=now,
                 cause=item.cause,
             )
-            rows += [(r.position, meeting_id, r.version, now, encode_msgpack(r)) for r in records]
+            for r in records:
+                rows += (r.position, meeting_id, r.version, now, encode_msgpack(r))
             position += len(records)
             versions[meeting_id] = actual + len(records)
             outcomes.append(records)
@@ -629,7 +633,7 @@ class SQLiteStore:
                 assert connection is not None
                 _insert(connection, rows, self._max_rows)
                 rows.clear()
-        if connection is None and len(rows) > self._max_rows:
+        if connection is None and len(rows) > 5 * self._max_rows:
             return None
         # No savepoints needed: versions have no gaps, so a stale check fails on an
         # append's first row, and any other error abandons the whole transaction.
@@ -657,8 +661,13 @@ class SQLiteStore:
     def _report(group: Sequence[_Append | _Checkpoint]) -> None:
         """Wake the callers: one callback per event loop, not one per append."""
         by_loop: dict[_Wake, list[_Done]] = {}
+        wake: _Wake | None = None
+        events: list[_Done] = []
         for item in group:
-            by_loop.setdefault(item.wake, []).append(item.done)
+            if item.wake != wake:  # seldom: one event loop is the rule
+                wake = item.wake
+                events = by_loop.setdefault(wake, [])
+            events.append(item.done)
         for wake, events in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that event loop is gone
                 wake(_setter(events))
