@@ -585,10 +585,10 @@ class SQLiteStore:
         Without a connection, from this writer's cache alone: None when an append needs
         the database (a meeting the cache does not know, unless the append expects a
         new one; a meeting that looks like a conflict; an append of no events) or the
-        rows are too many for one statement. With one,
-        in a transaction, the database is asked what the cache cannot vouch for; when
-        `careful`, about every append, and each one is inserted at once so that the
-        next check sees it (the caller inserts the rows otherwise).
+        rows are too many for one statement. With one, in a transaction, the database
+        is asked what the cache cannot vouch for; when `careful`, about every append,
+        and each one is inserted at once so that the next check sees it (the caller
+        inserts the rows otherwise).
         """
         now = self._clock()
         if connection is not None:
