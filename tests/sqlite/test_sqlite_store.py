@@ -8,6 +8,7 @@ import itertools
 import os
 import sqlite3
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -360,6 +361,48 @@ async def test_closed_store_refuses_politely(tmp_path: Path) -> None:
         await store.append("m-1", 0, sample_events("m-1"), None)
     with pytest.raises(StoreError, match="closed"):
         await store.read("m-1")
+
+
+@pytest.mark.anyio
+async def test_close_waits_for_a_read_in_flight(tmp_path: Path) -> None:
+    # a read running in its worker thread when close() is called finishes with its rows,
+    # and close() returns only after its connection is closed too: no WAL left behind
+    path = tmp_path / "reading.db"
+    store = SQLiteStore(path)
+    await store.append("m-1", 0, sample_events("m-1"), None)
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(sqlite3.Connection):
+        def execute(self, *args: Any) -> sqlite3.Cursor:
+            entered.set()
+            release.wait(10)
+            return super().execute(*args)
+
+    store._readers[:] = [sqlite3.connect(path, factory=Slow, check_same_thread=False)]
+    read: list[int] = []
+    closed = anyio.Event()
+
+    async def reading() -> None:
+        read.extend(r.version for r in await store.read("m-1"))
+
+    async def closing() -> None:
+        await store.close()
+        closed.set()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(reading)
+        await anyio.to_thread.run_sync(entered.wait, 10)
+        tasks.start_soon(closing)
+        try:
+            with anyio.move_on_after(0.3):
+                await closed.wait()
+            assert not closed.is_set(), "close() returned while a read was running"
+            with pytest.raises(StoreError, match="closed"):
+                await store.read("m-1")  # a read that starts after close() is refused
+        finally:
+            release.set()
+    assert read == [1, 2, 3]
+    assert not path.with_name("reading.db-wal").exists()
 
 
 # -- the file ------------------------------------------------------------------------

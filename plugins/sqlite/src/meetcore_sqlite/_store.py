@@ -277,6 +277,8 @@ class SQLiteStore:
         self._check_file()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._reads = 0  # reads running in worker threads (under the lock)
+        self._reads_done = threading.Condition(self._readers_lock)
         writer = self._connect()
         self._max_rows = _max_rows(writer)
         try:
@@ -734,20 +736,33 @@ class SQLiteStore:
 
     def _rows_sync(self, sql: str, parameters: tuple[object, ...]) -> list[Any]:
         with self._readers_lock:
+            if self._closed:  # close() came while this read waited for a worker thread
+                raise self._fail("the store is closed")
+            self._reads += 1  # close() waits for it
             connection = self._readers.pop() if self._readers else None
-        if connection is None:
-            connection = self._connect()
         try:
+            if connection is None:
+                connection = self._connect()
             rows = connection.execute(sql, parameters).fetchall()
         except sqlite3.Error as exc:
-            connection.close()
-            raise self._sqlite_error(exc) from None
-        with self._readers_lock:
-            if self._closed:
+            if connection is not None:
                 connection.close()
-            else:
-                self._readers.append(connection)
+                connection = None
+            raise self._sqlite_error(exc) from None
+        finally:
+            with self._readers_lock:
+                if connection is not None:
+                    if self._closed:
+                        connection.close()
+                    else:
+                        self._readers.append(connection)
+                self._reads -= 1
+                self._reads_done.notify_all()
         return rows
+
+    def _wait_for_reads(self) -> None:
+        with self._reads_done:
+            self._reads_done.wait_for(lambda: self._reads == 0)
 
     # -- checkpoints (`meetcore.Checkpoints`) ------------------------------------------
 
@@ -795,7 +810,9 @@ class SQLiteStore:
         self._committed.set()  # wakes the checkpointer, which sees the store closed
         # One connection after the other: the last to close copies the WAL into the
         # file and deletes it, which two closing at once would each leave to the other.
+        # Reads already running finish first (they close their connections themselves).
         with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._wait_for_reads)
             await anyio.to_thread.run_sync(self._checkpointer.join)
             self._queue.put(_STOP)
             await anyio.to_thread.run_sync(self._thread.join)
