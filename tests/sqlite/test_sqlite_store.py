@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 from click.testing import CliRunner
 
 import meetcore
 import meetcore_sqlite
-from meetcore import Conflict, Engine, StoreError, fold, plugin_manager
+from meetcore import Conflict, Engine, InvalidLog, StoreError, fold, plugin_manager
 from meetcore.cli import build_cli
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.testing import race_engines, sample_events
@@ -254,6 +255,92 @@ async def test_a_statement_that_collides_on_a_later_row_writes_none_of_its_rows(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("careful", [False, True], ids=["one statement", "transaction"])
+async def test_an_append_that_cannot_be_stored_fails_alone(
+    two: tuple[SQLiteStore, SQLiteStore], careful: bool
+) -> None:
+    # Events the log cannot hold (an integer msgpack cannot encode, a record over
+    # SQLite's length limit) fail their own append only: the rest of the group commits,
+    # and the writer goes on.
+    ours, theirs = two
+    ours._max_record = 20_000  # SQLite's limit is about 1 GB; the same rule, smaller
+    await theirs.append("known", 0, sample_events("known", count=2), None)
+    outcomes: dict[str, object] = {}
+
+    def joined(meeting_id: str, start: int, meta_data: dict[str, Any]) -> list[Any]:
+        events = sample_events(meeting_id, start=start, count=start + 1 if start else 3)
+        return [*events[:-1], msgspec.structs.replace(events[-1], meta_data=meta_data)]
+
+    async def append(name: str, meeting_id: str, expected: int, events: list[Any]) -> None:
+        try:
+            outcomes[name] = await ours.append(meeting_id, expected, events, None)
+        except (Conflict, StoreError) as exc:
+            outcomes[name] = exc
+
+    blocker = sqlite3.connect(ours.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(append, "first", "first", 0, sample_events("first"))
+        await anyio.sleep(0.05)  # the rest queue up behind it, as one group
+        tasks.start_soon(append, "good", "good", 0, sample_events("good"))
+        tasks.start_soon(append, "huge int", "bad", 0, joined("bad", 0, {"n": 2**70}))
+        tasks.start_soon(append, "after", "bad", 3, sample_events("bad", start=3, count=1))
+        tasks.start_soon(append, "too big", "big", 0, joined("big", 0, {"x": "x" * 30_000}))
+        if careful:  # a meeting ours does not know: the group goes in a transaction
+            tasks.start_soon(append, "known", "known", 2, sample_events("known", start=2))
+        tasks.start_soon(append, "good too", "good-2", 0, sample_events("good-2"))
+        await anyio.sleep(0.1)
+        blocker.execute("ROLLBACK")
+    blocker.close()
+
+    for name, why in [
+        ("huge int", "'bad'.*serialize ints"),
+        ("too big", r"'big': a record of 3\d,\d{3} bytes is over SQLite's limit \(20,000\)"),
+    ]:
+        with pytest.raises(StoreError, match=why):
+            raise outcomes.pop(name)  # type: ignore[misc]
+    after = outcomes.pop("after")
+    assert isinstance(after, Conflict) and after.actual_version == 0  # "bad" never began
+    assert all(isinstance(o, list) and len(o) == 3 for o in outcomes.values()), outcomes
+    assert await ours.read("bad") == [] and await ours.read("big") == []
+    everything = await ours.read_all()
+    assert [r.position for r in everything] == list(range(1, len(everything) + 1))
+    assert len(everything) == 2 + 3 * len(outcomes)
+    # and the writer goes on
+    assert len(await ours.append("later", 0, sample_events("later"), None)) == 3
+
+
+@pytest.mark.anyio
+async def test_the_writer_survives_a_failure_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug in the writer fails the group it was committing, with a clear error to
+    # every caller, and is logged; the writer thread lives on.
+    insert = meetcore_sqlite._store._insert
+    failures = [RuntimeError("a bug")]
+
+    def failing(connection: sqlite3.Connection, rows: list[Any], max_rows: int) -> None:
+        if failures:
+            raise failures.pop()
+        insert(connection, rows, max_rows)
+
+    monkeypatch.setattr(meetcore_sqlite._store, "_insert", failing)
+    store = SQLiteStore(tmp_path / "bug.db")
+    try:
+        with pytest.raises(StoreError, match=r"bug\.db: the append failed: RuntimeError"):
+            await store.append("m", 0, sample_events("m"), None)
+        assert "a group of 1 appends failed" in caplog.text
+        assert await store.read("m") == []
+        assert [r.version for r in await store.append("m", 0, sample_events("m"), None)] == [
+            1,
+            2,
+            3,
+        ]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
 async def test_the_writer_forgets_versions_past_a_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,6 +441,32 @@ async def test_the_writer_waits_for_another_writer_up_to_busy_timeout(tmp_path: 
 
 
 @pytest.mark.anyio
+async def test_hostile_arguments_and_a_corrupt_record(tmp_path: Path) -> None:
+    path = tmp_path / "hostile.db"
+    store = SQLiteStore(path)
+    try:
+        await store.append("m", 0, sample_events("m"), None)
+        # an id SQLite cannot hold as text: no such meeting, and none can be appended
+        assert await store.read("\ud800") == []
+        with pytest.raises(ValueError, match="not valid text"):
+            await store.append("\ud800", 0, sample_events("\ud800"), None)
+        # numbers past SQLite's integers mean "all" (or "after everything")
+        assert await store.read("m", 2**70) == []
+        assert await store.read_all(2**70) == []
+        assert [r.position for r in await store.read_all(0, 2**70)] == [1, 2, 3]
+        # a record damaged in the file: InvalidLog names its position
+        with sqlite3.connect(path) as other:
+            other.execute("UPDATE records SET record = x'c1' WHERE position = 2")
+        other.close()
+        for read in (store.read("m"), store.read_all()):
+            with pytest.raises(InvalidLog, match=r"hostile\.db: the record at position 2: "):
+                await read
+        assert [r.version for r in await store.read("m", 2)] == [3]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
 async def test_closed_store_refuses_politely(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "closed.db")
     await store.close()
@@ -403,6 +516,41 @@ async def test_close_waits_for_a_read_in_flight(tmp_path: Path) -> None:
             release.set()
     assert read == [1, 2, 3]
     assert not path.with_name("reading.db-wal").exists()
+
+
+def test_an_append_from_another_thread_racing_close_never_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An append made in another thread's event loop as close() runs is either done or
+    # refused as closed; it never waits for a writer that has stopped. The race is
+    # widened: the append pauses after it starts, while close() runs to the end.
+    waiter = meetcore_sqlite._store._waiter
+    started, closed = threading.Event(), threading.Event()
+
+    def slow_waiter() -> Any:
+        started.set()
+        closed.wait(5)
+        return waiter()
+
+    monkeypatch.setattr(meetcore_sqlite._store, "_waiter", slow_waiter)
+    store = SQLiteStore(tmp_path / "race.db")
+    outcome: list[object] = []
+
+    async def append() -> None:
+        try:
+            outcome.append(await store.append("m", 0, sample_events("m"), None))
+        except StoreError as exc:
+            outcome.append(exc)
+
+    other = threading.Thread(target=anyio.run, args=(append,), daemon=True)
+    other.start()
+    assert started.wait(5)
+    anyio.run(store.close)
+    closed.set()
+    other.join(5)
+    assert not other.is_alive(), "the append waits for a writer that has stopped"
+    assert len(outcome) == 1 and isinstance(outcome[0], StoreError)
+    assert "closed" in str(outcome[0])
 
 
 # -- the file ------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from typing import Any, Final, Literal, NamedTuple, Protocol
 import anyio
 import anyio.to_thread
 
-from meetcore import Conflict, Record, StoreError, decode_msgpack, encode_msgpack
+from meetcore import Conflict, InvalidLog, Record, StoreError, decode_msgpack, encode_msgpack
 from meetcore.commands import AnyCommand
 from meetcore.events import AnyEvent
 
@@ -95,8 +95,19 @@ _INSERT = (
 )
 _POSITION = "SELECT coalesce(max(position), 0) FROM records"
 _VERSION = "SELECT coalesce(max(version), 0) FROM records WHERE meeting_id = ?"
-_READ = "SELECT record FROM records WHERE meeting_id = ? AND version > ? ORDER BY version"
-_READ_ALL = "SELECT record FROM records WHERE position > ? ORDER BY position LIMIT ?"
+_READ = "SELECT record, position FROM records WHERE meeting_id = ? AND version > ? ORDER BY version"
+_READ_ALL = "SELECT record, position FROM records WHERE position > ? ORDER BY position LIMIT ?"
+#: The largest integer SQLite takes: larger versions, positions and limits mean "all".
+_MAX_INTEGER: Final = 2**63 - 1
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` can be stored as text (no lone surrogates)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _wall_clock_ms() -> int:
@@ -109,10 +120,11 @@ _Rows = list[int | str | bytes]
 
 
 class _Plan(NamedTuple):
-    """A group numbered: each append's outcome, the meetings' versions as the group
-    leaves them, the rows to insert and the last position."""
+    """A group numbered: each append's outcome (its records, a `Conflict` or why it
+    cannot be stored), the meetings' versions as the group leaves them, the rows to
+    insert and the last position."""
 
-    outcomes: list[list[Record] | Conflict]
+    outcomes: list[list[Record] | Exception]
     versions: dict[str, int]
     rows: _Rows
     position: int
@@ -276,11 +288,15 @@ class SQLiteStore:
         self._position: int | None = None  # the last position it committed (same thread)
         self._check_file()
         self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        # Guards `_closed` (so that nothing is queued or read after close() let go),
+        # the pool of read connections and the count of reads running.
+        self._lock = threading.Lock()
         self._reads = 0  # reads running in worker threads (under the lock)
-        self._reads_done = threading.Condition(self._readers_lock)
+        self._reads_done = threading.Condition(self._lock)
         writer = self._connect()
         self._max_rows = _max_rows(writer)
+        # The largest record a row holds (SQLite's length limit, less room for the rest)
+        self._max_record = writer.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) - 1024
         try:
             self._prepare(writer)
         except BaseException:
@@ -427,11 +443,11 @@ class SQLiteStore:
         for event in events:
             if event.meeting_id != meeting_id:
                 raise ValueError(f"every event appended to {meeting_id!r} must belong to it")
-        if self._closed:
-            raise self._fail("the store is closed")
+        if not _is_text(meeting_id):
+            raise ValueError(f"meeting id {meeting_id!r} is not valid text (UTF-8)")
         done, wake = _waiter()
         item = _Append(meeting_id, expected_version, events, cause, done, wake)
-        self._queue.put(item)
+        self._enqueue(item)
         try:
             await done.wait()
         except BaseException:
@@ -444,6 +460,15 @@ class SQLiteStore:
             raise item.error
         assert item.records is not None
         return item.records
+
+    def _enqueue(self, item: _Append | _Checkpoint) -> None:
+        """Hand `item` to the writer thread, unless the store is closed (checked under
+        the lock that close() takes: an item queued after the writer stopped would wait
+        for ever)."""
+        with self._lock:
+            if self._closed:
+                raise self._fail("the store is closed")
+            self._queue.put(item)
 
     def _write_loop(self, connection: sqlite3.Connection) -> None:
         try:
@@ -531,13 +556,17 @@ class SQLiteStore:
                 self._careful(connection, group)
             else:
                 self._settle(group, plan)
-        except sqlite3.Error as exc:  # busy past busy_timeout, disk full, I/O, corrupt
+        except Exception as exc:  # busy past busy_timeout, disk full, I/O, corrupt; a bug
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
             self._versions.clear()
             self._position = None
-            error = self._sqlite_error(exc)
+            if isinstance(exc, sqlite3.Error):
+                error = self._sqlite_error(exc)
+            else:  # the writer goes on: every caller of the group hears of it
+                log.exception("meetcore-sqlite: a group of %d appends failed", len(group))
+                error = self._fail(f"the append failed: {exc!r}")
             for item in group:
                 item.error = error
 
@@ -565,7 +594,7 @@ class SQLiteStore:
         self._versions.update(plan.versions)
         self._position = plan.position
         for item, outcome in zip(group, plan.outcomes, strict=True):
-            if isinstance(outcome, Conflict):
+            if isinstance(outcome, Exception):
                 item.error = outcome
             else:
                 item.records = outcome
@@ -599,7 +628,7 @@ class SQLiteStore:
             position = self._position
         else:
             return None
-        outcomes: list[list[Record] | Conflict] = []
+        outcomes: list[list[Record] | Exception] = []
         versions: dict[str, int] = {}  # as this group leaves them
         rows: _Rows = []
         for item in group:
@@ -619,15 +648,27 @@ class SQLiteStore:
                 outcomes.append(Conflict(meeting_id, item.expected, actual))
                 versions[meeting_id] = actual
                 continue
-            records = Record.numbered(
-                item.events,
-                after_version=actual,
-                after_position=position,
-                recorded_at=now,
-                cause=item.cause,
-            )
-            for r in records:
-                rows += (r.position, meeting_id, r.version, now, encode_msgpack(r))
+            start = len(rows)
+            try:
+                records = Record.numbered(
+                    item.events,
+                    after_version=actual,
+                    after_position=position,
+                    recorded_at=now,
+                    cause=item.cause,
+                )
+                for r in records:
+                    record = encode_msgpack(r)
+                    if len(record) > self._max_record:
+                        raise ValueError(
+                            f"a record of {len(record):,} bytes is over SQLite's limit "
+                            f"({self._max_record:,})"
+                        )
+                    rows += (r.position, meeting_id, r.version, now, record)
+            except Exception as exc:  # not encodable, too big: this append alone fails
+                del rows[start:]
+                outcomes.append(self._fail(f"cannot store the append to {meeting_id!r}: {exc}"))
+                continue
             position += len(records)
             versions[meeting_id] = actual + len(records)
             outcomes.append(records)
@@ -719,12 +760,15 @@ class SQLiteStore:
     # -- reading -------------------------------------------------------------------
 
     async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
-        return await self._read(_READ, (meeting_id, max(after_version, 0)))
+        if not _is_text(meeting_id):  # no such meeting can be stored
+            return []
+        return await self._read(_READ, (meeting_id, min(max(after_version, 0), _MAX_INTEGER)))
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
         if limit <= 0:
             return []
-        return await self._read(_READ_ALL, (max(after_position, 0), limit))
+        after = min(max(after_position, 0), _MAX_INTEGER)
+        return await self._read(_READ_ALL, (after, min(limit, _MAX_INTEGER)))
 
     async def _read(self, sql: str, parameters: tuple[object, ...]) -> list[Record]:
         if self._closed:
@@ -732,10 +776,20 @@ class SQLiteStore:
         return await anyio.to_thread.run_sync(self._read_sync, sql, parameters)
 
     def _read_sync(self, sql: str, parameters: tuple[object, ...]) -> list[Record]:
-        return [decode_msgpack(row[0]) for row in self._rows_sync(sql, parameters)]
+        rows = self._rows_sync(sql, parameters)
+        try:
+            return [decode_msgpack(row[0]) for row in rows]
+        except InvalidLog:  # say which record
+            for record, position in rows:
+                try:
+                    decode_msgpack(record)
+                except InvalidLog as exc:
+                    where = f"{self.path}: the record at position {position}"
+                    raise InvalidLog(f"{where}: {exc}") from None
+            raise
 
     def _rows_sync(self, sql: str, parameters: tuple[object, ...]) -> list[Any]:
-        with self._readers_lock:
+        with self._lock:
             if self._closed:  # close() came while this read waited for a worker thread
                 raise self._fail("the store is closed")
             self._reads += 1  # close() waits for it
@@ -750,7 +804,7 @@ class SQLiteStore:
                 connection = None
             raise self._sqlite_error(exc) from None
         finally:
-            with self._readers_lock:
+            with self._lock:
                 if connection is not None:
                     if self._closed:
                         connection.close()
@@ -782,13 +836,11 @@ class SQLiteStore:
         self, name: str, expected: bytes | None, value: bytes, *, conditional: bool
     ) -> bool:
         """Queue a checkpoint write for the writer thread; True if it was written."""
-        if self._closed:
-            raise self._fail("the store is closed")
         done, wake = _waiter()
         item = _Checkpoint(
             name, expected, bytes(value), conditional=conditional, done=done, wake=wake
         )
-        self._queue.put(item)
+        self._enqueue(item)
         try:
             await done.wait()
         except BaseException:
@@ -803,9 +855,10 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Finish the queued appends, then close every connection. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._closing.set()
         self._committed.set()  # wakes the checkpointer, which sees the store closed
         # One connection after the other: the last to close copies the WAL into the
@@ -816,7 +869,7 @@ class SQLiteStore:
             await anyio.to_thread.run_sync(self._checkpointer.join)
             self._queue.put(_STOP)
             await anyio.to_thread.run_sync(self._thread.join)
-        with self._readers_lock:
+        with self._lock:
             readers, self._readers = self._readers, []
         for connection in readers:
             connection.close()
