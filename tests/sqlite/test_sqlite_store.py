@@ -590,8 +590,10 @@ def _open_and_read(path: Path) -> None:
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "newer.db"
     _write_some(path, meetings=1)
-    with sqlite3.connect(path) as connection:
-        connection.execute("PRAGMA user_version = 3")
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version = 3")
+    connection.close()
+    before = path.read_bytes()
     message = (
         f"{path}: was written by a newer meetcore (schema 3, this one reads up to "
         f"{SCHEMA_VERSION}): "
@@ -604,6 +606,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     assert code != 0
     assert "newer meetcore (schema 3" in output
     assert "Traceback" not in output
+    assert path.read_bytes() == before, "a file refused was changed"
 
 
 def _text(path: Path) -> None:
@@ -658,6 +661,7 @@ def test_a_file_that_is_not_a_meetcore_store_gives_one_clear_line(
 ) -> None:
     path = tmp_path / "bad.db"
     make(path)  # type: ignore[operator]
+    before = path.read_bytes()
     with pytest.raises(StoreError, match=reason) as raised:
         _open_and_read(path)
     assert str(raised.value).startswith(f"{path}: ")
@@ -667,6 +671,7 @@ def test_a_file_that_is_not_a_meetcore_store_gives_one_clear_line(
     assert str(path) in output
     assert "Traceback" not in output
     assert len(output.strip().splitlines()) == 1, output
+    assert path.read_bytes() == before, "a file refused was changed"
 
 
 def test_places_that_cannot_hold_a_store(tmp_path: Path) -> None:

@@ -391,6 +391,9 @@ class SQLiteStore:
     def _prepare(self, connection: sqlite3.Connection) -> None:
         """Check the file's schema version and create the schema in a new file."""
         try:
+            # A file that is not ours (or from a newer meetcore) is refused as it is,
+            # before WAL mode changes its header.
+            self._schema(connection)
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise self._fail(f"cannot use WAL mode (journal mode is {mode})")
@@ -399,11 +402,6 @@ class SQLiteStore:
                 try:
                     version = self._schema(connection)  # again, holding the write lock
                     if version == 0:
-                        tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                        if tables[0]:
-                            raise self._fail(
-                                "an SQLite database of another application, not a meetcore store"
-                            )
                         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     for step in _MIGRATIONS[version:]:  # a new file, or an older schema
                         connection.execute(step)
@@ -418,9 +416,13 @@ class SQLiteStore:
             raise self._sqlite_error(exc) from None
 
     def _schema(self, connection: sqlite3.Connection) -> int:
+        """The file's schema version: 0 for a new file; refuses a file that is not ours
+        or that a newer meetcore wrote."""
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         application = int(connection.execute("PRAGMA application_id").fetchone()[0])
         if version == 0 and application == 0:
+            if connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise self._fail("an SQLite database of another application, not a meetcore store")
             return 0
         if application != APPLICATION_ID:
             raise self._fail("an SQLite database of another application, not a meetcore store")
