@@ -702,10 +702,23 @@ def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("sqlite://:memory:", "use memory://"),
         ("sqlite:///x.db?synchronous=off", "synchronous must be FULL, NORMAL or EXTRA"),
         ("sqlite:///x.db?busy_timeout=soon", "busy_timeout must be a number"),
+        ("sqlite:///x.db?busy_timeout=-1", "busy_timeout must be a number"),
+        ("sqlite:///x.db?busy_timeout=nan", "busy_timeout must be a number"),
+        ("sqlite:///x.db?busy_timeout=inf", "busy_timeout must be a number"),
+        ("sqlite:///x.db?busy_timeout=1e400", "busy_timeout must be a number"),
+        ("sqlite:///x%00y.db", "x\x00y.db: cannot use this path: embedded null byte"),
+        (f"sqlite:///{tmp_path}/{'x' * 300}.db", "cannot use this path: .*too long"),
+        (f"sqlite:///{tmp_path}/{'deep/' * 1000}x.db", "cannot use this path: .*too long"),
         ("sqlite:///x.db?journal=delete", "unknown option 'journal'"),
     ]:
         with pytest.raises(StoreError, match=message):
             open_url(bad)
+    with pytest.raises(ValueError, match="busy_timeout must be a number"):
+        SQLiteStore(tmp_path / "x.db", busy_timeout=float("nan"))
+    # and the CLI says it in one line
+    code, output = replay(f"sqlite:///{tmp_path}/{'x' * 300}.db")
+    assert code != 0 and "too long" in output and "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1, output
 
 
 def test_the_plugin_opens_sqlite_urls_only(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def open_url(url: str) -> SQLiteStore:
                 busy_timeout = float(value)
             except ValueError:
                 busy_timeout = -1
-            if busy_timeout < 0:
+            if not 0 <= busy_timeout < 1e9:  # nan and inf too
                 raise meetcore.StoreError(
                     f"store URL {url!r}: busy_timeout must be a number of seconds, not {value!r}"
                 )

@@ -274,6 +274,8 @@ class SQLiteStore:
         busy_timeout: float = 10.0,
         clock: Callable[[], int] = _wall_clock_ms,
     ) -> None:
+        if not 0 <= busy_timeout < 1e9:  # no NaN, no inf: SQLite takes milliseconds
+            raise ValueError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
         self.path = Path(path)
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
@@ -331,16 +333,23 @@ class SQLiteStore:
     def _check_file(self) -> None:
         """Refuse, with one clear line, what SQLite would only report later or cryptically."""
         path = self.path
-        if path.is_dir():
-            raise self._fail("is a directory, not a database file")
-        if not path.parent.is_dir():
-            raise self._fail(f"directory {path.parent} does not exist")
+        try:
+            if path.is_dir():
+                raise self._fail("is a directory, not a database file")
+            if not path.parent.is_dir():
+                raise self._fail(f"directory {path.parent} does not exist")
+        except OSError as exc:  # too long, no permission
+            raise self._fail(f"cannot use this path: {exc.strerror or exc}") from None
+        except ValueError as exc:  # a NUL byte
+            raise self._fail(f"cannot use this path: {exc}") from None
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             return  # a new store
         except OSError as exc:
             raise self._fail(f"cannot read it: {exc.strerror or exc}") from None
+        except ValueError as exc:  # a NUL byte
+            raise self._fail(f"cannot use this path: {exc}") from None
         if size == 0:
             return
         try:
