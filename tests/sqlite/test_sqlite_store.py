@@ -681,6 +681,50 @@ def test_places_that_cannot_hold_a_store(tmp_path: Path) -> None:
         SQLiteStore(tmp_path / "nowhere" / "meetcore.db")
 
 
+@pytest.mark.anyio
+async def test_vacuum_into_copies_a_consistent_snapshot_under_load(tmp_path: Path) -> None:
+    # docs/storage.md's backup: VACUUM INTO (the statement the sqlite3 CLI runs) while
+    # meetings keep appending gives a meetcore store whose every meeting is whole
+    path, copy = tmp_path / "live.db", tmp_path / "copy.db"
+    store = SQLiteStore(path, synchronous="NORMAL")
+    stop = anyio.Event()
+
+    async def meeting(meeting_id: str) -> None:
+        version = 0
+        while not stop.is_set():
+            events = sample_events(meeting_id, start=version, count=version + 3)[-3:]
+            version = (await store.append(meeting_id, version, events, None))[-1].version
+
+    def vacuum_into() -> None:
+        connection = sqlite3.connect(path)
+        try:
+            connection.execute("VACUUM INTO ?", (str(copy),))
+        finally:
+            connection.close()
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            for n in range(20):
+                tasks.start_soon(meeting, f"m-{n}")
+            await anyio.sleep(0.3)
+            before = store.appends
+            await anyio.to_thread.run_sync(vacuum_into)
+            assert store.appends > before, "the appends went on during the copy"
+            stop.set()
+    finally:
+        await store.close()
+    backup = SQLiteStore(copy)
+    try:
+        everything = await backup.read_all(0, 10**6)
+        assert len(everything) > 20 * 3
+        assert [r.position for r in everything] == list(range(1, len(everything) + 1))
+        for n in range(20):
+            versions = [r.version for r in await backup.read(f"m-{n}")]
+            assert versions == list(range(1, len(versions) + 1))
+    finally:
+        await backup.close()
+
+
 # -- URLs and the plugin -----------------------------------------------------------------
 
 
