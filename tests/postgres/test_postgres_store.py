@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -118,6 +119,44 @@ async def test_a_conflict_in_a_group_spoils_nothing_else(url: str, database: str
         assert [r.version for r in await store.read("busy")] == [1, 2, 3, 4]
         everything = await store.read_all()
         assert [r.position for r in everything] == list(range(1, len(everything) + 1))
+
+
+async def test_an_append_that_cannot_be_stored_fails_alone(url: str, database: str) -> None:
+    async with opened(url) as store:
+        outcomes: dict[str, object] = {}
+        joined = sample_events("bad")
+        joined[-1] = msgspec.structs.replace(joined[-1], meta_data={"n": 2**70})
+
+        async def append(name: str, meeting_id: str, events: list[Any]) -> None:
+            try:
+                outcomes[name] = await store.append(meeting_id, 0, events, None)
+            except StoreError as exc:
+                outcomes[name] = exc
+
+        async with await psycopg.AsyncConnection.connect(database) as blocker:
+            await blocker.execute(f'SELECT position FROM "{store.schema}".head FOR UPDATE')
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(append, "first", "first", sample_events("first"))
+                await anyio.sleep(0.05)
+                tasks.start_soon(append, "good", "good", sample_events("good"))
+                tasks.start_soon(append, "huge int", "bad", joined)
+                tasks.start_soon(append, "good too", "good-2", sample_events("good-2"))
+                await anyio.sleep(0.2)
+                await blocker.rollback()
+
+        with pytest.raises(StoreError, match=r"cannot store the append to 'bad': .*ints"):
+            raise outcomes.pop("huge int")  # type: ignore[misc]
+        assert all(isinstance(o, list) and len(o) == 3 for o in outcomes.values()), outcomes
+        assert await store.read("bad") == []
+        everything = await store.read_all()
+        assert [r.position for r in everything] == list(range(1, 10))
+        # ids that are not text, numbers past the database's integers
+        with pytest.raises(ValueError, match="not valid text"):
+            await store.append("\ud800", 0, sample_events("\ud800"), None)
+        assert await store.read("\ud800") == []
+        assert await store.read("good", 2**70) == []
+        assert await store.read_all(2**70) == []
+        assert len(await store.read_all(0, 2**70)) == 9
 
 
 # -- the global position: a tailing reader never passes a late commit ---------------

@@ -132,6 +132,18 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+#: The largest bigint: larger versions, positions and limits mean "all".
+_MAX_BIGINT: Final = 2**63 - 1
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` can be stored as text: UTF-8 has no lone surrogates."""
+    return _SURROGATE.search(value) is None
+
+
 class _Progress:
     """How far a watcher has accounted for the log, across its reconnections."""
 
@@ -408,6 +420,8 @@ class PostgresStore:
     ) -> list[Record]:
         if any(e.meeting_id != meeting_id for e in events):
             raise ValueError(f"every event appended to {meeting_id!r} must belong to it")
+        if not _is_text(meeting_id):
+            raise ValueError(f"meeting id {meeting_id!r} is not valid text (UTF-8)")
         if self._closed:
             raise self._fail("the store is closed")
         item = _Append(meeting_id, expected_version, events, cause)
@@ -434,7 +448,7 @@ class PostgresStore:
         If another node wrote meanwhile, the unique (meeting_id, version) key refuses
         a row: then the group is done again with every version read under the lock.
         """
-        outcomes: list[list[Record] | Conflict] | None = None
+        outcomes: list[list[Record] | Exception] | None = None
         error: Exception | None = None
         try:
             if self._closed:
@@ -482,7 +496,7 @@ class PostgresStore:
                 item.error = error
             else:
                 outcome = outcomes[n]
-                if isinstance(outcome, Conflict):
+                if isinstance(outcome, Exception):  # a Conflict, or it cannot be stored
                     item.error = outcome
                 else:
                     item.records = outcome
@@ -502,13 +516,13 @@ class PostgresStore:
 
     async def _transaction(
         self, connection: psycopg.AsyncConnection[Any], group: list[_Append], *, careful: bool
-    ) -> list[list[Record] | Conflict]:
+    ) -> list[list[Record] | Exception]:
         sql = self._sql
         firsts: dict[str, _Append] = {}
         for item in group:
             firsts.setdefault(item.meeting_id, item)
         ask = [m for m, item in firsts.items() if careful or self._needs_check(item)]
-        outcomes: list[list[Record] | Conflict] = []
+        outcomes: list[list[Record] | Exception] = []
         versions: dict[str, int] = {}  # as this group leaves them
         self._committing = False
         async with connection.pipeline(), connection.transaction():
@@ -539,18 +553,24 @@ class PostgresStore:
                     outcomes.append(Conflict(meeting_id, item.expected, current))
                     versions[meeting_id] = current
                     continue
-                records = Record.numbered(
-                    item.events,
-                    after_version=current,
-                    after_position=position,
-                    recorded_at=now,
-                    cause=item.cause,
-                )
+                try:
+                    records = Record.numbered(
+                        item.events,
+                        after_version=current,
+                        after_position=position,
+                        recorded_at=now,
+                        cause=item.cause,
+                    )
+                    encoded = [encode_msgpack(record) for record in records]
+                except Exception as exc:  # not encodable: this append alone fails
+                    error = self._fail(f"cannot store the append to {meeting_id!r}: {exc}")
+                    outcomes.append(error)
+                    continue
+                blobs += encoded
                 for record in records:
                     positions.append(record.position)
                     meeting_ids.append(meeting_id)
                     numbers.append(record.version)
-                    blobs.append(encode_msgpack(record))
                     event = record.event
                     if isinstance(event, ParticipantJoined | EntryRequested):
                         leases[(meeting_id, event.connection_id)] = event.participant_id
@@ -591,13 +611,17 @@ class PostgresStore:
     # -- reading -------------------------------------------------------------------
 
     async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
-        rows = await self._run(self._sql.read, (meeting_id, max(after_version, 0)))
+        if not _is_text(meeting_id):  # no such meeting can be stored
+            return []
+        after = min(max(after_version, 0), _MAX_BIGINT)
+        rows = await self._run(self._sql.read, (meeting_id, after))
         return [decode_msgpack(row[0]) for row in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
         if limit <= 0:
             return []
-        rows = await self._run(self._sql.read_all, (max(after_position, 0), limit))
+        after = min(max(after_position, 0), _MAX_BIGINT)
+        rows = await self._run(self._sql.read_all, (after, min(limit, _MAX_BIGINT)))
         return [decode_msgpack(row[0]) for row in rows]
 
     # -- watching other writers ------------------------------------------------------

@@ -26,6 +26,7 @@ import importlib
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -101,13 +102,12 @@ _READ_ALL = "SELECT record, position FROM records WHERE position > ? ORDER BY po
 _MAX_INTEGER: Final = 2**63 - 1
 
 
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def _is_text(value: str) -> bool:
-    """Whether `value` can be stored as text (no lone surrogates)."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    """Whether `value` can be stored as text: UTF-8 has no lone surrogates."""
+    return _SURROGATE.search(value) is None
 
 
 def _wall_clock_ms() -> int:
