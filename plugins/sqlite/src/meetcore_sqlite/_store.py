@@ -402,11 +402,11 @@ class SQLiteStore:
         try:
             # A file that is not ours (or from a newer meetcore) is refused as it is,
             # before WAL mode changes its header.
-            self._schema(connection)
+            version = self._schema(connection)
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise self._fail(f"cannot use WAL mode (journal mode is {mode})")
-            if self._schema(connection) < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
                     version = self._schema(connection)  # again, holding the write lock
