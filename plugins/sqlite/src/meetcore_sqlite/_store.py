@@ -333,6 +333,8 @@ class SQLiteStore:
     def _check_file(self) -> None:
         """Refuse, with one clear line, what SQLite would only report later or cryptically."""
         path = self.path
+        if "\0" in str(path):  # the OS takes none: every call below would raise ValueError
+            raise self._fail("cannot use this path: embedded null byte")
         try:
             if path.is_dir():
                 raise self._fail("is a directory, not a database file")
@@ -340,16 +342,12 @@ class SQLiteStore:
                 raise self._fail(f"directory {path.parent} does not exist")
         except OSError as exc:  # too long, no permission
             raise self._fail(f"cannot use this path: {exc.strerror or exc}") from None
-        except ValueError as exc:  # a NUL byte
-            raise self._fail(f"cannot use this path: {exc}") from None
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             return  # a new store
         except OSError as exc:
             raise self._fail(f"cannot read it: {exc.strerror or exc}") from None
-        except ValueError as exc:  # a NUL byte
-            raise self._fail(f"cannot use this path: {exc}") from None
         if size == 0:
             return
         try:
@@ -501,7 +499,8 @@ class SQLiteStore:
                 item = self._queue.get() if after is None else after
         finally:
             connection.close()
-            # Appends queued after close() (from another thread) must not wait forever.
+            # If the writer stops before the stop item (a BaseException), what is still
+            # queued must not wait for ever: nothing is queued once close() began.
             leftover: list[_Append | _Checkpoint] = []
             while True:
                 try:
@@ -622,7 +621,8 @@ class SQLiteStore:
     def _plan(
         self, group: list[_Append], connection: sqlite3.Connection | None, *, careful: bool = False
     ) -> _Plan | None:
-        """Number the records of the group's appends that fit; conflicts for the others.
+        """Number the records of the group's appends that fit; conflicts for the others,
+        and a `StoreError` for one the log cannot hold (not encodable, too big).
 
         Without a connection, from this writer's cache alone: None when an append needs
         the database (a meeting the cache does not know, unless the append expects a
