@@ -968,7 +968,8 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[list[str], int, str]]:
                 file("latin1.jsonl", good[2].replace(b"Franz Kafka", "Fränz".encode("latin-1"))),
             ],
             1,
-            r".*latin1.jsonl:1: not a meetcore record: 'utf-8' codec can't decode .*",
+            r".*latin1.jsonl:1: not a meetcore record: not UTF-8 text "
+            rf"\(byte {good[2].index(b'Franz') + 3} of the line\)",
         ),
         "huge line": (
             ["replay", file("huge.jsonl", good[0] + b"[" + b"1," * (1 << 20) + b"1]\n")],

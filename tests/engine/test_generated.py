@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_schemas_are_up_to_date() -> None:
     stale = _schemas.check(ROOT / "schemas")
-    assert not stale, f"regenerate with: uv run python -m meetcore._schemas schemas ({stale})"
+    assert not stale, f"regenerate with: uv run meetcore schemas ({stale})"
 
 
 def test_a_stale_schema_is_noticed(tmp_path: Path) -> None:

@@ -111,9 +111,21 @@ def read_jsonl(lines: Iterable[bytes | str], *, source: str = "log") -> Iterator
             continue
         try:
             yield _json_decoder.decode(line)
-        # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise InvalidLog(f"{source}:{number}: not a meetcore record: {exc}") from None
+            raise InvalidLog(
+                f"{source}:{number}: not a meetcore record: {_why(exc, line)}"
+            ) from None
+
+
+def _why(exc: Exception, line: bytes | str) -> str:
+    """Why a JSON line is not a record. Text that is not UTF-8 is said in our words:
+    msgspec's (and its exception type) changed between releases."""
+    if not isinstance(line, str):
+        try:
+            bytes(line).decode()
+        except UnicodeDecodeError as bad:
+            return f"not UTF-8 text (byte {bad.start + 1} of the line)"
+    return str(exc)
 
 
 def encode_msgpack(record: Record) -> bytes:
@@ -204,7 +216,8 @@ def _fold(
                     ) from None
             state.version += 1
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidLog(f"{source}:{number}: not a meetcore record: {exc}") from None
+        why = _why(exc, blob) if decode == _entry_json.decode else str(exc)
+        raise InvalidLog(f"{source}:{number}: not a meetcore record: {why}") from None
     except InvalidLog as exc:
         raise InvalidLog(f"{source}:{number}: {exc}") from None
     for state in states.values():

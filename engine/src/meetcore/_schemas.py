@@ -1,13 +1,12 @@
 """JSON Schema for commands, events and records, generated from the msgspec types.
 
-`python -m meetcore._schemas` rewrites `schemas/`; with `--check` it exits 1 when
-the files there differ from what the types say.
+`uv run meetcore schemas` rewrites `schemas/` (the engine's and the plugins'); with
+`--check` it exits 1 when the files there differ from what the types say.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +62,3 @@ def check(directory: Path, plugins: pluggy.PluginManager | None = None) -> list[
         for name, content in generate(plugins).items()
         if not (directory / name).exists() or (directory / name).read_bytes() != content
     ]
-
-
-if __name__ == "__main__":  # pragma: no cover - a developer's tool
-    target = (
-        Path(sys.argv[-1]) if len(sys.argv) > 1 and sys.argv[-1] != "--check" else Path("schemas")
-    )
-    from meetcore._plugins import plugin_manager
-
-    pm = plugin_manager()
-    if "--check" in sys.argv:
-        stale = check(target, pm)
-        print("stale: " + ", ".join(stale) if stale else "schemas are up to date")
-        sys.exit(1 if stale else 0)
-    print("written: " + (", ".join(write(target, pm)) or "nothing changed"))
