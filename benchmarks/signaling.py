@@ -14,6 +14,11 @@ by default) on 127.0.0.1, and this process running the clients:
   decode what they receive, so that the clients' own work stays out of the server's
   numbers.
 - the server's peak resident memory (VmHWM) in each (target under 300 MB).
+- `keepalive`: many small REST requests (`GET /v2/rooms/validate/{roomId}`) one after
+  another on one keep-alive connection, against the same requests each on a new
+  connection (the peer). Reusing a connection must not be slower than opening one: the
+  ratio of the medians is at most 1 (it was ~15 when accepted sockets lacked
+  TCP_NODELAY and every reply waited ~40 ms for the client's delayed ACK).
 
 Each phase runs on a fresh server process.
 
@@ -42,6 +47,7 @@ from meetcore_webrtc.testing import ServeProcess
 TARGET_CONVERGE_S = 10.0
 TARGET_P99_MS = 250.0
 TARGET_RSS_MB = 300.0
+TARGET_KEEPALIVE_RATIO = 1.0  # keep-alive median / new-connection median
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -171,16 +177,46 @@ async def latency(url: str, token: str, room: str, joins: int, rate: float) -> d
     }
 
 
+async def keepalive(url: str, token: str, room: str, requests: int) -> dict[str, Any]:
+    headers = {"Authorization": token}
+    path = f"/v2/rooms/validate/{room}"
+
+    async def timed(client: httpx.AsyncClient) -> float:
+        start = time.perf_counter()
+        response = await client.get(path, headers=headers)
+        elapsed = time.perf_counter() - start
+        response.raise_for_status()
+        return elapsed * 1000
+
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=url, limits=one) as client:
+        await timed(client)  # connect outside the timing
+        reused = [await timed(client) for _ in range(requests)]
+    fresh = []
+    for _ in range(requests):
+        async with httpx.AsyncClient(base_url=url) as client:
+            fresh.append(await timed(client))
+    reused_ms, fresh_ms = statistics.median(reused), statistics.median(fresh)
+    return {
+        "requests": requests,
+        "keepalive_p50_ms": reused_ms,
+        "keepalive_max_ms": max(reused),
+        "new_connection_p50_ms": fresh_ms,
+        "ratio": reused_ms / fresh_ms,
+    }
+
+
 def _client_cpu() -> float:
     return time.process_time()
 
 
-async def bench(participants: int, joins: int, rate: float) -> dict[str, Any]:
+async def bench(participants: int, joins: int, rate: float, requests: int) -> dict[str, Any]:
     """Each phase on a fresh server, so that one's leftovers (leases running out,
     say) do not disturb the next."""
     phases = [
         ("converge", lambda url, token, room: converge(url, token, room, participants)),
         ("latency", lambda url, token, room: latency(url, token, room, joins, rate)),
+        ("keepalive", lambda url, token, room: keepalive(url, token, room, requests)),
     ]
     results: dict[str, Any] = {}
     for name, run in phases:
@@ -219,6 +255,14 @@ def render(results: dict[str, Any]) -> list[str]:
         f"server peak RSS: {peak:.0f} MB, with {c['participants']} in one meeting"
         f" (target < {TARGET_RSS_MB:.0f} MB: {verdict})"
     )
+    k = results["keepalive"]
+    verdict = "PASS" if k["ratio"] <= TARGET_KEEPALIVE_RATIO else "BELOW"
+    lines.append(
+        f"keepalive: {k['requests']} small requests on one connection: p50"
+        f" {k['keepalive_p50_ms']:.2f} ms (max {k['keepalive_max_ms']:.1f}), each on a new"
+        f" connection {k['new_connection_p50_ms']:.2f} ms; ratio {k['ratio']:.2f}"
+        f" (target <= {TARGET_KEEPALIVE_RATIO:.0f}: {verdict})"
+    )
     return lines
 
 
@@ -227,9 +271,12 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--joins", type=int, default=1000, help="joins in the latency run")
     parser.add_argument("--rate", type=float, default=100.0, help="joins per second")
+    parser.add_argument(
+        "--requests", type=int, default=500, help="requests in the keep-alive run, each way"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = asyncio.run(bench(args.participants, args.joins, args.rate))
+    results = asyncio.run(bench(args.participants, args.joins, args.rate, args.requests))
     if args.json:
         print(json.dumps(results, indent=2))
     else:

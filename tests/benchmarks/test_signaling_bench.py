@@ -12,7 +12,14 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "signaling.py"
 
 def test_a_small_signaling_run_reports_every_phase() -> None:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--participants", "20", "--joins", "20", "--json"],
+        [
+            sys.executable,
+            str(SCRIPT),
+            *("--participants", "20", "--joins", "20"),
+            "--requests",
+            "30",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -25,6 +32,10 @@ def test_a_small_signaling_run_reports_every_phase() -> None:
     assert 0 < converge["seconds"] < 60
     assert latency["joins"] == 20
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    keepalive = report["keepalive"]
+    assert keepalive["requests"] == 30
+    assert 0 < keepalive["keepalive_p50_ms"] <= keepalive["keepalive_max_ms"]
+    assert keepalive["ratio"] == keepalive["keepalive_p50_ms"] / keepalive["new_connection_p50_ms"]
     for phase in (converge, latency):
         assert phase["server_cpu_s"] > 0
         assert phase["server_peak_rss_mb"] > 10
