@@ -24,6 +24,7 @@ import click
 import uvicorn
 
 from meetcore import Engine, StoreError
+from meetcore_webrtc._http import MeetcoreH11
 from meetcore_webrtc.app import Server
 
 __all__ = ["serve"]
@@ -142,6 +143,7 @@ async def run(
             lifespan="on",
             ws_max_size=WS_MAX_SIZE,
             ws_per_message_deflate=False,  # small JSON frames: compressing costs more than it saves
+            http=MeetcoreH11,  # header timeout, no Content-Length with Transfer-Encoding
             log_level="warning",
             **uvicorn_options,
         )
