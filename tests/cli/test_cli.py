@@ -755,9 +755,9 @@ def test_export_errors(tmp_path: Path) -> None:
     assert failed(run("export", "--store", "test://crash"), 1) == (
         "store test://crash: RuntimeError: boom"
     )
-    assert "Missing option '--store'" in failed(run("export"), 2)
-    assert failed(run("export", "--store", "meetcore.db"), 2).startswith(
-        "store URL 'meetcore.db' has no scheme"
+    assert failed(run("export"), 2).startswith("Missing argument 'SOURCE': a JSON Lines file")
+    assert failed(run("export", "--store", tmp_path / "meetcore.db"), 2) == (
+        f"cannot read {tmp_path / 'meetcore.db'}: No such file or directory"
     )
     assert failed(run("export", "--store", "nosuch://x"), 2) == (
         "no plugin opens nosuch:// store URLs (is its plugin installed?)"
@@ -1014,7 +1014,8 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[list[str], int, str]]:
         "missing source": (
             ["replay"],
             2,
-            r"Missing argument 'SOURCE'. \(see 'meetcore replay --help'\)",
+            r"Missing argument 'SOURCE': a JSON Lines file, - for stdin, or a store such as "
+            r"sqlite:///meetcore.db \(see 'meetcore replay --help'\)",
         ),
         "unknown command": (["replay-all"], 2, r"No such command 'replay-all'.*"),
     }

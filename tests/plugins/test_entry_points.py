@@ -177,7 +177,7 @@ class TestExampleStore(EventStoreContract):
     @pytest.fixture
     async def store(self, installed: Path) -> AsyncIterator[EventStore]:
         pm = meetcore.plugin_manager()
-        store = pm.hook.meetcore_open_store(url="example://contract")
+        store = pm.hook.meetcore_open_store(url="example://contract", read_only=False)
         assert type(store) is _example(pm).ExampleStore
         yield store
         await store.close()

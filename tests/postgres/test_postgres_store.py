@@ -388,14 +388,19 @@ def test_serve_on_an_unreachable_store_exits_with_one_line(tmp_path: Path) -> No
 
 
 def test_the_plugin_opens_postgresql_urls_only(url: str) -> None:
-    assert meetcore_postgres.meetcore_open_store(url="sqlite:///x.db") is None
-    assert meetcore_postgres.meetcore_open_store(url="memory://") is None
+    for read_only in (False, True):
+        assert (
+            meetcore_postgres.meetcore_open_store(url="sqlite:///x.db", read_only=read_only) is None
+        )
+        assert meetcore_postgres.meetcore_open_store(url="memory://", read_only=read_only) is None
     pm = plugin_manager()  # through the entry point, as `meetcore serve` finds it
     for scheme_url in (url, url.replace("postgresql://", "postgres://", 1)):
-        store = pm.hook.meetcore_open_store(url=scheme_url)
-        assert isinstance(store, PostgresStore)
-        assert isinstance(store, meetcore.EventStore)
-        anyio.run(store.close)
+        for read_only in (False, True):  # the store exists once opened to write
+            store = pm.hook.meetcore_open_store(url=scheme_url, read_only=read_only)
+            assert isinstance(store, PostgresStore)
+            assert isinstance(store, meetcore.EventStore)
+            assert store.read_only == read_only
+            anyio.run(store.close)
 
 
 # -- lost connections and notifications --------------------------------------------

@@ -764,10 +764,19 @@ def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_plugin_opens_sqlite_urls_only(tmp_path: Path) -> None:
     pm = plugin_manager()
-    assert meetcore_sqlite.meetcore_open_store(url="postgresql://db/meetcore") is None
-    store = pm.hook.meetcore_open_store(url=f"sqlite:///{tmp_path}/p.db")
+    for read_only in (False, True):
+        assert (
+            meetcore_sqlite.meetcore_open_store(url="postgresql://db/meetcore", read_only=read_only)
+            is None
+        )
+    store = pm.hook.meetcore_open_store(url=f"sqlite:///{tmp_path}/p.db", read_only=False)
     assert isinstance(store, SQLiteStore)
     assert isinstance(store, meetcore.EventStore)
+    assert not store.read_only
+    anyio.run(store.close)
+    store = pm.hook.meetcore_open_store(url=f"sqlite:///{tmp_path}/p.db", read_only=True)
+    assert isinstance(store, SQLiteStore)
+    assert store.read_only
     anyio.run(store.close)
 
 
@@ -828,6 +837,7 @@ def test_two_engine_processes_on_one_file_never_both_win_a_version(tmp_path: Pat
     retries = sum(r["attempts"] - r["commands"] for r in results)
     print("conflict retries:", retries, results)
     assert retries > 0, "the two processes should have conflicted at least once"
+    assert [r["gave_up"] for r in results] == [0, 0], "a command gave up with Conflict"
 
     async def check() -> None:
         store = SQLiteStore(path)

@@ -11,15 +11,19 @@ from meetcore import hookspecs
 from meetcore._store import EventStore, MemoryStore, StoreError
 from meetcore.hookspecs import hookimpl
 
-__all__ = ["AUTOLOAD_ENV", "BUILTIN_PLUGINS", "open_store", "plugin_manager"]
+__all__ = ["AUTOLOAD_ENV", "BUILTIN_PLUGINS", "UnknownScheme", "open_store", "plugin_manager"]
 
 AUTOLOAD_ENV = "MEETCORE_DISABLE_PLUGIN_AUTOLOAD"
+
+
+class UnknownScheme(StoreError):
+    """No installed plugin opens the store URL's scheme."""
 
 
 class MemoryStorePlugin:
     """The built-in `memory://` store."""
 
-    @hookimpl
+    @hookimpl  # no read_only: a new store in memory changes nothing anyway
     def meetcore_open_store(self, url: str) -> EventStore | None:
         if url.split("://", 1)[0] != "memory":
             return None
@@ -54,12 +58,13 @@ def plugin_manager(
     return pm
 
 
-def open_store(pm: pluggy.PluginManager, url: str) -> EventStore:
-    """The store for `url`, from whichever plugin handles its scheme."""
+def open_store(pm: pluggy.PluginManager, url: str, *, read_only: bool = False) -> EventStore:
+    """The store for `url`, from whichever plugin handles its scheme (`read_only`: one
+    that changes nothing, see `meetcore_open_store`)."""
     if "://" not in url:
         raise StoreError(f"store URL {url!r} has no scheme (try sqlite:///path or memory://)")
-    store: EventStore | None = pm.hook.meetcore_open_store(url=url)
+    store: EventStore | None = pm.hook.meetcore_open_store(url=url, read_only=read_only)
     if store is None:
         scheme = url.split("://", 1)[0]
-        raise StoreError(f"no plugin opens {scheme}:// store URLs (is its plugin installed?)")
+        raise UnknownScheme(f"no plugin opens {scheme}:// store URLs (is its plugin installed?)")
     return store

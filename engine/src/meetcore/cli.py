@@ -8,11 +8,14 @@ A user's mistake is one line on stderr, `meetcore: error: ...`, never a tracebac
 Exit codes: 0 done; 1 the data is bad (an invalid log, a line that is not a
 record, an unknown meeting) or a check failed (`--verify`, `--recheck`,
 `schemas --check`); 2 the command line is wrong (a bad option, a file that
-cannot be read, a store URL no plugin opens).
+cannot be read, a store that cannot be opened).
 
-Logs are streamed: a JSON Lines file is read a line at a time (`.gz` files too),
-a store page by page, and each record is folded into its meeting with `evolve`
-as it arrives; only the meetings' states stay in memory.
+`replay`, `export` and `inspect` read a SOURCE (positional, or `--store SOURCE`):
+a JSON Lines file, `-` for stdin, a store URL, or the path of an SQLite store.
+Stores are opened read-only (`meetcore_open_store(url, read_only=True)`): reading
+never creates nor changes a file. Logs are streamed: a JSON Lines file is read a
+line at a time (`.gz` files too), a store page by page, and each record is folded
+into its meeting with `evolve` as it arrives; only the meetings' states stay in memory.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import stat
 import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar, cast
+from urllib.parse import quote
 
 import anyio.from_thread
 import click
@@ -35,7 +40,13 @@ import pluggy
 
 from meetcore._codes import Rejected
 from meetcore._decider import InvalidLog, decide, evolve
-from meetcore._plugins import AUTOLOAD_ENV, BUILTIN_PLUGINS, open_store, plugin_manager
+from meetcore._plugins import (
+    AUTOLOAD_ENV,
+    BUILTIN_PLUGINS,
+    UnknownScheme,
+    open_store,
+    plugin_manager,
+)
 from meetcore._record import Record, read_jsonl, write_jsonl
 from meetcore._schemas import check as check_schemas
 from meetcore._schemas import write as write_schemas
@@ -65,6 +76,10 @@ MAX_LINE: Final = 1 << 20
 PAGE: Final = 1000
 #: Bytes of output gathered before they are written.
 OUTPUT_BUFFER: Final = 1 << 16
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER: Final = b"SQLite format 3\x00"
+#: The longest word (a path, a URL) an error line shows whole; longer ones are cut.
+LONGEST_WORD: Final = 200
 
 T = TypeVar("T")
 
@@ -91,8 +106,23 @@ _NO_ARGS_IS_HELP: Final[tuple[type[Exception], ...]] = tuple(
 )
 
 
+def _printable(text: str) -> str:
+    """`text` with its control characters escaped (a hostile id must not break lines)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """`text` as one printable line: whitespace runs become a space, control characters
+    are escaped, and a word longer than LONGEST_WORD is cut in the middle."""
+    words = []
+    for word in text.split():
+        word = _printable(word)
+        if len(word) > LONGEST_WORD:
+            word = f"{word[:120]}...({len(word):,} characters)...{word[-40:]}"
+        words.append(word)
+    return " ".join(words)
 
 
 def _echo_error(message: str) -> None:
@@ -186,7 +216,7 @@ def _open_file(path: str) -> Iterator[IO[bytes]]:
             IO[bytes],
             gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb"),  # noqa: SIM115
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise UsageProblem(f"cannot read {path}: {_os_reason(exc)}") from None
     with stream:
         yield stream
@@ -233,34 +263,56 @@ def _store_call(url: str, function: Callable[[], T]) -> T:
 
 
 @contextmanager
-def _open_store(pm: pluggy.PluginManager, url: str) -> Iterator[_Store]:
+def _open_store(pm: pluggy.PluginManager, url: str, name: str) -> Iterator[_Store]:
+    """The store `url` names, opened read-only; `name` is what the command line said."""
     with anyio.from_thread.start_blocking_portal() as portal:
         try:
             # In the portal's event loop: a store may bind itself to the loop it opens in.
-            store = portal.call(open_store, pm, url)
+            store = portal.call(functools.partial(open_store, pm, url, read_only=True))
+        except UnknownScheme as exc:
+            said = str(exc) if name == url else f"{name} is an SQLite database, and {exc}"
+            raise UsageProblem(said) from None
         except StoreError as exc:
             raise UsageProblem(str(exc)) from None
         except Exception as exc:
-            raise UsageProblem(f"cannot open store {url}: {type(exc).__name__}: {exc}") from None
-        opened = _Store(portal, store, url)
+            raise UsageProblem(f"cannot open store {name}: {type(exc).__name__}: {exc}") from None
+        opened = _Store(portal, store, name)
         try:
             yield opened
         finally:
             opened.call(store.close)
 
 
+def _is_sqlite(path: str) -> bool:
+    """Whether `path` is a regular file that starts as an SQLite database does (read,
+    never written; a pipe is not read, so that nothing of it is lost)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as file:
+            return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except (OSError, ValueError):  # missing, unreadable, a NUL byte: said when it is read
+        return False
+
+
 @contextmanager
 def _records(
     pm: pluggy.PluginManager, source: str, meeting_id: str | None
 ) -> Iterator[tuple[str, Iterator[Record]]]:
-    """(name, records) of SOURCE: a store URL (with "://"), a file, or "-" for stdin."""
-    if "://" in source:
-        with _open_store(pm, source) as store:
-            yield source, store.records(meeting_id)
-    else:
-        name = "<stdin>" if source == "-" else source
-        with _open_file(source) as stream:
-            yield name, _file_records(stream, name)
+    """(name, records) of SOURCE: a store URL (with "://"), the path of an SQLite store,
+    a JSON Lines file, or "-" for stdin; only `meeting_id`'s records if it is given."""
+    records: Iterator[Record]
+    with ExitStack() as stack:
+        if "://" in source or _is_sqlite(source):
+            url = source if "://" in source else "sqlite:///" + quote(source)
+            records = stack.enter_context(_open_store(pm, url, source)).records(meeting_id)
+            name = source
+        else:
+            name = "<stdin>" if source == "-" else source
+            records = _file_records(stack.enter_context(_open_file(source)), name)
+        if meeting_id is not None:
+            records = (record for record in records if record.meeting_id == meeting_id)
+        yield name, records
 
 
 # ---------------------------------------------------------------------------
@@ -648,9 +700,7 @@ class _Output:
         self.header = False
 
     def line(self, text: str = "") -> None:
-        if not text.isprintable():  # a hostile log's ids must not break the lines
-            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-        self.buffer += text.encode("utf-8", "backslashreplace") + b"\n"
+        self.buffer += _printable(text).encode("utf-8", "backslashreplace") + b"\n"
         if len(self.buffer) >= OUTPUT_BUFFER:
             self.flush()
 
@@ -739,8 +789,36 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+_SOURCES: Final = "a JSON Lines file, - for stdin, or a store such as sqlite:///meetcore.db"
+
+
+def _source(command: Callable[..., None]) -> Callable[..., None]:
+    """The SOURCE a command reads: an argument, or `--store SOURCE` (the older
+    spelling); exactly one of the two."""
+
+    @functools.wraps(command)
+    def read(*args: Any, source: str | None, store: str | None, **options: Any) -> None:
+        if source is not None and store is not None:
+            raise click.UsageError(
+                f"SOURCE is given twice ({source!r} and --store {store!r}): give one",
+                click.get_current_context(),
+            )
+        if source is None and store is None:
+            raise click.UsageError(
+                f"Missing argument 'SOURCE': {_SOURCES}", click.get_current_context()
+            )
+        given = store if source is None else source
+        if not given:
+            raise click.UsageError(f"SOURCE is empty: name {_SOURCES}", click.get_current_context())
+        command(*args, source=given, **options)
+
+    click.argument("source", required=False, metavar="SOURCE")(read)
+    click.option("--store", metavar="SOURCE", help="The same as the SOURCE argument.")(read)
+    return read
+
+
 @click.command()
-@click.argument("source")
+@_source
 @click.option("--meeting", "meeting_id", metavar="ID", help="Only this meeting's records.")
 @click.option(
     "--until",
@@ -772,7 +850,9 @@ def replay(
     """Replay a log: its timeline and each meeting's final state.
 
     SOURCE is a JSON Lines file (one meetcore.Record a line, as `meetcore export`
-    writes it; `.gz` too; `-` for stdin) or a store URL such as sqlite:///meetcore.db.
+    writes it; `.gz` too; `-` for stdin), a store URL such as sqlite:///meetcore.db,
+    or an SQLite store's file (meetcore.db). A store is opened read-only: nothing is
+    created or changed.
     """
     out = _Output(as_json, meeting_column=meeting_id is None)
     checking = verify or recheck
@@ -785,8 +865,6 @@ def replay(
     try:
         with _records(pm, source, meeting_id) as (name, records):
             for record in records:
-                if meeting_id is not None and record.meeting_id != meeting_id:
-                    continue
                 if until is not None and record.version > until:
                     run.beyond(record)
                     if meeting_id is not None:
@@ -850,14 +928,8 @@ def replay(
         raise click.exceptions.Exit(1)
 
 
-@click.command(short_help="Write a store's records as JSON Lines.")
-@click.option(
-    "--store",
-    "url",
-    required=True,
-    metavar="URL",
-    help="The store to read, e.g. sqlite:///meetcore.db.",
-)
+@click.command(short_help="Write a log's records as JSON Lines.")
+@_source
 @click.option("--meeting", "meeting_id", metavar="ID", help="Only this meeting's records.")
 @click.option(
     "--output",
@@ -866,10 +938,16 @@ def replay(
     help="Write to FILE instead of stdout.",
 )
 @click.pass_obj
-def export(pm: pluggy.PluginManager, url: str, meeting_id: str | None, output: Path | None) -> None:
-    """Write a store's records as JSON Lines, one meetcore.Record a line."""
-    with _open_store(pm, url) as store:
-        records = store.records(meeting_id)
+def export(
+    pm: pluggy.PluginManager, source: str, meeting_id: str | None, output: Path | None
+) -> None:
+    """Write a log's records as JSON Lines, one meetcore.Record a line.
+
+    SOURCE is a store URL such as sqlite:///meetcore.db, an SQLite store's file, or a
+    JSON Lines file (`.gz` too; `-` for stdin), as for `meetcore replay`. A store is
+    opened read-only and written in position order, page by page.
+    """
+    with _records(pm, source, meeting_id) as (name, records):
         if output is None:
             stream = _standard("stdout")
             count = write_jsonl(records, stream)
@@ -887,34 +965,33 @@ def export(pm: pluggy.PluginManager, url: str, meeting_id: str | None, output: P
                 partial.unlink(missing_ok=True)
                 raise
     if meeting_id is not None and count == 0:
-        raise CliError(f"meeting {meeting_id!r} is not in {url}")
+        raise CliError(f"meeting {meeting_id!r} is not in {name}")
     if output is not None:
         click.echo(f"wrote {_plural(count, 'record')} to {output}", err=True)
 
 
 @click.command()
-@click.option(
-    "--store",
-    "url",
-    required=True,
-    metavar="URL",
-    help="The store to read, e.g. sqlite:///meetcore.db.",
-)
+@_source
 @click.option("--meeting", "meeting_id", required=True, metavar="ID", help="The meeting to show.")
 @click.option("--json", "as_json", is_flag=True, help="Write the state as JSON.")
 @click.pass_obj
-def inspect(pm: pluggy.PluginManager, url: str, meeting_id: str, as_json: bool) -> None:
-    """Show a meeting's current state, folded from the store."""
+def inspect(pm: pluggy.PluginManager, source: str, meeting_id: str, as_json: bool) -> None:
+    """Show a meeting's current state, folded from its records.
+
+    SOURCE is a store URL such as sqlite:///meetcore.db, an SQLite store's file, or a
+    JSON Lines file (`.gz` too; `-` for stdin), as for `meetcore replay`. A store is
+    opened read-only.
+    """
     run = Replay()
-    with _open_store(pm, url) as store:
+    with _records(pm, source, meeting_id) as (name, records):
         try:
-            for record in store.records(meeting_id):
+            for record in records:
                 run.feed(record)
         except BadRecord as bad:
             raise CliError(str(bad)) from None
     track = run.tracks.get(meeting_id)
     if track is None or track.state is None or track.last is None:
-        raise CliError(f"meeting {meeting_id!r} is not in {url}")
+        raise CliError(f"meeting {meeting_id!r} is not in {name}")
     out = _Output(as_json)
     out.final(track.state, track.last, blank=False)
     out.flush()

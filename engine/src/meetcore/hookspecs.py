@@ -46,10 +46,15 @@ def meetcore_addhooks(pluginmanager: pluggy.PluginManager) -> None:
 
 
 @hookspec(firstresult=True)
-def meetcore_open_store(url: str) -> EventStore | None:
+def meetcore_open_store(url: str, read_only: bool) -> EventStore | None:
     """Open the event store for `url` if this plugin handles its scheme, else None.
 
-    Called by `Engine.open(store=url)` and the CLI; the first non-None result wins.
+    Called by `Engine.open(store=url)` (`read_only=False`) and by the CLI's reading
+    commands (`read_only=True`); the first non-None result wins. With `read_only`, the
+    store must change nothing: no file or schema is created (a store that does not
+    exist is a `StoreError`), and writes are refused. An implementation may leave
+    `read_only` out of its parameters (pluggy passes only those it names): it is then
+    opened as usual, which a store that writes nothing on open can afford.
     """
 
 

@@ -3,8 +3,9 @@
 Opened by URL through the `meetcore_open_store` hook: `postgresql://user@host:5432/db`
 (or `postgres://`), with libpq's options and meetcore's `?schema=NAME` (default
 `meetcore`) and `?pool_size=N` (read connections, default 8). Several `meetcore serve`
-processes on one database work as one service: see docs/deploy.md. `media_node` is the
-rule that keeps a meeting's media on one node.
+processes on one database work as one service: see docs/deploy.md. Read-only when the
+hook is asked for it (the command line's reading commands). `media_node` is the rule
+that keeps a meeting's media on one node.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ __all__ = [
 SCHEMES = ("postgresql://", "postgres://")
 
 
-def open_url(url: str) -> PostgresStore:
-    """The store a `postgresql://` URL names; `meetcore.StoreError` when it cannot be used."""
-    return PostgresStore(url)
+def open_url(url: str, *, read_only: bool = False) -> PostgresStore:
+    """The store a `postgresql://` URL names (`read_only`: an existing one, to be read
+    only); `meetcore.StoreError` when it cannot be used."""
+    return PostgresStore(url, read_only=read_only)
 
 
 @meetcore.hookimpl
-def meetcore_open_store(url: str) -> meetcore.EventStore | None:
-    """Open `postgresql://` and `postgres://` URLs; None for every other scheme."""
+def meetcore_open_store(url: str, read_only: bool) -> meetcore.EventStore | None:
+    """Open `postgresql://` and `postgres://` URLs (read-only if asked); None for every
+    other scheme."""
     if not url.startswith(SCHEMES):
         return None
-    return open_url(url)
+    return open_url(url, read_only=read_only)

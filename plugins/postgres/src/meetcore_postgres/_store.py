@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import anyio
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from meetcore import Conflict, Record, StoreError, decode_msgpack, encode_msgpack
@@ -114,6 +115,13 @@ def parse_url(url: str) -> tuple[str, str, int, str]:
         libpq.append(("application_name", "meetcore"))
     conninfo = urlunsplit(parts._replace(query=urlencode(libpq, quote_via=quote)))
     return conninfo, schema, pool_size, shown
+
+
+def _read_only(conninfo: str) -> str:
+    """`conninfo` with every session read-only (`default_transaction_read_only`, after
+    whatever `options` the URL gives)."""
+    options = str(conninfo_to_dict(conninfo).get("options") or "")
+    return make_conninfo(conninfo, options=f"{options} -c default_transaction_read_only=on")
 
 
 def _without_password(parts: Any) -> str:
@@ -281,13 +289,24 @@ class PostgresStore:
     options such as `?sslmode=require`) plus meetcore's `schema` (the PostgreSQL schema
     of the tables, default `meetcore`) and `pool_size` (read connections, default 8).
     The constructor connects once, synchronously: it creates the schema in a new
-    database and checks its version in an existing one. Raises `meetcore.StoreError`
+    database and checks its version in an existing one. `read_only` opens an existing
+    store to read it and change nothing: every session is read-only
+    (`default_transaction_read_only`), nothing is created (a database without the
+    schema is a `StoreError`), and appends are refused. Raises `meetcore.StoreError`
     (one line, no password) when the URL is bad, the server cannot be reached, or the
     database was written by a newer meetcore-postgres. asyncio only (psycopg's async).
     """
 
-    def __init__(self, url: str, *, clock: Callable[[], int] = _wall_clock_ms) -> None:
+    def __init__(
+        self, url: str, *, clock: Callable[[], int] = _wall_clock_ms, read_only: bool = False
+    ) -> None:
         self._conninfo, self.schema, self.pool_size, self.url = parse_url(url)
+        self.read_only = read_only
+        if read_only:
+            try:
+                self._conninfo = _read_only(self._conninfo)
+            except psycopg.Error as error:  # a URL libpq cannot read
+                raise self._fail(f"bad URL: {_one_line(error)}") from None
         self._sql = _Sql(self.schema)
         self._clock = clock
         #: This store object's name in notifications, so that it skips its own.
@@ -317,12 +336,19 @@ class PostgresStore:
         return StoreError(f"{self.url}: {reason}")
 
     def _prepare(self) -> None:
-        """Create the schema in a new database; check its version in an existing one."""
+        """Create the schema in a new database; check its version in an existing one
+        (read-only: refuse a database without it)."""
         try:
             with (
                 psycopg.connect(self._conninfo, autocommit=True) as connection,
                 connection.transaction(),
             ):
+                if self.read_only:
+                    if self._schema_version(connection) == 0:
+                        raise StoreError(
+                            f"no such store: {self.url} has no meetcore schema {self.schema!r}"
+                        )
+                    return
                 # Nodes starting together: one creates, the others wait and see it.
                 connection.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"meetcore {self.schema}",)
@@ -424,6 +450,8 @@ class PostgresStore:
             raise ValueError(f"meeting id {meeting_id!r} is not valid text (UTF-8)")
         if self._closed:
             raise self._fail("the store is closed")
+        if self.read_only:
+            raise self._fail("opened read-only: it takes no appends")
         item = _Append(meeting_id, expected_version, events, cause)
         self._queue.append(item)
         # Once queued, the append happens or not whatever the caller does: see it through.

@@ -2,7 +2,8 @@
 
 Opened by URL through the `meetcore_open_store` hook: `sqlite:///relative/path.db`,
 `sqlite:////absolute/path.db`, with options `?synchronous=NORMAL` (default FULL) and
-`?busy_timeout=SECONDS` (default 10). See docs/storage.md.
+`?busy_timeout=SECONDS` (default 10); read-only when the hook is asked for it (the
+command line's reading commands). See docs/storage.md.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore", "meetcore_open_sto
 SCHEME = "sqlite://"
 
 
-def open_url(url: str) -> SQLiteStore:
-    """The store a `sqlite:///path?option=value` URL names; `StoreError` for a bad URL."""
+def open_url(url: str, *, read_only: bool = False) -> SQLiteStore:
+    """The store a `sqlite:///path?option=value` URL names; `StoreError` for a bad URL.
+    With `read_only`, an existing store opened to be read only (see `SQLiteStore`)."""
     if not url.startswith(SCHEME):
         raise meetcore.StoreError(f"{url!r} is not a sqlite:// URL")
     rest, _, query = url[len(SCHEME) :].partition("?")
@@ -56,12 +58,14 @@ def open_url(url: str) -> SQLiteStore:
             raise meetcore.StoreError(
                 f"store URL {url!r}: unknown option {name!r} (known: synchronous, busy_timeout)"
             )
-    return SQLiteStore(path, synchronous=synchronous, busy_timeout=busy_timeout)
+    return SQLiteStore(
+        path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=read_only
+    )
 
 
 @meetcore.hookimpl
-def meetcore_open_store(url: str) -> meetcore.EventStore | None:
-    """Open `sqlite://` URLs; None for every other scheme."""
+def meetcore_open_store(url: str, read_only: bool) -> meetcore.EventStore | None:
+    """Open `sqlite://` URLs (read-only if asked); None for every other scheme."""
     if not url.startswith(SCHEME):
         return None
-    return open_url(url)
+    return open_url(url, read_only=read_only)

@@ -15,6 +15,14 @@ Reads use a small pool of read connections in anyio's worker threads (WAL: reade
 never wait for the writer). A third thread checkpoints the WAL into the database file
 (SQLite would do it in the middle of a commit, fsync included, while every caller of
 that commit waits), and makes the WAL start again under steady load.
+
+Read-only (`read_only=True`, what the command line's reading commands ask for): no
+writer, no checkpointer, connections opened with SQLite's `mode=ro`, so the file is
+never created nor changed. A WAL database needs its `-wal` and `-shm` files to be read
+that way, and SQLite creates them when they are missing (a store closed cleanly has
+neither): then the connections are `immutable` instead, which reads the file alone,
+and a read that finds the file changed meanwhile (a writer opened it) is done again the
+usual way. See docs/storage.md.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, Protocol
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -62,6 +71,9 @@ RESTART_FRAMES: Final = 4096
 #: Most meetings whose versions the writer remembers; past that it forgets them all
 #: (about 100 bytes a meeting; a forgotten one costs its next append a transaction).
 MAX_REMEMBERED: Final = 100_000
+#: Most times a read-only store reads again because a writer changed the file under
+#: an immutable read.
+MAX_REREADS: Final = 10
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 
@@ -112,6 +124,16 @@ def _is_text(value: str) -> bool:
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+#: The main file as an immutable connection found it: inode, size, mtime (ns).
+_Snapshot = tuple[int, int, int]
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that remembers, when it is immutable, the file it trusts."""
+
+    snapshot: _Snapshot | None = None
 
 
 #: Rows of `records`, one after the other, five values each: position, meeting_id,
@@ -263,6 +285,8 @@ class SQLiteStore:
     `synchronous="FULL"` (default) makes every acknowledged append survive a power
     cut; `"NORMAL"` only a crash of the process (much faster; see docs/storage.md).
     `busy_timeout` is how long (seconds) to wait for another process's write lock.
+    `read_only` opens an existing store to read it and change nothing (appends and
+    checkpoint writes are refused; see the module docstring).
     Raises `meetcore.StoreError` when the file is not a usable meetcore store.
     """
 
@@ -273,12 +297,14 @@ class SQLiteStore:
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 10.0,
         clock: Callable[[], int] = _wall_clock_ms,
+        read_only: bool = False,
     ) -> None:
         if not 0 <= busy_timeout < 1e9:  # no NaN, no inf: SQLite takes milliseconds
             raise ValueError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
         self.path = Path(path)
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         self._clock = clock
         #: Transactions committed by this store's writer (appends share them).
         self.transactions = 0
@@ -308,6 +334,9 @@ class SQLiteStore:
         self._committed = threading.Event()  # set by the writer: there is something to copy
         self._transaction = threading.Lock()  # held by the writer for each transaction
         self._closing = threading.Event()
+        if read_only:  # no writer, no checkpointer: the connection reads
+            self._readers.append(writer)
+            return
         self._thread = threading.Thread(
             target=self._write_loop,
             args=(writer,),
@@ -345,6 +374,8 @@ class SQLiteStore:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
+            if self.read_only:
+                raise StoreError(f"no such store: {path} does not exist") from None
             return  # a new store
         except OSError as exc:
             raise self._fail(f"cannot read it: {exc.strerror or exc}") from None
@@ -370,16 +401,41 @@ class SQLiteStore:
                 f"the SQLite file is truncated ({size} bytes, its header says {pages * page_size})"
             )
 
+    def _snapshot(self) -> _Snapshot | None:
+        """The main file, if an immutable connection may read it: None when it has a
+        `-wal` or `-shm` file (a writer has it open, or left them), or is gone."""
+        if any(self.path.with_name(self.path.name + end).exists() for end in ("-wal", "-shm")):
+            return None
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return status.st_ino, status.st_size, status.st_mtime_ns
+
+    def _trusted(self, connection: sqlite3.Connection) -> bool:
+        """Whether what `connection` read holds: an immutable one trusts the file as it
+        was when it was opened."""
+        snapshot = getattr(connection, "snapshot", None)
+        return snapshot is None or self._snapshot() == snapshot
+
     def _connect(self) -> sqlite3.Connection:
+        snapshot = self._snapshot() if self.read_only else None
+        target: str | Path = self.path
+        if self.read_only:  # never created, never written; immutable when it has no WAL
+            target = f"file://{quote(str(self.path.absolute()))}?mode=ro"
+            target += "&immutable=1" if snapshot is not None else ""
         try:
             connection = sqlite3.connect(
-                self.path,
+                target,
                 timeout=self.busy_timeout,
                 isolation_level=None,  # we issue BEGIN / COMMIT ourselves
                 check_same_thread=False,
+                uri=self.read_only,
+                factory=_Connection,
             )
         except sqlite3.Error as exc:
             raise self._fail(f"cannot open it: {exc}") from None
+        connection.snapshot = snapshot
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -396,11 +452,17 @@ class SQLiteStore:
         return self._fail(str(exc))
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
-        """Check the file's schema version and create the schema in a new file."""
+        """Check the file's schema version and create the schema in a new file (read-only:
+        refuse a file that has none)."""
         try:
             # A file that is not ours (or from a newer meetcore) is refused as it is,
             # before WAL mode changes its header.
             version = self._schema(connection)
+            if self.read_only:
+                if version == 0:
+                    raise self._fail("an empty SQLite database, not a meetcore store")
+                connection.execute("SELECT count(*) FROM records WHERE position = 0").fetchone()
+                return
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise self._fail(f"cannot use WAL mode (journal mode is {mode})")
@@ -473,7 +535,9 @@ class SQLiteStore:
     def _enqueue(self, item: _Append | _Checkpoint) -> None:
         """Hand `item` to the writer thread, unless the store is closed (checked under
         the lock that close() takes: an item queued after the writer stopped would wait
-        for ever)."""
+        for ever) or read-only."""
+        if self.read_only:
+            raise self._fail("opened read-only: it takes no appends nor checkpoints")
         with self._lock:
             if self._closed:
                 raise self._fail("the store is closed")
@@ -806,9 +870,23 @@ class SQLiteStore:
             self._reads += 1  # close() waits for it
             connection = self._readers.pop() if self._readers else None
         try:
-            if connection is None:
-                connection = self._connect()
-            rows = connection.execute(sql, parameters).fetchall()
+            for _ in range(MAX_REREADS):
+                if connection is None:
+                    connection = self._connect()
+                try:
+                    rows = connection.execute(sql, parameters).fetchall()
+                except sqlite3.Error:
+                    if self._trusted(connection):
+                        raise
+                else:
+                    if self._trusted(connection):
+                        break
+                # An immutable read while a writer changed the file: read it again
+                # (with a new connection: the old one trusts what it cached).
+                connection.close()
+                connection = None
+            else:
+                raise self._fail("the file kept changing while it was read")
         except sqlite3.Error as exc:
             if connection is not None:
                 connection.close()
@@ -877,9 +955,10 @@ class SQLiteStore:
         # Reads already running finish first (they close their connections themselves).
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._wait_for_reads)
-            await anyio.to_thread.run_sync(self._checkpointer.join)
-            self._queue.put(_STOP)
-            await anyio.to_thread.run_sync(self._thread.join)
+            if not self.read_only:
+                await anyio.to_thread.run_sync(self._checkpointer.join)
+                self._queue.put(_STOP)
+                await anyio.to_thread.run_sync(self._thread.join)
         with self._lock:
             readers, self._readers = self._readers, []
         for connection in readers:

@@ -54,7 +54,7 @@ def _run(pm: pluggy.PluginManager, url: str, function: Callable[[Store], Awaitab
             raise UsageProblem(f"store URL {url!r} has no scheme (try sqlite:///path)")
         try:
             # In the event loop: a store may bind itself to the loop it opens in.
-            store: EventStore | None = pm.hook.meetcore_open_store(url=url)
+            store: EventStore | None = pm.hook.meetcore_open_store(url=url, read_only=False)
         except StoreError as error:
             raise UsageProblem(str(error)) from None
         except Exception as error:
