@@ -14,9 +14,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import anyio
@@ -27,6 +28,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import meetcore
+import meetcore_sqlite
 from meetcore import Engine, MemoryStore, Record, Rejected, StoreError, hookimpl
 from meetcore.cli import build_cli
 from meetcore.commands import (
@@ -1122,57 +1124,77 @@ def test_as_the_console_script() -> None:
 
 
 # ---------------------------------------------------------------------------
-# docs/replay.md: every `$ meetcore ...` in its console blocks runs, with the output shown
+# docs/replay.md and docs/storage.md: every `$ meetcore ...` in their console blocks runs,
+# with the output shown, in a directory holding docs/examples and meetcore.db (an SQLite
+# store that holds meeting.jsonl)
 
 REPLAY_MD = ROOT / "docs" / "replay.md"
+STORAGE_MD = ROOT / "docs" / "storage.md"
 CONSOLE = re.compile(r"^```console\n(.*?)^```", re.S | re.M)
 
 
-def _documented() -> list[tuple[str, int, str]]:
-    """(command line, exit code, expected output) of every `$ ` line of docs/replay.md.
+def _documented(page: Path) -> list[list[tuple[str, int, str]]]:
+    """Each console block of `page`, as the (command line, exit code, expected output)
+    of each of its `$ meetcore` lines (other commands, such as sqlite3, are left to the
+    reader).
 
     A line `...` in the output stands for any number of lines; a comment `# exit N`
     after the command gives its exit code (0 otherwise).
     """
-    examples = []
-    for block in CONSOLE.finditer(REPLAY_MD.read_text()):
+    blocks = []
+    for block in CONSOLE.finditer(page.read_text()):
+        examples = []
         command: str | None = None
         output: list[str] = []
         for line in [*block.group(1).splitlines(), "$ "]:
             if line.startswith("$ "):
-                if command:
+                if command and command.startswith("meetcore "):
                     code = re.search(r"#\s*exit (\d+)", command)
                     examples.append((command, int(code.group(1)) if code else 0, "\n".join(output)))
                 command, output = line[2:].strip(), []
             else:
                 output.append(line)
-    return examples
+        if examples:
+            blocks.append(examples)
+    return blocks
 
 
 def test_docs_show_commands() -> None:
-    commands = [c for c, _, _ in _documented()]
+    commands = [c for block in _documented(REPLAY_MD) for c, _, _ in block]
     assert len(commands) >= 8
-    for flag in ("--until", "--verify", "--recheck", "--json", "--meeting"):
+    for flag in ("--until", "--verify", "--recheck", "--json", "--meeting", "--store"):
         assert any(flag in c for c in commands), flag
+    for command in ("meetcore export meetcore.db", "meetcore inspect meetcore.db"):
+        assert any(c.startswith(command) for c in commands), command
+    assert any("meetcore.db" in c for block in _documented(STORAGE_MD) for c, _, _ in block)
 
 
-@pytest.mark.parametrize("example", _documented(), ids=lambda e: e[0])
+@pytest.mark.parametrize(
+    "block",
+    [(page.name, block) for page in (REPLAY_MD, STORAGE_MD) for block in _documented(page)],
+    ids=lambda b: f"{b[0]}: {b[1][0][0]}",
+)
 def test_docs_commands_run_as_shown(
-    example: tuple[str, int, str], monkeypatch: pytest.MonkeyPatch
+    block: tuple[str, list[tuple[str, int, str]]],
+    tmp_path: Path,
+    make_store: Callable[[Path], Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    command, code, expected = example
-    args = shlex.split(command, comments=True)
-    assert args[0] == "meetcore"
-    monkeypatch.chdir(ROOT)
-    result = run(*args[1:], pm=manager())
-    assert "Traceback" not in result.output
-    assert result.exit_code == code, result.output
-    pattern = "".join(
-        "(?:.*\n)*?" if line == "..." else re.escape(line.rstrip()) + "\n"
-        for line in expected.splitlines()
-    )
-    output = "".join(line.rstrip() + "\n" for line in result.output.splitlines())
-    assert re.fullmatch(pattern, output), output
+    """A block's commands, one after the other, in one directory."""
+    shutil.copytree(EXAMPLES, tmp_path / "docs" / "examples")
+    make_store(tmp_path / "meetcore.db")
+    monkeypatch.chdir(tmp_path)
+    for command, code, expected in block[1]:
+        args = shlex.split(command, comments=True)
+        result = run(*args[1:], pm=manager(meetcore_sqlite))
+        assert "Traceback" not in result.output
+        assert result.exit_code == code, (command, result.output)
+        pattern = "".join(
+            "(?:.*\n)*?" if line == "..." else re.escape(line.rstrip()) + "\n"
+            for line in expected.splitlines()
+        )
+        output = "".join(line.rstrip() + "\n" for line in result.output.splitlines())
+        assert re.fullmatch(pattern, output), (command, output)
 
 
 if __name__ == "__main__":
