@@ -1,8 +1,8 @@
 """Run a real `meetcore serve` for tests: yours or ours.
 
 `ServeProcess` starts the server in a subprocess (`--dev`, on a free port of 127.0.0.1,
-SQLite in its directory unless told otherwise), keeps everything it prints, and stops
-it::
+SQLite in its directory unless told otherwise, or the command line you give, such as
+`uv run meetcore serve --port 8700`), keeps everything it prints, and stops it::
 
     with ServeProcess(tmp_path) as server:  # waits until it serves
         httpx.get(f"{server.url}/get-token")
@@ -14,6 +14,7 @@ Nothing here needs pytest: a server that does not start, dies, or ignores a sign
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -63,18 +64,24 @@ class ServeProcess:
         lease_ttl: float | None = None,
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        command: Sequence[str] | None = None,
     ) -> None:
-        """Start the server; `env` is added to the environment (see `clean_env`)."""
+        """Start the server; `env` is added to the environment (see `clean_env`).
+
+        `command` is the whole command line instead of the one the other options make
+        (`store` is then only what it says). The server runs in a process group of its
+        own, so that `kill()` ends it even when a launcher (`uv run`) started it.
+        """
         self.cwd = Path(cwd).absolute()
         self.store = store if store is not None else f"sqlite:///{self.cwd / 'meetcore.db'}"
         self.env = clean_env(env)
         self.url = ""
         self.lines: list[str] = []
-        command = [sys.executable, "-m", "meetcore.cli", "serve", "--host", host]
-        command += ["--port", str(port), "--store", self.store, *(["--dev"] if dev else [])]
+        base = [sys.executable, "-m", "meetcore.cli", "serve", "--host", host]
+        base += ["--port", str(port), "--store", self.store, *(["--dev"] if dev else [])]
         if lease_ttl is not None:
-            command += ["--lease-ttl", str(lease_ttl)]
-        self.command = [*command, *args]
+            base += ["--lease-ttl", str(lease_ttl)]
+        self.command = [*base, *args] if command is None else list(command)
         self._ready = threading.Event()
         self.process = subprocess.Popen(
             self.command,
@@ -85,6 +92,7 @@ class ServeProcess:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -143,9 +151,10 @@ class ServeProcess:
         return self.process.returncode
 
     def kill(self) -> None:
-        """Kill the server if it still runs, and wait for it."""
-        if self.process.poll() is None:
-            self.process.kill()
+        """Kill the server and whatever it started, if they still run, and wait for it."""
+        if self.process.returncode is None:  # not waited for: its id still names its group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self._reader.join(5)
 
