@@ -165,6 +165,15 @@ def test_reading_a_closed_store_changes_no_file(store: Path, tmp_path: Path) -> 
     out.unlink()
 
 
+def test_export_never_overwrites_a_store(store: Path, tmp_path: Path) -> None:
+    before = files(tmp_path)
+    for source in (store, f"sqlite:///{store}", MEETING):
+        assert failed(run("export", source, "-o", store), 2) == (
+            f"{store} is an SQLite database: export does not overwrite it"
+        )
+    assert files(tmp_path) == before
+
+
 def test_a_url_cannot_ask_for_writing(store: Path) -> None:
     assert "unknown option 'mode'" in failed(run("replay", f"sqlite:///{store}?mode=rwc"), 2)
 

@@ -947,6 +947,8 @@ def export(
     JSON Lines file (`.gz` too; `-` for stdin), as for `meetcore replay`. A store is
     opened read-only and written in position order, page by page.
     """
+    if output is not None and _is_sqlite(str(output)):  # a store, perhaps SOURCE itself
+        raise UsageProblem(f"{output} is an SQLite database: export does not overwrite it")
     with _records(pm, source, meeting_id) as (name, records):
         if output is None:
             stream = _standard("stdout")
