@@ -144,7 +144,8 @@ class AutoCloseConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel")
 
 class CreateRoom(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """`POST /v2/rooms`: every field optional. A `customRoomId` is the room's id; reusing
-    one returns the existing room. `autoStartConfig` is accepted and ignored."""
+    one returns the existing room. A `webhook` needs a token with `allow_mod` (else 403,
+    4025). `autoStartConfig` is accepted and ignored."""
 
     custom_room_id: Annotated[str, ROOM_ID_SCHEMA] | None = None
     webhook: WebhookConfig | None = None
@@ -616,6 +617,8 @@ class RestAPI:
             ),
         )
         principal = self._auth(request, custom if custom is not None else generate_room_id())
+        if webhook is not None:  # where the server sends requests: not for every participant
+            _require_mod(principal, "setting a room's webhook")
         for _ in range(ID_ATTEMPTS):
             room_id = custom if custom is not None else generate_room_id()
             command = InitMeeting(
