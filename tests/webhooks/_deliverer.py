@@ -26,6 +26,7 @@ async def main(store: str, url: str, events: int) -> None:
         poll_interval=0.05,
         lease_ttl=1.0,
         attempts=10_000,
+        allow_networks=["127.0.0.0/8"],  # the receiver's
     )
     async with Engine.open(
         store, plugins=[meetcore_sqlite, hooks], autoload=False, sweep_leases=False

@@ -1,15 +1,18 @@
 """Helpers of the webhook tests: a real HTTP receiver on 127.0.0.1, and an engine on a
-SQLite file that delivers to it.
+SQLite file that delivers to it (loopback allowed explicitly: `LOOPBACK`).
 
 The receiver is a small HTTP/1.1 server (asyncio streams, keep-alive) that records every
-request it answers; per path it can answer with another status, or slowly, and it can
-be stopped and started again on the same port (an endpoint that is down for a while).
+request it answers; per path it can answer with another status, or slowly, or redirect,
+and it can be stopped and started again on the same port (an endpoint that is down for
+a while). It may listen on another loopback address, and speak TLS (`tls_pair`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,6 +22,10 @@ import anyio
 import click
 import msgspec
 from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import meetcore_sqlite
 import meetcore_webhooks.plugin
@@ -38,6 +45,8 @@ FAST: dict[str, Any] = {
     "poll_interval": 0.05,
     "lease_ttl": 1.0,
 }
+#: The receivers listen on loopback addresses, which webhooks are not sent to unless allowed.
+LOOPBACK = ("127.0.0.0/8",)
 
 
 @dataclass
@@ -60,19 +69,30 @@ class Receiver:
     """The HTTP receiver (see the module docstring)."""
 
     port: int = 0
+    host: str = "127.0.0.1"
+    #: Serve HTTPS with this context (`tls_pair`); the names clients asked for (SNI)
+    #: are in `server_names`.
+    tls: ssl.SSLContext | None = None
     received: list[Received] = field(default_factory=list)
     #: path -> status to answer (default 200)
     status: dict[str, int] = field(default_factory=dict)
     #: path -> seconds to wait before answering
     delay: dict[str, float] = field(default_factory=dict)
+    #: path -> where to redirect (302) instead
+    redirect: dict[str, str] = field(default_factory=dict)
+    server_names: list[str | None] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/hook", host: str | None = None) -> str:
+        """The receiver's URL for `path`, by its address or by the `host` name given."""
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host or self.host}:{self.port}{path}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        if self.tls is not None:
+            self.tls.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -117,11 +137,14 @@ class Receiver:
                 delay = self.delay.get(path, 0.0)
                 if delay:
                     await asyncio.sleep(delay)
-                status = self.status.get(path, 200)
+                status = 302 if path in self.redirect else self.status.get(path, 200)
                 self.received.append(Received(path, headers, body, status, time.monotonic()))
-                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok".encode())
+                location = f"location: {self.redirect[path]}\r\n" if path in self.redirect else ""
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\n{location}content-length: 2\r\n\r\nok".encode()
+                )
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             return
         finally:
             self._writers.discard(writer)
@@ -129,8 +152,59 @@ class Receiver:
 
 
 def webhooks(**options: Any) -> Webhooks:
-    """A `Webhooks` with the test key and tiny delays."""
-    return Webhooks(api_key=API_KEY, secret=SECRET, **(FAST | options))
+    """A `Webhooks` with the test key, tiny delays, and the receivers' loopback allowed."""
+    return Webhooks(
+        api_key=API_KEY, secret=SECRET, **(FAST | {"allow_networks": LOOPBACK} | options)
+    )
+
+
+def tls_pair(name: str, directory: str) -> tuple[ssl.SSLContext, str]:
+    """A server context with a certificate for the DNS name `name` only (no address),
+    issued by a fresh CA, and the path of that CA's certificate (for SSL_CERT_FILE)."""
+    now = datetime.datetime.now(datetime.UTC)
+    valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(hours=1))
+
+    def certificate(
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: Any, ca: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(valid[0])
+            .not_valid_after(valid[1])
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        )
+        if ca:
+            usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+            builder = builder.add_extension(usage, critical=True)
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(name)]), False
+            )
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("meetcore test CA", ca_key, "meetcore test CA", ca_key, True)
+    leaf = certificate(name, key, "meetcore test CA", ca_key, False)
+    pem = serialization.Encoding.PEM
+    ca_file, chain = f"{directory}/ca.pem", f"{directory}/{name}.pem"
+    with open(ca_file, "wb") as out:
+        out.write(ca.public_bytes(pem))
+    with open(chain, "wb") as out:
+        out.write(leaf.public_bytes(pem))
+        out.write(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain)
+    return context, ca_file
 
 
 @contextlib.asynccontextmanager

@@ -4,8 +4,9 @@
 (`Engine.open(..., plugins=[Webhooks()])`; `meetcore serve` does it): VideoSDK's
 `session-started`, `session-ended`, `participant-joined` and `participant-left`, as
 `{webhookType, webhookId, data}`, to the room's `webhook.endPoint` or the server's
-default. Each body is signed (HMAC-SHA256 with the API secret, in the
-`meetcore-signature` header); receivers check it with `verify`. See docs/webhooks.md.
+default, at public addresses only (unless the operator allows a network). Each body
+is signed (HMAC-SHA256 with the API secret, in the `meetcore-signature` header);
+receivers check it with `verify`. See docs/webhooks.md.
 """
 
 from __future__ import annotations

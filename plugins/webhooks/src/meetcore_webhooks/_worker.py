@@ -31,16 +31,18 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+import httpcore
 import httpx
 
 from meetcore import Checkpoints, Engine, EventStore, hookimpl
 from meetcore_webhooks._bodies import WEBHOOK_TYPES, Delivery, Projector, Route, check_url
+from meetcore_webhooks._network import Refused, check_destination, parse_networks, transport
 from meetcore_webhooks._signature import API_KEY_HEADER, ID_HEADER, SIGNATURE_HEADER, sign
 from meetcore_webhooks._state import (
     LEASE,
@@ -63,6 +65,7 @@ log = logging.getLogger("meetcore_webhooks")
 URL_ENV: Final = "MEETCORE_WEBHOOK_URL"
 EVENTS_ENV: Final = "MEETCORE_WEBHOOK_EVENTS"
 API_KEY_ENV: Final = "MEETCORE_WEBHOOK_API_KEY"
+ALLOW_NETWORKS_ENV: Final = "MEETCORE_WEBHOOK_ALLOW_NETWORKS"
 #: Records the scanner reads at a time.
 BATCH: Final = 500
 #: Seconds between two saves of the state while it keeps changing.
@@ -110,6 +113,12 @@ class Webhooks:
     `concurrency` bounds requests in flight per endpoint origin. `poll_interval` is how
     often the log is read when no append woke the scanner; `lease_ttl` how long another
     process waits before taking over from one that stopped without a word.
+
+    Webhooks go to public addresses only: an endpoint whose host is, or resolves to, a
+    loopback, private, link-local, unspecified, multicast or reserved address is
+    refused when it is delivered to, unless the address is in one of `allow_networks`
+    (CIDR blocks, e.g. `10.0.0.0/8`); a refused delivery is parked at once, and
+    redirects are never followed (`_network`).
     """
 
     def __init__(
@@ -126,12 +135,19 @@ class Webhooks:
         concurrency: int = 8,
         poll_interval: float = 1.0,
         lease_ttl: float = 15.0,
+        allow_networks: Sequence[str] = (),
     ) -> None:
         if url is not None:
             try:
-                check_url(url)
-            except ValueError as error:
+                check_destination(check_url(url))
+            except (ValueError, Refused) as error:
                 raise ConfigError(str(error)) from None
+        if isinstance(allow_networks, str):
+            raise ConfigError("allow_networks is a sequence of CIDR blocks, not one string")
+        try:
+            self.allowed = parse_networks(allow_networks)
+        except ValueError as error:
+            raise ConfigError(f"allowed webhook network {error}") from None
         unknown = sorted(set(events) - set(WEBHOOK_TYPES))
         if unknown:
             raise ConfigError(
@@ -186,8 +202,10 @@ class Webhooks:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Webhooks:
         """Configured from `MEETCORE_WEBHOOK_URL` (the default endpoint),
-        `MEETCORE_WEBHOOK_EVENTS` (comma-separated; default all four) and
-        `MEETCORE_WEBHOOK_API_KEY` (which configured key signs); `options` override."""
+        `MEETCORE_WEBHOOK_EVENTS` (comma-separated; default all four),
+        `MEETCORE_WEBHOOK_API_KEY` (which configured key signs) and
+        `MEETCORE_WEBHOOK_ALLOW_NETWORKS` (comma-separated CIDR blocks that may be sent
+        to although not public); `options` override."""
         env = os.environ if environ is None else environ
         settings: dict[str, Any] = {}
         if env.get(URL_ENV):
@@ -196,10 +214,17 @@ class Webhooks:
             settings["events"] = tuple(e.strip() for e in env[EVENTS_ENV].split(",") if e.strip())
         if env.get(API_KEY_ENV):
             settings["api_key"] = env[API_KEY_ENV].strip()
+        if env.get(ALLOW_NETWORKS_ENV):
+            networks = (n.strip() for n in env[ALLOW_NETWORKS_ENV].split(","))
+            settings["allow_networks"] = tuple(n for n in networks if n)
         try:
             return cls(**(settings | options))
         except ConfigError as error:
-            raise ConfigError(f"{error} (from {URL_ENV} / {EVENTS_ENV})") from None
+            if not settings:
+                raise
+            names = (URL_ENV, EVENTS_ENV, API_KEY_ENV, ALLOW_NETWORKS_ENV)
+            used = " / ".join(name for name in names if env.get(name))
+            raise ConfigError(f"{error} (from {used})") from None
 
     # -- the hooks -----------------------------------------------------------------
 
@@ -364,7 +389,9 @@ class Webhooks:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         try:
             async with (
-                httpx.AsyncClient(timeout=self.timeout, limits=limits) as client,
+                httpx.AsyncClient(
+                    timeout=self.timeout, transport=transport(self.allowed, limits)
+                ) as client,
                 anyio.create_task_group() as tasks,
             ):
                 self._client, self._tasks = client, tasks
@@ -491,7 +518,11 @@ class Webhooks:
                 if wait > 0:
                     await anyio.sleep(wait / 1000)
                 delivery = lane.deliveries[0]
-                error = await self._send(delivery)
+                refused = False
+                try:
+                    error = await self._send(delivery)
+                except Refused as refusal:
+                    error, refused = f"refused: {refusal}", True
                 if error is None:
                     lane.deliveries.pop(0)
                     lane.attempts = lane.next_at = 0
@@ -500,7 +531,16 @@ class Webhooks:
                 else:
                     lane.attempts += 1
                     lane.last_error = error
-                    if lane.attempts >= self.attempts:
+                    if refused:  # the same answer every time: no retries
+                        lane.parked_at = _now_ms()
+                        log.warning(
+                            "webhook %s parked at once, %s ('meetcore webhooks retry' sends "
+                            "it again once it may go there: see 'Where webhooks may go' in "
+                            "docs/webhooks.md)",
+                            delivery.id,
+                            error,
+                        )
+                    elif lane.attempts >= self.attempts:
                         lane.parked_at = _now_ms()
                         log.warning(
                             "webhook %s parked after %d attempts (%s); "
@@ -521,7 +561,8 @@ class Webhooks:
         return random.uniform(0, bound)
 
     async def _send(self, delivery: Delivery) -> str | None:
-        """POST one delivery; None if the endpoint took it (2xx), else why not."""
+        """POST one delivery; None if the endpoint took it (2xx), else why not.
+        Raises `Refused` for a destination never sent to (see `_network`)."""
         assert self._client is not None
         assert self._signing is not None
         api_key, secret = self._signing
@@ -541,7 +582,10 @@ class Webhooks:
             async with limit:
                 with anyio.fail_after(self.timeout):
                     request = self._client.build_request(
-                        "POST", delivery.url, content=delivery.body, headers=headers
+                        "POST",
+                        check_destination(delivery.url),
+                        content=delivery.body,
+                        headers=headers,
                     )
                     response = await self._client.send(request, stream=True)
                     try:
@@ -552,11 +596,15 @@ class Webhooks:
                                 break
                     finally:
                         await response.aclose()
-        except (TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException):
             return f"no answer within {self.timeout:g} s"
-        except Exception as error:  # refused, reset, a URL httpx cannot use...: try again
+        except Refused:
+            raise
+        except Exception as error:  # connection refused or reset, bad TLS...: try again
             reason = " ".join(str(error).split())
             return f"{type(error).__name__}: {reason}"[:200] if reason else type(error).__name__
         if 200 <= response.status_code < 300:
             return None
+        if 300 <= response.status_code < 400:
+            return f"HTTP {response.status_code} (redirects are not followed)"
         return f"HTTP {response.status_code}"

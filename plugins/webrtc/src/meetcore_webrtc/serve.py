@@ -118,13 +118,21 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _webhooks() -> list[object]:
-    """meetcore-webhooks' delivery, configured from the environment, when it is installed."""
+def _webhooks(allow_networks: tuple[str, ...] = ()) -> list[object]:
+    """meetcore-webhooks' delivery, configured from the environment (`allow_networks`
+    over it, when given), when it is installed."""
     try:
         from meetcore_webhooks import Webhooks
     except ImportError:
+        if allow_networks:
+            raise UsageProblem(
+                "--webhook-allow-network needs meetcore-webhooks installed"
+            ) from None
         return []
-    return [Webhooks.from_env()]  # a bad MEETCORE_WEBHOOK_* is a ValueError: exit 2
+    # A bad MEETCORE_WEBHOOK_* or network is a ValueError: exit 2.
+    if allow_networks:
+        return [Webhooks.from_env(allow_networks=allow_networks)]
+    return [Webhooks.from_env()]
 
 
 async def run(
@@ -133,10 +141,13 @@ async def run(
     store: str,
     dev: bool,
     lease_ttl: float,
+    plugins: list[object] | None = None,
     **uvicorn_options: Any,
 ) -> None:
-    """Open the engine on `store` and serve on `sock` until SIGINT or SIGTERM."""
-    async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=_webhooks()) as engine:
+    """Open the engine on `store` (with `plugins`; default: webhooks as the environment
+    configures them) and serve on `sock` until SIGINT or SIGTERM."""
+    plugins = _webhooks() if plugins is None else plugins
+    async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=plugins) as engine:
         server = Server(engine, dev=dev, secret=resume_secret())
         config = uvicorn.Config(
             server.app,
@@ -169,10 +180,29 @@ async def run(
     type=click.FloatRange(0.2, 3600),
     help="Seconds a silent connection keeps its participant in the meeting.",
 )
-def serve(host: str, port: int, store: str, dev: bool, lease_ttl: float) -> None:
+@click.option(
+    "--webhook-allow-network",
+    "webhook_networks",
+    multiple=True,
+    metavar="CIDR",
+    help="A network webhooks may be sent to although it is not public, e.g. 10.0.0.0/8 "
+    "(repeatable; default: public addresses only; MEETCORE_WEBHOOK_ALLOW_NETWORKS).",
+)
+def serve(
+    host: str,
+    port: int,
+    store: str,
+    dev: bool,
+    lease_ttl: float,
+    webhook_networks: tuple[str, ...],
+) -> None:
     """Run the meeting server: REST rooms API, WebSocket signaling, on one event store."""
     from meetcore_jwt import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
 
+    try:
+        plugins = _webhooks(webhook_networks)
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
     try:
         if not load_keys():
             api_key, _ = ensure_dev_keys()
@@ -189,7 +219,9 @@ def serve(host: str, port: int, store: str, dev: bool, lease_ttl: float) -> None
         host, port = sock.getsockname()[:2]
         click.echo(f"meetcore: development mode: GET http://{host}:{port}/get-token", err=True)
     try:
-        anyio.run(lambda: run(sock=sock, store=store, dev=dev, lease_ttl=lease_ttl))
+        anyio.run(
+            lambda: run(sock=sock, store=store, dev=dev, lease_ttl=lease_ttl, plugins=plugins)
+        )
     except (StoreError, ValueError) as error:
         raise UsageProblem(str(error)) from None
     finally:
