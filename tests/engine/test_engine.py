@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pluggy
 import pytest
 
 import meetcore
+import meetcore_sqlite
 from meetcore import Engine, ErrorCode, LeaveReason, MemoryStore, Record, Rejected, hookimpl
-from meetcore.commands import End, InitMeeting, Join, Leave, SetMedia
-from meetcore.events import ParticipantJoined, ParticipantLeft, SessionEnded
+from meetcore.commands import AnyCommand, End, InitMeeting, Join, Leave, SetMedia
+from meetcore.events import AnyEvent, ParticipantJoined, ParticipantLeft, SessionEnded
 
 pytestmark = pytest.mark.anyio
 MID = "abc-def-ghi"
@@ -592,3 +595,123 @@ async def test_a_waiter_cancelled_as_it_is_handed_the_gate_passes_it_on() -> Non
     assert got == ["second"]
     async with gate:  # and the gate is free again
         pass
+
+
+# -- other writers on the same store: conflicts ----------------------------------------
+
+
+class TurnTakingStore(MemoryStore):
+    """A memory store whose reads and appends let other tasks run first, as a store that
+    does I/O does: engines sharing it interleave and lose races to each other."""
+
+    async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
+        await anyio.sleep(0)
+        return await super().read(meeting_id, after_version)
+
+    async def append(
+        self,
+        meeting_id: str,
+        expected_version: int,
+        events: Sequence[AnyEvent],
+        cause: AnyCommand | None,
+    ) -> list[Record]:
+        await anyio.sleep(0)
+        return await super().append(meeting_id, expected_version, events, cause)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def two_engines(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[tuple[Engine, Engine]]:
+    """Two engines on one store: a memory store that takes turns, or one SQLite file
+    (each engine with its own store object on it, as two servers would have)."""
+    store: str | MemoryStore = TurnTakingStore(clock=clock)
+    if request.param == "sqlite":
+        store = f"sqlite:///{tmp_path / 'shared.db'}"
+    options: dict[str, Any] = {"autoload": False, "clock": clock, "sweep_leases": False}
+    async with (
+        Engine.open(store, [meetcore_sqlite], **options) as a,
+        Engine.open(store, [meetcore_sqlite], **options) as b,
+    ):
+        yield a, b
+
+
+async def test_two_engines_hammering_one_meeting_all_get_through(
+    two_engines: tuple[Engine, Engine],
+) -> None:
+    """Each engine sends 50 joins at once into the same meeting: the loser of each race
+    backs off and tries again, and no command gives up."""
+    a, b = two_engines
+    await a.execute(InitMeeting(meeting_id=MID))
+    conflicts: list[meetcore.Conflict] = []
+
+    async def send(engine: Engine, command: Join) -> None:
+        try:
+            await engine.execute(command)
+        except meetcore.Conflict as conflict:
+            conflicts.append(conflict)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+            for n in range(50):
+                tasks.start_soon(send, a, join(f"a{n}"))
+                tasks.start_soon(send, b, join(f"b{n}"))
+    assert conflicts == []
+    records = await a.store.read(MID)
+    assert [r.version for r in records] == list(range(1, len(records) + 1))
+    state = meetcore.fold(r.event for r in records)
+    assert state is not None and len(state.participants) == 100
+    assert await a.state(MID) == state
+    assert await b.state(MID) == state
+
+
+class RivalStore(MemoryStore):
+    """Another writer always gets in first: before each of the engine's appends to a
+    meeting, once `rival` is set, it appends a join of its own (decided on the log)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.rival = False
+        self.appends = 0
+
+    async def append(
+        self,
+        meeting_id: str,
+        expected_version: int,
+        events: Sequence[AnyEvent],
+        cause: AnyCommand | None,
+    ) -> list[Record]:
+        if self.rival:
+            self.appends += 1
+            current = await self.read(meeting_id)
+            state = meetcore.fold(r.event for r in current)
+            theirs = join(f"rival-{self.appends}", meeting_id=meeting_id, at=1)
+            await super().append(meeting_id, len(current), meetcore.decide(state, theirs), None)
+        return await super().append(meeting_id, expected_version, events, cause)
+
+
+async def test_a_command_that_keeps_losing_gives_up_in_time_with_the_real_versions(
+    clock: Clock,
+) -> None:
+    store = RivalStore(clock)
+    async with Engine.open(
+        store, autoload=False, clock=clock, sweep_leases=False, retry_conflicts_for=0.3
+    ) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        await engine.execute(join("a"))
+        store.rival = True
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(meetcore.Conflict) as raised:
+            await engine.execute(join("b"))
+        waited = anyio.current_time() - started
+    conflict = raised.value
+    log_length = len(await store.read(MID))
+    # The engine read the rival's last append, decided again, and lost to it once more.
+    assert conflict.expected_version == log_length - 1
+    assert conflict.actual_version == log_length
+    assert str(conflict) == (f"meeting {MID!r} is at version {log_length}, not {log_length - 1}")
+    assert store.appends >= 3, "it tried again after backing off"
+    assert 0.3 <= waited < 5, "it kept trying for the time given, and not much longer"
+    state = meetcore.fold(r.event for r in await store.read(MID))
+    assert state is not None and "b" not in state.participants
+

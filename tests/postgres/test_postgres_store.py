@@ -258,6 +258,7 @@ def test_two_engine_processes_never_both_win_a_version(url: str) -> None:
     assert all(r["commands"] == meetings * joins for r in results)
     retries = sum(r["attempts"] - r["commands"] for r in results)
     assert retries > 0, "the two processes should have conflicted at least once"
+    assert [r["gave_up"] for r in results] == [0, 0], "a command gave up with Conflict"
 
     async def check() -> None:
         async with opened(url) as store:
@@ -507,6 +508,35 @@ async def test_an_engine_sees_another_engines_appends_live(url: str) -> None:
             tasks.cancel_scope.cancel()
         assert [r.version for r in received] == list(range(1, 8))
         assert received == await a.store.read(MEETING)
+
+
+async def test_two_engines_hammering_one_meeting_all_get_through(url: str) -> None:
+    """Two nodes each send 50 joins at once into one meeting: every loser of a race backs
+    off and decides again, and no command gives up with `Conflict`."""
+    async with (
+        Engine.open(url, plugins=PLUGINS, autoload=False, sweep_leases=False) as a,
+        Engine.open(url, plugins=PLUGINS, autoload=False, sweep_leases=False) as b,
+    ):
+        await a.execute(InitMeeting(meeting_id=MEETING))
+        conflicts: list[Conflict] = []
+
+        async def send(engine: Engine, command: Join) -> None:
+            try:
+                await engine.execute(command)
+            except Conflict as conflict:
+                conflicts.append(conflict)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                for n in range(50):
+                    tasks.start_soon(send, a, join(n, prefix="a"))
+                    tasks.start_soon(send, b, join(n, prefix="b"))
+        assert conflicts == []
+        records = await a.store.read(MEETING)
+        assert [r.version for r in records] == list(range(1, len(records) + 1))
+        state = fold(r.event for r in records)
+        assert state is not None and len(state.participants) == 100
+        assert await b.state(MEETING) == state
 
 
 async def test_a_dead_engines_connections_leave_once_and_live_ones_stay(url: str) -> None:

@@ -670,7 +670,7 @@ async def test_a_network_drop_resumes_through_the_proxy_without_gap_or_duplicate
         assert (gone.id, reason.code) == (alice.participant_id, 1101)
 
 
-async def test_a_drop_longer_than_the_lease_ends_in_meeting_left_1001_on_resume(
+async def test_a_drop_longer_than_the_lease_ends_in_a_refused_resume(
     server: ServeProcess, clients: Clients
 ) -> None:
     token = await dev_token(server)
@@ -689,10 +689,10 @@ async def test_a_drop_longer_than_the_lease_ends_in_meeting_left_1001_on_resume(
         assert rec.states[-1] == "RECONNECTING"
         proxy.restore()
         await eventually(lambda: alice.state == "DISCONNECTED", 10)
-        # she resumed, and the missed events told her she had left
+        # her connection is out of the log: the resume is refused (3035), nothing is sent
         assert proxy.accepted >= 2
-        assert rec.of("meeting-left") == [("meeting-left", 1001)]
-        assert rec.states[-3:] == ["RECONNECTING", "CONNECTED", "DISCONNECTED"]
+        assert rec.of("error", "meeting-left") == [("error", 3035), ("meeting-left", 1102)]
+        assert rec.states[-2:] == ["RECONNECTING", "DISCONNECTED"]
         assert not alice.joined
 
 

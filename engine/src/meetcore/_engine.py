@@ -5,9 +5,9 @@
 
 `execute` stamps the command's `at`, loads the meeting (cached after the first
 time), asks policy plugins, decides, appends with optimistic concurrency (on
-`Conflict` it reloads and decides again, a few times), applies the events, and
-hands the records to subscribers and observers. Commands for one meeting run one
-at a time; meetings run in parallel.
+`Conflict` it reloads and decides again, backing off, for a few seconds at most),
+applies the events, and hands the records to subscribers and observers. Commands
+for one meeting run one at a time; meetings run in parallel.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import logging
 import math
+import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -47,8 +48,11 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("meetcore.engine")
 
-#: How often `execute` decides again after a `Conflict` before giving up.
-MAX_ATTEMPTS = 8
+#: After its first `Conflict` in a row `execute` decides again at once; before each next
+#: try it waits a random time up to a ceiling that starts here and doubles (seconds)...
+FIRST_PAUSE = 0.002
+#: ...up to this one (jittered exponential backoff).
+MAX_PAUSE = 0.25
 #: Records kept in memory per subscribed meeting, so live subscribers need no store read.
 RECENT = 256
 
@@ -126,6 +130,19 @@ def _share_with_events(cause: AnyCommand, events: Sequence[AnyEvent]) -> None:
                 msgspec.structs.force_setattr(cause, "permissions", event.permissions)
 
 
+async def _back_off(conflict: Conflict, tries: int, deadline: float) -> None:
+    """Before deciding again after the `tries`-th `Conflict` in a row: nothing after the
+    first, then a random pause up to FIRST_PAUSE, doubling each time up to MAX_PAUSE,
+    never past `deadline` (anyio time). Once it has passed, `conflict` is raised."""
+    now = anyio.current_time()
+    if now >= deadline:
+        conflict.add_note(f"Engine.execute tried {tries} times, losing to other writers")
+        raise conflict
+    if tries > 1:
+        ceiling = min(MAX_PAUSE, FIRST_PAUSE * 2 ** (tries - 2))
+        await anyio.sleep(min(random.uniform(0, ceiling), deadline - now))
+
+
 class _Unsettled(NamedTuple):
     """An append that was interrupted: `events` events after `version`, maybe written."""
 
@@ -144,11 +161,15 @@ class Engine:
         *,
         clock: Callable[[], int] = wall_clock_ms,
         lease_ttl: float = 15.0,
+        retry_conflicts_for: float = 5.0,
     ) -> None:
+        if not 0 <= retry_conflicts_for < math.inf:
+            raise ValueError(f"retry_conflicts_for must be seconds >= 0, not {retry_conflicts_for}")
         self.store = store
         self.plugins = plugins
         self.clock = clock
         self.lease_ttl_ms = int(lease_ttl * 1000)
+        self.retry_conflicts_for = retry_conflicts_for
         self._meetings: dict[str, _Meeting] = {}
         self._loaded: set[str] = set()
         self._signals: dict[str, anyio.Event] = {}
@@ -187,6 +208,7 @@ class Engine:
         clock: Callable[[], int] = wall_clock_ms,
         lease_ttl: float = 15.0,
         sweep_leases: bool = True,
+        retry_conflicts_for: float = 5.0,
     ) -> AsyncIterator[Engine]:
         """Open an engine on `store` (a URL such as "sqlite:///meetcore.db", or a store
         object, which the caller keeps and closes) with the installed plugins and `plugins`.
@@ -195,12 +217,21 @@ class Engine:
         whose node crashed leaves (1001) unless its client comes back and renews. A store
         with the `SharedLeases` capability keeps the leases itself, for every engine on
         it; a `WatchableStore` tells the engine what other writers appended.
+
+        `retry_conflicts_for`: how long (seconds) `execute` keeps trying a command that
+        loses races to other writers before it raises `Conflict`.
         """
         pm = plugin_manager(plugins, autoload=autoload)
         owned = isinstance(store, str)
         opened = open_store(pm, store) if isinstance(store, str) else store
-        engine = cls(opened, pm, clock=clock, lease_ttl=lease_ttl)
         try:
+            engine = cls(
+                opened,
+                pm,
+                clock=clock,
+                lease_ttl=lease_ttl,
+                retry_conflicts_for=retry_conflicts_for,
+            )
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(engine._observe)
                 if isinstance(opened, WatchableStore):
@@ -236,14 +267,17 @@ class Engine:
         """Run `command`; returns the records it appended.
 
         Raises `Rejected` when the rules or a policy plugin refuse it (nothing is
-        appended), `Conflict` when other writers kept winning. A command whose
+        appended), `Conflict` when other writers kept winning for `retry_conflicts_for`
+        seconds (the last one the store raised, with its versions). A command whose
         `command_id` was seen before returns the first execution's records again.
         """
         stamped = _copy(command)
         msgspec.structs.force_setattr(stamped, "at", self.clock())
         meeting = self._meeting(command.meeting_id)
         async with meeting.lock:
-            for _ in range(MAX_ATTEMPTS):
+            tries = 0
+            deadline = math.inf
+            while True:
                 state = await self._load(command.meeting_id, meeting)
                 seen = meeting.command_ids
                 if command.command_id is not None and seen and command.command_id in seen:
@@ -262,8 +296,12 @@ class Engine:
                 version = state.version if state is not None else 0
                 try:
                     records = await self.store.append(command.meeting_id, version, events, stamped)
-                except Conflict:
+                except Conflict as conflict:
                     self._loaded.discard(command.meeting_id)  # someone else wrote: reload
+                    tries += 1
+                    if tries == 1:
+                        deadline = anyio.current_time() + self.retry_conflicts_for
+                    await _back_off(conflict, tries, deadline)
                     continue
                 except BaseException:
                     # Cancelled (or failed) mid-append: the store may have written.
@@ -274,7 +312,6 @@ class Engine:
                 meeting.state = state
                 self._appended(meeting, records)
                 return records
-        raise Conflict(command.meeting_id, -1, -1)
 
     async def state(self, meeting_id: str) -> MeetingState | None:
         """A snapshot of the meeting as the store has it now (None if it does not exist)."""

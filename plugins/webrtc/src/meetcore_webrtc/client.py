@@ -296,7 +296,9 @@ class Meeting(_Emitter):
         self.id = meeting_id
         self.url = _ws_url(base_url)
         self.token = token
-        self.participant_id = participant_id or "".join(secrets.choice(_ALPHABET) for _ in range(8))
+        if participant_id is None:  # "" is sent as it is, and refused (4004)
+            participant_id = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+        self.participant_id = participant_id
         self._join = p.JoinRequest(
             token=token,
             meeting_id=meeting_id,

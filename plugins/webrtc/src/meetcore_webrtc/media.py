@@ -269,6 +269,8 @@ class MediaServer:
         peer = _Peer(room, member, pc)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if not pc.getTransceivers():  # aiortc reads any text, garbage too, as no media
+                raise ValueError("no audio or video section")
             for transceiver in pc.getTransceivers():
                 kind: Kind = "audio" if transceiver.kind == "audio" else "video"
                 if kind in peer.publications or not restrict_to_forwarded(transceiver):

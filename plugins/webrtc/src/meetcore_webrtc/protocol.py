@@ -77,8 +77,9 @@ class _Request(_Message, frozen=True, kw_only=True):
 class JoinRequest(_Request, frozen=True, kw_only=True, tag="join"):
     """Join a meeting: the token and VideoSDK's `initMeeting` options.
 
-    `participantId` is generated when absent. `multistream` may also be spelled
-    `multiStream`, as VideoSDK's typings do.
+    `participantId` is the token's, or generated, when absent or null; an empty one is
+    refused (4004). `multistream` may also be spelled `multiStream`, as VideoSDK's
+    typings do.
     """
 
     token: str

@@ -15,7 +15,8 @@ far back) reads the store instead.
 
 A connection that drops without `leave` keeps its participant in the meeting for
 the lease time: the client may `resume` with the last `seq` it saw and gets what
-it missed. Otherwise the lease runs out and the engine records the leave (1001).
+it missed, as long as the log still holds that connection (never what came before
+its own join). Otherwise the lease runs out and the engine records the leave (1001).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import hmac
 import logging
 import secrets
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,17 @@ import msgspec
 from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from meetcore import Engine, ErrorCode, LeaveReason, MeetingState, Principal, Record, Rejected
+from meetcore import (
+    Engine,
+    ErrorCode,
+    LeaveReason,
+    MeetingState,
+    Participant,
+    Principal,
+    Record,
+    Rejected,
+    fold,
+)
 from meetcore.commands import (
     AnyCommand,
     ChangeMode,
@@ -166,7 +177,7 @@ class _Connection:
         self.seq = 0
         self.wake = anyio.Event()
         self.replies: list[tuple[int, bytes]] = []  # (send after seq, encoded reply)
-        self.moderator = bool({"allow_join", "allow_mod"} & set(principal.permissions))
+        self.moderator = _moderates(principal.permissions)
         self.waiting = False  # an ask_join request not answered yet: it sees only its own
         self.admitted = False  # its request was just allowed: send it a snapshot
         self.gone = False  # its participant left the meeting: close once sent
@@ -177,9 +188,23 @@ class _Connection:
         self.wake.set()
 
 
+def _moderates(permissions: Sequence[str]) -> bool:
+    """Whether these permissions let a participant see and answer entry requests."""
+    return bool({"allow_join", "allow_mod"} & set(permissions))
+
+
+def _entrant(state: MeetingState, connection: _Connection) -> Participant | EntryRequested | None:
+    """The connection's participant in the meeting, or its request in the waiting room;
+    None when the log no longer holds the connection (it left or was replaced)."""
+    pid = connection.participant_id
+    for entrant in (state.participants.get(pid), state.waiting.get(pid)):
+        if entrant is not None and entrant.connection_id == connection.connection_id:
+            return entrant
+    return None
+
+
 def _is_waiting(state: MeetingState, connection: _Connection) -> bool:
-    request = state.waiting.get(connection.participant_id)
-    return request is not None and request.connection_id == connection.connection_id
+    return isinstance(_entrant(state, connection), EntryRequested)
 
 
 class Signaling:
@@ -255,6 +280,13 @@ class Signaling:
             await self._refuse(websocket, None, ErrorCode.INVALID_PARAMETER, "no join in time")
         except WebSocketDisconnect:
             pass
+        except Exception:  # a bug: say so, close (1011); a join not welcomed has left
+            if connection is None:
+                log.exception("a connection failed before its welcome")
+            else:
+                log.exception("the connection of %s failed", connection.participant_id)
+            why = "the server failed (see its log)"
+            await self._refuse(websocket, None, ErrorCode.SOMETHING_WENT_WRONG, why)
         finally:
             if connection is not None:
                 self._detach(connection)
@@ -297,7 +329,9 @@ class Signaling:
             return p.client_decoder.decode(data)
         except msgspec.DecodeError as error:  # ValidationError is a DecodeError
             why = f"bad message: {error}"
-            return p.ErrorReply(code=ErrorCode.INVALID_PARAMETER, message=why)
+        except RecursionError:  # msgspec's nesting limit: arrays or objects too deep
+            why = "bad message: nested too deeply"
+        return p.ErrorReply(code=ErrorCode.INVALID_PARAMETER, message=why)
 
     async def _refuse(
         self,
@@ -339,7 +373,9 @@ class Signaling:
     async def _join(
         self, websocket: WebSocket, hello: p.JoinRequest, principal: Principal
     ) -> _Connection:
-        participant_id = hello.participant_id or principal.participant_id or new_participant_id()
+        participant_id = hello.participant_id  # "" is refused by the engine (4004)
+        if participant_id is None:
+            participant_id = principal.participant_id or new_participant_id()
         connection = _Connection(websocket, principal, hello.meeting_id, participant_id)
         connection.connection_id = secrets.token_hex(8)
         multistream = hello.multistream if hello.multistream is not None else hello.multi_stream
@@ -357,12 +393,38 @@ class Signaling:
             multistream=True if multistream is None else multistream,
             debug_mode=hello.debug_mode,
         )
-        await self.engine.execute(join, principal)
-        state = await self.engine.state(hello.meeting_id)
-        assert state is not None  # it was just joined
+        records = await self.engine.execute(join, principal)
+        own = connection.connection_id
+        if all(getattr(r.event, "connection_id", None) != own for r in records):
+            # its older connection's leave ended the session, which closed the room
+            why = "the room closed as this participant's older connection left"
+            raise Rejected(ErrorCode.MEETING_ID_DISABLED, why)
+        try:
+            state = await self._state_for_welcome(connection, records[-1].version)
+            await self._welcome(connection, hello.request_id, state)
+        except BaseException:  # the peer went away, or a bug: nobody can resume it
+            with anyio.CancelScope(shield=True):
+                await self._leave(connection, LeaveReason.WEBSOCKET_DISCONNECTED)
+            raise
         await self._attach(connection, state.version)
-        await self._welcome(connection, hello.request_id, state)
         return connection
+
+    async def _state_for_welcome(self, connection: _Connection, joined: int) -> MeetingState:
+        """The meeting to show a connection whose `Join` ended at version `joined`.
+
+        The meeting as it is now while the connection is still in it (or waiting): it
+        lost nothing since its join. When a later command took it out (the same
+        participant id joining again, a removal, a denial), the meeting as of its own
+        join: the events after it then end with its own way out, and the connection
+        is told and closed like any other that leaves.
+        """
+        state = await self.engine.state(connection.meeting_id)
+        assert state is not None  # it was just joined
+        if state.version > joined and _entrant(state, connection) is None:
+            records = await self.engine.store.read(connection.meeting_id)
+            state = fold(r.event for r in records if r.version <= joined)
+            assert state is not None
+        return state
 
     async def _resume(
         self, websocket: WebSocket, hello: p.ResumeRequest, principal: Principal
@@ -370,25 +432,19 @@ class Signaling:
         expected = self.resume_token(hello.meeting_id, hello.connection_id)
         if not hmac.compare_digest(hello.resume_token, expected):
             raise Rejected(ErrorCode.INVALID_TOKEN, "this connection cannot be resumed: join again")
-        state = await self.engine.state(hello.meeting_id)
-        if state is None or not 0 <= hello.last_seq <= state.version:
-            raise Rejected(ErrorCode.INVALID_PARAMETER, "lastSeq is not a seq of this meeting")
         connection = _Connection(websocket, principal, hello.meeting_id, hello.participant_id)
         connection.connection_id = hello.connection_id
-        current = state.participants.get(hello.participant_id) or state.waiting.get(
-            hello.participant_id
-        )
-        if current is not None and current.connection_id == hello.connection_id:
-            self.engine.renew(hello.meeting_id, hello.connection_id)
-        connection.waiting = _is_waiting(state, connection)
-        old = self._connections.get(hello.connection_id)
-        if old is not None:  # the dropped socket is still open on our side: retire it
-            old.closing = 1000
-            old.gone = True
-            old.wake.set()
-        await self._attach(connection, hello.last_seq)
-        if self._media is not None:
-            self._media.resumed(hello.connection_id)
+        state = await self.engine.state(hello.meeting_id)
+        entrant = _entrant(state, connection) if state is not None else None
+        if state is None or entrant is None:  # it left, was removed, denied, replaced...
+            why = "this connection is no longer in the meeting: join again"
+            raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, why)
+        if not 0 <= hello.last_seq <= state.version:
+            raise Rejected(ErrorCode.INVALID_PARAMETER, "lastSeq is not a seq of this meeting")
+        let_in = await self._let_in_since(connection, hello.last_seq)
+        connection.waiting = let_in or isinstance(entrant, EntryRequested)
+        connection.moderator = _moderates(entrant.permissions)  # as it joined, whatever token
+        self.engine.renew(hello.meeting_id, hello.connection_id)
         welcome = p.Welcome(
             request_id=hello.request_id,
             meeting_id=hello.meeting_id,
@@ -401,7 +457,31 @@ class Signaling:
             resumed=True,
         )
         await websocket.send_text(_encode(welcome).decode())
+        old = self._connections.get(hello.connection_id)
+        if old is not None:  # the dropped socket is still open on our side: retire it
+            old.closing = 1000
+            old.gone = True
+            old.wake.set()
+        await self._attach(connection, hello.last_seq)
+        if self._media is not None:
+            self._media.resumed(hello.connection_id)
         return connection
+
+    async def _let_in_since(self, connection: _Connection, last_seq: int) -> bool:
+        """Whether the connection was let in from the waiting room after `last_seq` (it
+        is then sent what a waiting connection is, then a snapshot). Refused (3073) when
+        `last_seq` is before its own join: it was never sent those events."""
+        for record in await self.engine.store.read(connection.meeting_id, last_seq):
+            event = record.event
+            if (
+                isinstance(event, ParticipantJoined | EntryRequested)
+                and event.connection_id == connection.connection_id
+            ):
+                if isinstance(record.cause, RespondEntry):
+                    return True
+                why = "lastSeq is before this connection joined: resume from its welcome's seq"
+                raise Rejected(ErrorCode.INVALID_PARAMETER, why)
+        return False
 
     async def _welcome(
         self, connection: _Connection, request_id: p.RequestId, state: MeetingState
@@ -516,9 +596,26 @@ class Signaling:
                 if isinstance(message, p.ErrorReply):
                     connection.reply(message)
                 else:
-                    await self._handle(connection, message)
+                    try:
+                        await self._handle(connection, message)
+                    except Exception:
+                        self._failed(connection, message)
+                        return
         except WebSocketDisconnect:
             scope.cancel()
+
+    def _failed(self, connection: _Connection, message: p.ClientMessage) -> None:
+        """A request the server failed on (a bug): log it, answer 5000 and close the
+        connection (1011) once the answer is out. The participant stays, as after a
+        drop: the client resumes, which makes a new connection from the log."""
+        tag = message.__struct_config__.tag
+        log.exception("%s from %s failed", tag, connection.participant_id)
+        why = f"{tag} failed on the server (see its log): resume the connection"
+        code = ErrorCode.SOMETHING_WENT_WRONG
+        connection.reply(p.ErrorReply(request_id=message.request_id, code=code, message=why))
+        connection.closing = 1011
+        connection.gone = True
+        connection.wake.set()
 
     async def _handle(self, connection: _Connection, message: p.ClientMessage) -> None:
         if isinstance(message, p.Ping):
@@ -613,22 +710,29 @@ class Signaling:
             f"{message.__struct_config__.tag}: this connection has already joined",
         )
 
+    async def _leave(self, connection: _Connection, reason: LeaveReason) -> bool:
+        """The connection's participant leaves (or stops waiting); False if it was out
+        already (left, replaced, removed)."""
+        leave = Leave(
+            meeting_id=connection.meeting_id,
+            participant_id=connection.participant_id,
+            connection_id=connection.connection_id,
+            reason=reason,
+        )
+        try:
+            await self.engine.execute(leave)
+        except Rejected:
+            return False
+        return True
+
     # -- shutting down ---------------------------------------------------------------------
 
     async def close(self) -> None:
         """Server shutdown: every connected participant leaves (1001) and sees it first."""
         self._closing = True
         for connection in list(self._connections.values()):
-            leave = Leave(
-                meeting_id=connection.meeting_id,
-                participant_id=connection.participant_id,
-                connection_id=connection.connection_id,
-                reason=LeaveReason.WEBSOCKET_DISCONNECTED,
-            )
             connection.closing = 1001
-            try:
-                await self.engine.execute(leave)
-            except Rejected:  # already out (left, replaced, removed)
+            if not await self._leave(connection, LeaveReason.WEBSOCKET_DISCONNECTED):
                 connection.gone = True
                 connection.wake.set()
         with anyio.move_on_after(CLOSE_GRACE):

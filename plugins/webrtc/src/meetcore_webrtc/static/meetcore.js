@@ -339,7 +339,7 @@ export class Participant extends Emitter {
  * @typedef {object} MeetingOptions
  * @property {string} meetingId the room id (required)
  * @property {string} [name] the participant's name
- * @property {string} [participantId] generated when absent (8 of a-z0-9)
+ * @property {string} [participantId] generated when absent or null (8 of a-z0-9); "" is refused (4004)
  * @property {boolean} [micEnabled] start with the microphone on (default false)
  * @property {boolean} [webcamEnabled] start with the camera on (default false)
  * @property {object} [metaData] a plain object the others see
