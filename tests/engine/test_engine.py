@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -715,3 +717,132 @@ async def test_a_command_that_keeps_losing_gives_up_in_time_with_the_real_versio
     state = meetcore.fold(r.event for r in await store.read(MID))
     assert state is not None and "b" not in state.participants
 
+
+# -- memory: what the engine keeps of each meeting -------------------------------------------
+
+
+def table_sizes(engine: Engine) -> dict[str, int]:
+    """The size of every dict and set the engine holds: its tables keyed by meeting."""
+    return {name: len(v) for name, v in vars(engine).items() if isinstance(v, dict | set)}
+
+
+async def test_refused_joins_to_unknown_meetings_leave_nothing_behind(engine: Engine) -> None:
+    """Anyone may send a join for a meeting that does not exist (with a 20 KB id, say):
+    the engine refuses it and keeps nothing of it."""
+    await engine.execute(InitMeeting(meeting_id=MID))
+    await engine.execute(join("a"))
+
+    def unknown(n: int) -> str:
+        return f"{n:05d}-" + "x" * 20_000
+
+    async def refused(n: int) -> None:
+        with pytest.raises(Rejected) as raised:
+            await engine.execute(join("intruder", meeting_id=unknown(n)))
+        assert raised.value.code == ErrorCode.INVALID_MEETING_ID
+
+    for n in range(20):  # first-use allocations happen before the measurement
+        await refused(n)
+    before = table_sizes(engine)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        baseline, _ = tracemalloc.get_traced_memory()
+        for n in range(2_000):
+            await refused(n)
+        assert await engine.state(unknown(-1)) is None
+        with anyio.move_on_after(0.05):  # a subscriber that gives up on a meeting never made
+            async for _ in engine.subscribe(unknown(-2)):
+                pass
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert table_sizes(engine) == before
+    assert retained < 2 * 1024 * 1024, f"{retained:,} bytes kept after 2,000 refused joins"
+    assert await engine.execute(join("b")) != []  # the real meeting is untouched
+
+
+async def test_meetings_past_the_cache_bound_are_read_again_from_the_store(clock: Clock) -> None:
+    """With room for 5 meetings, 40 take turns: each command finds its meeting evicted,
+    reads it back from the store, and decides as an engine that kept everything does;
+    command ids and leases still work."""
+    meetings = [f"room-{n}" for n in range(40)]
+    commands: list[InitMeeting | Join] = [InitMeeting(meeting_id=mid) for mid in meetings]
+    for turn in range(6):
+        for mid in meetings:
+            pid = "p0" if turn == 5 else f"p{turn}"  # turn 5: p0 again, which replaces p0
+            commands.append(join(pid, f"c{turn}", mid, command_id=f"{mid}-{turn}"))
+    small, roomy = MemoryStore(clock=clock), MemoryStore(clock=clock)
+    options: dict[str, Any] = {"autoload": False, "clock": clock, "sweep_leases": False}
+    async with (
+        Engine.open(small, cached_meetings=5, **options) as evicting,
+        Engine.open(roomy, **options) as keeping,
+    ):
+        for command in commands:
+            assert await evicting.execute(command) == await keeping.execute(command)
+            assert table_sizes(evicting)["_meetings"] <= 5
+        assert await small.read_all(limit=10_000) == await roomy.read_all(limit=10_000)
+        for mid in meetings:
+            state = await evicting.state(mid)
+            assert state == meetcore.fold(r.event for r in await small.read(mid))
+            assert state is not None and sorted(state.participants) == [f"p{n}" for n in range(5)]
+        # A retried command of an evicted meeting returns its first records again.
+        logged = len(await small.read_all(limit=10_000))
+        for mid in meetings[:10]:
+            first = [r for r in await small.read(mid) if r.cause and r.cause.command_id]
+            again = await evicting.execute(join("p1", "c1", mid, command_id=f"{mid}-1"))
+            assert again == [r for r in first if r.cause.command_id == f"{mid}-1"]  # type: ignore[union-attr]
+        assert len(await small.read_all(limit=10_000)) == logged
+        # Every participant's lease runs, evicted or not: they all leave with 1001.
+        clock.now += 16_000
+        left = await evicting.expire_leases()
+        assert len([r for r in left if isinstance(r.event, ParticipantLeft)]) == 40 * 5
+        for mid in meetings:
+            state = await evicting.state(mid)
+            assert state is not None and state.participants == {}
+
+
+async def test_a_subscribed_meeting_stays_cached_past_the_bound(clock: Clock) -> None:
+    async with Engine.open(
+        autoload=False, clock=clock, sweep_leases=False, cached_meetings=2
+    ) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        seen: list[Record] = []
+
+        async def follow() -> None:
+            async for record in engine.subscribe(MID):
+                seen.append(record)
+                if len(seen) == 3:
+                    return
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(follow)
+                while not seen:
+                    await anyio.sleep(0.001)
+                cached = engine._meetings[MID]
+                for n in range(20):
+                    await engine.execute(InitMeeting(meeting_id=f"other-{n}"))
+                    await engine.execute(join("x", meeting_id=f"other-{n}"))
+                assert engine._meetings.get(MID) is cached, "evicted while subscribed"
+                await engine.execute(join("a"))
+        assert [r.version for r in seen] == [1, 2, 3]
+        assert len(engine._meetings) <= 2
+
+
+async def test_reading_an_evicted_meeting_again_renews_no_lease(clock: Clock) -> None:
+    """The leases of a meeting read back from the store keep their times: a client that
+    vanished still leaves one lease time after it was last heard of."""
+    async with Engine.open(
+        autoload=False, clock=clock, sweep_leases=False, cached_meetings=1
+    ) as engine:
+        await engine.execute(InitMeeting(meeting_id=MID))
+        await engine.execute(join("ghost"))
+        clock.now += 10_000
+        await engine.execute(InitMeeting(meeting_id="other"))  # MID is evicted
+        assert MID not in engine._meetings
+        await engine.execute(join("b"))  # MID read again from the store
+        assert engine.lease(MID, "conn-ghost") == clock.now - 10_000 + 15_000
+        clock.now += 6_000
+        left = [r.event for r in await engine.expire_leases()]
+        assert [(e.participant_id, type(e)) for e in left] == [("ghost", ParticipantLeft)]  # type: ignore[union-attr]

@@ -8,6 +8,9 @@ time), asks policy plugins, decides, appends with optimistic concurrency (on
 `Conflict` it reloads and decides again, backing off, for a few seconds at most),
 applies the events, and hands the records to subscribers and observers. Commands
 for one meeting run one at a time; meetings run in parallel.
+
+The cache is bounded: the least recently used meetings that nothing uses are
+forgotten (`cached_meetings`), and a meeting that does not exist is never kept.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from itertools import chain
+from itertools import chain, islice
 from typing import Any, NamedTuple
 
 import anyio
@@ -55,6 +58,8 @@ FIRST_PAUSE = 0.002
 MAX_PAUSE = 0.25
 #: Records kept in memory per subscribed meeting, so live subscribers need no store read.
 RECENT = 256
+#: Meetings `_evict` looks at in one call (those in use are moved to the back).
+EVICTION_SCAN = 16
 
 
 class _Gate:
@@ -69,6 +74,11 @@ class _Gate:
     def __init__(self) -> None:
         self._busy = False
         self._waiters: deque[anyio.Event] | None = None
+
+    @property
+    def held(self) -> bool:
+        """Someone holds the gate (and maybe others wait for it)."""
+        return self._busy
 
     async def __aenter__(self) -> None:
         if not self._busy:
@@ -98,17 +108,32 @@ class _Gate:
 
 
 class _Meeting:
-    """What the engine keeps of one loaded meeting."""
+    """What the engine keeps of one meeting while it uses it or has it cached."""
 
-    __slots__ = ("command_ids", "lock", "recent", "state", "subscribers")
+    __slots__ = ("command_ids", "loaded", "lock", "recent", "signal", "state", "subscribers")
 
     def __init__(self) -> None:
         self.lock = _Gate()
         self.state: MeetingState | None = None
+        # `state` is the store's as far as this engine knows (False: read the store first)
+        self.loaded = False
         # command_id -> (first version, last version) of the records it produced
         self.command_ids: dict[str, tuple[int, int]] | None = None  # made for the first one
         self.recent: deque[Record] | None = None
         self.subscribers = 0
+        self.signal: anyio.Event | None = None  # set when records come: subscribers wait on it
+
+    @property
+    def idle(self) -> bool:
+        """No command runs or waits, nobody subscribes: the engine may forget it."""
+        return not self.lock.held and not self.subscribers
+
+    def wake(self) -> None:
+        """Wake the subscribers: there are records to read."""
+        signal = self.signal
+        if signal is not None:
+            self.signal = None
+            signal.set()
 
 
 # A shallow copy of a command (the one `copy.copy` finds, without its dispatch).
@@ -162,17 +187,21 @@ class Engine:
         clock: Callable[[], int] = wall_clock_ms,
         lease_ttl: float = 15.0,
         retry_conflicts_for: float = 5.0,
+        cached_meetings: int = 10_000,
     ) -> None:
         if not 0 <= retry_conflicts_for < math.inf:
             raise ValueError(f"retry_conflicts_for must be seconds >= 0, not {retry_conflicts_for}")
+        if cached_meetings < 0:
+            raise ValueError(f"cached_meetings must be 0 or more, not {cached_meetings}")
         self.store = store
         self.plugins = plugins
         self.clock = clock
         self.lease_ttl_ms = int(lease_ttl * 1000)
         self.retry_conflicts_for = retry_conflicts_for
+        self.cached_meetings = cached_meetings
+        # The meetings in use or cached, least recently used first: `_meeting` moves a
+        # meeting to the end, `_done` forgets what does not exist, `_evict` the oldest.
         self._meetings: dict[str, _Meeting] = {}
-        self._loaded: set[str] = set()
-        self._signals: dict[str, anyio.Event] = {}
         # meeting_id -> connection_id -> when its lease was last renewed (clock ms); who
         # holds it is looked up in the meeting when it expires
         self._leases: dict[str, dict[str, int]] = {}
@@ -209,6 +238,7 @@ class Engine:
         lease_ttl: float = 15.0,
         sweep_leases: bool = True,
         retry_conflicts_for: float = 5.0,
+        cached_meetings: int = 10_000,
     ) -> AsyncIterator[Engine]:
         """Open an engine on `store` (a URL such as "sqlite:///meetcore.db", or a store
         object, which the caller keeps and closes) with the installed plugins and `plugins`.
@@ -219,7 +249,9 @@ class Engine:
         it; a `WatchableStore` tells the engine what other writers appended.
 
         `retry_conflicts_for`: how long (seconds) `execute` keeps trying a command that
-        loses races to other writers before it raises `Conflict`.
+        loses races to other writers before it raises `Conflict`. `cached_meetings`: how
+        many meetings nothing uses the engine keeps in memory (the least recently used
+        go first; meetings in use always stay).
         """
         pm = plugin_manager(plugins, autoload=autoload)
         owned = isinstance(store, str)
@@ -231,6 +263,7 @@ class Engine:
                 clock=clock,
                 lease_ttl=lease_ttl,
                 retry_conflicts_for=retry_conflicts_for,
+                cached_meetings=cached_meetings,
             )
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(engine._observe)
@@ -273,65 +306,106 @@ class Engine:
         """
         stamped = _copy(command)
         msgspec.structs.force_setattr(stamped, "at", self.clock())
-        meeting = self._meeting(command.meeting_id)
-        async with meeting.lock:
-            tries = 0
-            deadline = math.inf
-            while True:
-                state = await self._load(command.meeting_id, meeting)
-                seen = meeting.command_ids
-                if command.command_id is not None and seen and command.command_id in seen:
-                    first, last = seen[command.command_id]
-                    earlier = await self.store.read(command.meeting_id, first - 1)
-                    return [r for r in earlier if r.version <= last]
-                if self._has_policies:
-                    vetoes = self.plugins.hook.meetcore_check_command(
-                        command=stamped, state=state, principal=principal
-                    )
-                    for veto in vetoes:  # an async policy's coroutine: run it, it may refuse
-                        if inspect.isawaitable(veto):
-                            await veto
-                events = decide(state, stamped)
-                _share_with_events(stamped, events)
-                version = state.version if state is not None else 0
-                try:
-                    records = await self.store.append(command.meeting_id, version, events, stamped)
-                except Conflict as conflict:
-                    self._loaded.discard(command.meeting_id)  # someone else wrote: reload
-                    tries += 1
-                    if tries == 1:
-                        deadline = anyio.current_time() + self.retry_conflicts_for
-                    await _back_off(conflict, tries, deadline)
-                    continue
-                except BaseException:
-                    # Cancelled (or failed) mid-append: the store may have written.
-                    self._interrupted(command.meeting_id, meeting, version, len(events))
-                    raise
-                for event in events:
-                    state = evolve(state, event)
-                meeting.state = state
-                self._appended(meeting, records)
-                return records
+        meeting_id = command.meeting_id
+        meeting = self._meeting(meeting_id)
+        try:
+            async with meeting.lock:
+                tries = 0
+                deadline = math.inf
+                while True:
+                    state = await self._load(meeting_id, meeting)
+                    seen = meeting.command_ids
+                    if command.command_id is not None and seen and command.command_id in seen:
+                        first, last = seen[command.command_id]
+                        earlier = await self.store.read(meeting_id, first - 1)
+                        return [r for r in earlier if r.version <= last]
+                    if self._has_policies:
+                        vetoes = self.plugins.hook.meetcore_check_command(
+                            command=stamped, state=state, principal=principal
+                        )
+                        for veto in vetoes:  # an async policy's coroutine: run it, it may refuse
+                            if inspect.isawaitable(veto):
+                                await veto
+                    events = decide(state, stamped)
+                    _share_with_events(stamped, events)
+                    version = state.version if state is not None else 0
+                    try:
+                        records = await self.store.append(meeting_id, version, events, stamped)
+                    except Conflict as conflict:
+                        meeting.loaded = False  # someone else wrote: reload, decide again
+                        tries += 1
+                        if tries == 1:
+                            deadline = anyio.current_time() + self.retry_conflicts_for
+                        await _back_off(conflict, tries, deadline)
+                        continue
+                    except BaseException:
+                        # Cancelled (or failed) mid-append: the store may have written.
+                        self._interrupted(meeting_id, meeting, version, len(events))
+                        raise
+                    for event in events:
+                        state = evolve(state, event)
+                    meeting.state = state
+                    self._appended(meeting, records)
+                    return records
+        finally:
+            self._done(meeting_id, meeting)
 
     async def state(self, meeting_id: str) -> MeetingState | None:
         """A snapshot of the meeting as the store has it now (None if it does not exist)."""
-        meeting = self._meeting(meeting_id)
-        async with meeting.lock:
-            state = await self._load(meeting_id, meeting, fresh=True)
+        state = await self._fresh_state(meeting_id)
         return state.copy() if state is not None else None
 
+    async def _fresh_state(self, meeting_id: str) -> MeetingState | None:
+        """The meeting's cached state, caught up with the store (not a copy)."""
+        meeting = self._meeting(meeting_id)
+        try:
+            async with meeting.lock:
+                return await self._load(meeting_id, meeting, fresh=True)
+        finally:
+            self._done(meeting_id, meeting)
+
     def _meeting(self, meeting_id: str) -> _Meeting:
-        meeting = self._meetings.get(meeting_id)
+        """The meeting's entry, made if need be, moved to the back (the most recently used).
+        Each use ends with `_done`, after the meeting's lock is released."""
+        meetings = self._meetings
+        meeting = meetings.pop(meeting_id, None)
         if meeting is None:
-            meeting = self._meetings[meeting_id] = _Meeting()
+            meeting = _Meeting()
+        meetings[meeting_id] = meeting
         return meeting
+
+    def _done(self, meeting_id: str, meeting: _Meeting) -> None:
+        """A use of the meeting ended: forget it if it does not exist and nothing else
+        uses it (a refused join to a made-up id leaves nothing), else keep the table
+        within `cached_meetings`."""
+        if meeting.state is None:
+            if meeting.idle and self._meetings.get(meeting_id) is meeting:
+                del self._meetings[meeting_id]
+        elif len(self._meetings) > self.cached_meetings:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Forget the least recently used idle meetings, until `cached_meetings` remain:
+        their state, command ids and lock (the next command reads the meeting from the
+        store again, command ids included). Meetings in use stay, however many; those
+        met are moved to the back, so that each call looks at a few meetings only."""
+        meetings = self._meetings
+        excess = len(meetings) - self.cached_meetings
+        for meeting_id, meeting in list(islice(meetings.items(), EVICTION_SCAN)):
+            if excess <= 0:
+                return
+            del meetings[meeting_id]
+            if meeting.idle:
+                excess -= 1
+            else:
+                meetings[meeting_id] = meeting
 
     async def _load(
         self, meeting_id: str, meeting: _Meeting, *, fresh: bool = False
     ) -> MeetingState | None:
         """The meeting's state: the cache, caught up with the store when it may be behind
         (never loaded, a conflict seen) or when `fresh` (other writers may share the store)."""
-        if meeting_id in self._loaded and not fresh:
+        if meeting.loaded and not fresh:
             return meeting.state
         state = meeting.state
         after = state.version if state is not None else 0
@@ -342,7 +416,7 @@ class Engine:
             self._track_lease(record)
         meeting.state = state
         if state is not None:  # an absent meeting is read again next time
-            self._loaded.add(meeting_id)
+            meeting.loaded = True
         return state
 
     def _index_command(self, meeting: _Meeting, record: Record) -> None:
@@ -361,9 +435,7 @@ class Engine:
             if meeting.recent and meeting.recent[-1].version + 1 != records[0].version:
                 meeting.recent.clear()  # another writer's records are missing: don't serve a gap
             meeting.recent.extend(records)
-        signal = self._signals.pop(records[0].meeting_id, None)
-        if signal is not None:
-            signal.set()
+        meeting.wake()
         if self._has_observers:
             self._pending_observations += 1
             self._observer_send.send_nowait(records)
@@ -375,19 +447,20 @@ class Engine:
         the store, and have the observer task settle it: it reloads the meeting (which
         tracks the leases of what was written) and shows observers the records, if any.
         """
-        self._loaded.discard(meeting_id)
+        meeting.loaded = False
         if meeting.recent is not None:
             meeting.recent.clear()
-        signal = self._signals.pop(meeting_id, None)
-        if signal is not None:
-            signal.set()
+        meeting.wake()
         self._pending_observations += 1
         self._observer_send.send_nowait(_Unsettled(meeting_id, version, count))
 
     async def _settle(self, unsettled: _Unsettled) -> None:
         meeting = self._meeting(unsettled.meeting_id)
-        async with meeting.lock:
-            await self._load(unsettled.meeting_id, meeting)
+        try:
+            async with meeting.lock:
+                await self._load(unsettled.meeting_id, meeting)
+        finally:
+            self._done(unsettled.meeting_id, meeting)
         last = unsettled.version + unsettled.events
         written = await self.store.read(unsettled.meeting_id, unsettled.version)
         records = [r for r in written if r.version <= last]
@@ -406,9 +479,9 @@ class Engine:
         last = after_version
         try:
             while True:
-                signal = self._signals.get(meeting_id)
+                signal = meeting.signal
                 if signal is None:
-                    signal = self._signals[meeting_id] = anyio.Event()
+                    signal = meeting.signal = anyio.Event()
                 recent = meeting.recent
                 if recent and recent[0].version <= last + 1:
                     batch = [r for r in recent if r.version > last]
@@ -423,6 +496,8 @@ class Engine:
             meeting.subscribers -= 1
             if meeting.subscribers == 0:
                 meeting.recent = None
+                meeting.signal = None
+            self._done(meeting_id, meeting)
 
     async def _watch_store(self, store: WatchableStore) -> None:
         """Follow what other writers of the store append (other nodes), for ever."""
@@ -443,14 +518,14 @@ class Engine:
     def _changed(self, meeting_id: str) -> None:
         """Another writer appended to the meeting: read it again before the next decision,
         and wake its subscribers, who read the new records from the store (the `recent`
-        window lacks them), from their last version: no gap."""
-        self._loaded.discard(meeting_id)
+        window lacks them), from their last version: no gap. (A meeting the engine does not
+        hold needs nothing: it is read from the store when used.)"""
         meeting = self._meetings.get(meeting_id)
-        if meeting is not None and meeting.recent is not None:
-            meeting.recent.clear()
-        signal = self._signals.pop(meeting_id, None)
-        if signal is not None:
-            signal.set()
+        if meeting is not None:
+            meeting.loaded = False
+            if meeting.recent is not None:
+                meeting.recent.clear()
+            meeting.wake()
 
     # -- observers -----------------------------------------------------------------
 
@@ -509,12 +584,15 @@ class Engine:
         return renewed_at + self.lease_ttl_ms if renewed_at is not None else None
 
     def _track_lease(self, record: Record) -> None:
+        """A connection that joins (or waits) gets a lease; one it holds already keeps its
+        time: reading a meeting's log again (evicted, reloaded) renews nothing."""
         event = record.event
         if isinstance(event, ParticipantJoined | EntryRequested):
             leases = self._leases.get(event.meeting_id)
             if leases is None:
                 leases = self._leases[event.meeting_id] = {}
-            leases[event.connection_id] = self.clock()
+            if event.connection_id not in leases:
+                leases[event.connection_id] = self.clock()
         elif isinstance(event, ParticipantLeft | EntryWithdrawn):
             self._drop_lease(event.meeting_id, event.connection_id)
 
@@ -525,9 +603,7 @@ class Engine:
 
     async def _lease_holder(self, meeting_id: str, connection_id: str) -> str | None:
         """Who is in the meeting, or waiting, on the connection, as the store has it now."""
-        meeting = self._meeting(meeting_id)
-        async with meeting.lock:
-            state = await self._load(meeting_id, meeting, fresh=True)
+        state = await self._fresh_state(meeting_id)
         if state is not None:
             entrants: Iterable[Participant | EntryRequested] = chain(
                 state.participants.values(), state.waiting.values()
@@ -603,7 +679,9 @@ class Engine:
                     connection_id=connection_id,
                     reason=LeaveReason.WEBSOCKET_DISCONNECTED,
                 )
-                self._loaded.discard(meeting_id)  # decide on the log, not on a cache
+                cached = self._meetings.get(meeting_id)
+                if cached is not None:
+                    cached.loaded = False  # decide on the log, not on a cache
                 try:
                     records += await self.execute(leave)
                 except Rejected:  # not in the meeting any more: the lease is stale
