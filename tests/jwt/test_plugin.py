@@ -75,6 +75,20 @@ def test_what_is_no_jwt_is_left_to_other_plugins(credential: str) -> None:
     assert meetcore_jwt.plugin.meetcore_authenticate(credential=credential, meeting_id=None) is None
 
 
+@pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize(
+    "credential",
+    ["eyJhbGciOiJIUzI1NiJ9", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJhcGlrZXkiOiJw", "eyJ.a.b.c"],
+)
+def test_a_jwt_cut_short_or_garbled_is_still_refused_by_it(credential: str) -> None:
+    """It starts as every JWT does: this plugin says what is wrong, rather than leaving
+    the server to say that no plugin recognizes it."""
+    with pytest.raises(Rejected) as caught:
+        meetcore_jwt.plugin.meetcore_authenticate(credential=credential, meeting_id=None)
+    assert caught.value.code == ErrorCode.INVALID_TOKEN
+    assert caught.value.message.startswith("malformed token: a JWT is three base64url parts")
+
+
 def test_what_is_no_jwt_is_left_to_others_even_with_a_broken_keys_file(tmp_path: Path) -> None:
     (tmp_path / "meetcore-keys.json").write_text("{broken")
     assert meetcore_jwt.plugin.meetcore_authenticate(credential="key:k-1", meeting_id=None) is None

@@ -471,6 +471,40 @@ def test_messages_say_what_is_wrong() -> None:
     assert f"longer than {MAX_TOKEN_BYTES} bytes" in refused("x" * (MAX_TOKEN_BYTES + 1)).message
 
 
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (GOOD, "the token expired at 2024-06-01T12:00:00Z (it is 2024-06-01T13:00:00Z now)"),
+        (forge(HEADER, claims(nbf=NOW + 4 * 3600, exp=NOW + 5 * 3600)),
+         "the token is not valid before 2024-06-01T14:00:00Z (it is 2024-06-01T13:00:00Z now)"),
+        (forge({"typ": "JWT"}, claims()),
+         "the token's header names no algorithm (alg): it must be HS256"),
+        (f"{HEAD}.{BODY[:10]}",
+         "malformed token: a JWT is three base64url parts separated by dots, this one has 2 "
+         "(was it cut short when copied?)"),
+        ("garbage", "malformed token: a JWT is three base64url parts separated by dots, "
+         "this one has 1"),
+        (f"{GOOD}.{SIGNATURE}", "malformed token: a JWT is three base64url parts separated by "
+         "dots, this one has 4"),
+        (f"{HEAD}.{BODY}.{SIGNATURE[:-1]}\x1b", "malformed token: character "
+         f"{len(GOOD)} is '\\x1b', which no JWT has (three base64url parts separated by dots)"),
+        (f"{HEAD}..{SIGNATURE}", "malformed token: its header or payload is empty"),
+        (f"{HEAD}.{BODY}.{SIGNATURE[:-4]}", "malformed token: Invalid crypto padding (a part of "
+         "it is not base64url as a JWT encoder writes it: cut short or changed?)"),
+        (forge(HEADER, claims(aud="x" * 500)),
+         "the token has an aud claim: it is meant for another audience"),
+    ],
+)  # fmt: skip
+def test_messages_say_what_is_wrong_in_the_users_words(token: str, message: str) -> None:
+    assert refused(token, now=NOW + 3 * 3600).message == message
+
+
+@pytest.mark.parametrize(("token", "code"), HOSTILE)
+def test_messages_are_short_printable_lines(token: str, code: int) -> None:
+    message = refused(token, meeting_id="room-2", participant_id="bob").message
+    assert message.isprintable() and len(message) <= 200, message
+
+
 def test_every_kind_of_hostile_token_is_in_the_table() -> None:
     ids = {param.id for param in HOSTILE}
     assert len(ids) == len(HOSTILE)

@@ -68,7 +68,7 @@ from meetcore.events import (
     SessionStarted,
 )
 
-__all__ = ["CliError", "build_cli", "main"]
+__all__ = ["CliError", "build_cli", "main", "one_line"]
 
 #: A JSON Lines line longer than this is refused rather than read into memory.
 MAX_LINE: Final = 1 << 20
@@ -113,20 +113,24 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _one_line(text: str) -> str:
-    """`text` as one printable line: whitespace runs become a space, control characters
-    are escaped, and a word longer than LONGEST_WORD is cut in the middle."""
+def one_line(text: str, limit: int | None = None) -> str:
+    """`text` as one printable line, for a terminal or a log: whitespace runs become a
+    space, control characters are escaped, a word longer than LONGEST_WORD is cut in the
+    middle, and with `limit` a longer line is cut to `limit` characters, "..." included."""
     words = []
     for word in text.split():
         word = _printable(word)
         if len(word) > LONGEST_WORD:
             word = f"{word[:120]}...({len(word):,} characters)...{word[-40:]}"
         words.append(word)
-    return " ".join(words)
+    line = " ".join(words)
+    if limit is not None and len(line) > limit:
+        line = f"{line[: max(limit - 3, 0)]}..."
+    return line
 
 
 def _echo_error(message: str) -> None:
-    click.echo(f"meetcore: error: {_one_line(message)}", err=True)
+    click.echo(f"meetcore: error: {one_line(message)}", err=True)
 
 
 class MeetcoreGroup(click.Group):
@@ -155,7 +159,7 @@ class MeetcoreGroup(click.Group):
         except click.ClickException as exc:
             message = exc.format_message()
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
-                message = f"{_one_line(message)} (see '{exc.ctx.command_path} --help')"
+                message = f"{one_line(message)} (see '{exc.ctx.command_path} --help')"
             _echo_error(message)
             sys.exit(exc.exit_code)
         except click.Abort as exc:

@@ -8,20 +8,29 @@ import meetcore
 from meetcore import Principal
 from meetcore_jwt._verify import verify_token
 
-__all__ = ["JWTAuth", "authenticate", "bearer_token"]
+__all__ = ["JWT_START", "JWTAuth", "authenticate", "bearer_token"]
+
+#: How every JWT starts: its header, a JSON object, base64url-encoded.
+JWT_START = "eyJ"
 
 
 def bearer_token(credential: object) -> str | None:
     """The JWT in a credential (raw, as VideoSDK sends it, or after `Bearer `), or None
-    when it does not look like one (another scheme, or not three dot-separated parts):
-    another auth plugin may take it then."""
+    when it does not look like one: another auth plugin may take it then.
+
+    It looks like one when it is one word of three dot-separated parts, or when it starts
+    as every JWT does, `eyJ` (`{"` in base64url): a JWT cut short or garbled on its way is
+    still this plugin's to refuse, and to say what is wrong with it.
+    """
     if not isinstance(credential, str):
         return None
     token = credential.strip()
     scheme, _, rest = token.partition(" ")
     if scheme.lower() == "bearer":
         token = rest.strip()
-    if token.count(".") != 2 or any(space.isspace() for space in token):
+    if any(space.isspace() for space in token):
+        return None
+    if token.count(".") != 2 and not token.startswith(JWT_START):
         return None
     return token
 

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 import jwt
 
 from meetcore import ErrorCode, Principal, Rejected
+from meetcore.cli import one_line
 
 __all__ = [
     "ALGORITHM",
@@ -73,6 +74,36 @@ def _segment(part: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _bad(f"malformed token: its {what} is not a JSON object")
     return value
+
+
+def _misshapen(token: str) -> str:
+    """What is wrong with a token that is not three base64url parts separated by dots."""
+    for index, char in enumerate(token):
+        if char != "." and not (char.isascii() and (char.isalnum() or char in "-_")):
+            return (
+                f"malformed token: character {index + 1} is {_quote(char)}, which no JWT "
+                "has (three base64url parts separated by dots)"
+            )
+    parts = token.count(".") + 1
+    if parts == 3:
+        return "malformed token: its header or payload is empty"
+    hint = " (was it cut short when copied?)" if parts < 3 and token.startswith("eyJ") else ""
+    return (
+        "malformed token: a JWT is three base64url parts separated by dots, "
+        f"this one has {parts}{hint}"
+    )
+
+
+def _pyjwt_refusal(error: jwt.PyJWTError) -> str:
+    """A refusal by PyJWT other than a bad signature, as one bounded line."""
+    if isinstance(error, jwt.InvalidAudienceError):
+        return "the token has an aud claim: it is meant for another audience"
+    if isinstance(error, jwt.DecodeError):
+        return (
+            f"malformed token: {one_line(str(error), 100)} (a part of it is not base64url "
+            "as a JWT encoder writes it: cut short or changed?)"
+        )
+    return f"invalid token: {one_line(str(error), 100)}"
 
 
 def _iso(seconds: float) -> str:
@@ -165,12 +196,14 @@ def verify_token(
     token = token.strip()
     if not token:
         raise _bad("the token is empty")
-    if not token.isascii() or _SHAPE.fullmatch(token) is None:
-        raise _bad("malformed token: a JWT is three base64url parts separated by dots")
+    if _SHAPE.fullmatch(token) is None:
+        raise _bad(_misshapen(token))
     head, body, _ = token.split(".")
 
     header = _segment(head, "header")
     alg = header.get("alg")
+    if alg is None:
+        raise _bad(f"the token's header names no algorithm (alg): it must be {ALGORITHM}")
     if alg != ALGORITHM:
         raise _bad(f"the token's algorithm must be {ALGORITHM}, not {_quote(alg)}")
 
@@ -196,7 +229,7 @@ def verify_token(
             f"bad signature: the token was not signed with the secret of apikey {_quote(api_key)}"
         ) from None
     except jwt.PyJWTError as exc:
-        raise _bad(f"invalid token: {exc}") from None
+        raise _bad(_pyjwt_refusal(exc)) from None
     if payload.get("apikey") != api_key:  # the same bytes, parsed twice: a safeguard
         raise _bad("malformed token: its payload does not parse the same twice")
 
@@ -205,10 +238,10 @@ def verify_token(
     if exp is None:
         raise _bad("the token has no exp: every token must expire")
     if exp <= clock - LEEWAY:
-        raise _bad(f"the token expired at {_iso(exp)}")
+        raise _bad(f"the token expired at {_iso(exp)} (it is {_iso(clock)} now)")
     nbf = _time_claim(payload, "nbf")
     if nbf is not None and nbf > clock + LEEWAY:
-        raise _bad(f"the token is not valid before {_iso(nbf)}")
+        raise _bad(f"the token is not valid before {_iso(nbf)} (it is {_iso(clock)} now)")
     _time_claim(payload, "iat")  # checked for its type only: exp and nbf say when it is valid
 
     permissions = check_permissions(payload.get("permissions"))
