@@ -149,7 +149,7 @@ def ensure_dev_keys(path: str | os.PathLike[str] | None = None) -> tuple[str, st
         text = json.dumps({api_key: secret}, indent=2) + "\n"
         try:
             if _publish(target, text, replace=found is not None):
-                log.info("created API key %s in %s", api_key, target)
+                log.debug("created API key %s in %s", api_key, target)  # callers say it
                 return api_key, secret
         except OSError as exc:
             raise KeysError(f"cannot write keys file {target}: {exc.strerror or exc}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -22,7 +23,13 @@ from meetcore_webrtc.signaling import Signaling
 if TYPE_CHECKING:
     from meetcore_webrtc.media import MediaConfig
 
-__all__ = ["Server", "create_app"]
+__all__ = ["NO_GET_TOKEN", "Server", "create_app"]
+
+#: What `GET /get-token` answers (404) when the server is not in development mode.
+NO_GET_TOKEN = (
+    "GET /get-token is served in development mode only: start the server with "
+    "meetcore serve --dev (never in production), or get a token with: uv run meetcore token"
+)
 
 
 class Server:
@@ -54,8 +61,8 @@ class Server:
             WebSocketRoute("/ws", self.signaling.endpoint),
             *static.routes(),  # the browser SDK and the demo page
         ]
-        if dev:
-            routes.append(Route("/get-token", self.get_token, methods=["GET"]))
+        get_token = self.get_token if dev else self.no_get_token
+        routes.append(Route("/get-token", get_token, methods=["GET"]))
         self.app = Starlette(
             routes=routes,
             lifespan=self.signaling.lifespan,
@@ -72,6 +79,10 @@ class Server:
             return JSONResponse({"error": "no API key configured"}, status_code=503)
         api_key, secret = next(iter(keys.items()))
         return JSONResponse({"token": mint_token(api_key=api_key, secret=secret)})
+
+    async def no_get_token(self, request: Request) -> Response:
+        """`/get-token` without development mode: a 404 that says how to turn it on."""
+        raise HTTPException(404, NO_GET_TOKEN)
 
     async def close(self) -> None:
         """Let every connected participant leave (1001) and close their sockets."""

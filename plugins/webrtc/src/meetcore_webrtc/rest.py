@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from meetcore import Conflict, ErrorCode, Principal, Rejected, decide
+from meetcore.cli import one_line
 from meetcore.commands import (
     Activate,
     AutoClose,
@@ -55,6 +56,7 @@ from meetcore.commands import (
 from meetcore.events import SessionEnded
 from meetcore_webrtc._auth import authenticate, strip_bearer
 from meetcore_webrtc._errors import error_response
+from meetcore_webrtc._logs import client_of
 from meetcore_webrtc.rooms import (
     ParticipantView,
     RoomView,
@@ -465,6 +467,7 @@ class _Endpoint:
         try:
             return await handler(request)
         except Rejected as refused:
+            self._log_refusal(request, refused)
             return error_response(refused)
         except _Refusal as refused:
             return refused.response
@@ -482,6 +485,19 @@ class _Endpoint:
             return error_response(
                 Rejected(ErrorCode.SOMETHING_WENT_WRONG, "internal error (see the server log)")
             )
+
+    def _log_refusal(self, request: Request, refused: Rejected) -> None:
+        """One line (info) per refused request: who, what, the code and why."""
+        client = client_of(request.client)
+        method, path = request.method[:16], one_line(request.url.path, 200)
+        fields = {
+            "code": int(refused.code),
+            "error": refused.code.name,
+            "client": client,
+            "method": method,
+            "path": path,
+        }
+        log.info(f"refused {method} {path} from {client}: {refused}", extra=fields)
 
 
 # ---------------------------------------------------------------------------

@@ -6,6 +6,9 @@ secret in `meetcore-keys.json` (readable only by its owner), so that
 
 SIGINT or SIGTERM shut it down gracefully: every connected participant leaves
 (1001) and sees it, the log is flushed, then the store closes.
+
+What it prints (`--log-level`, `--log-format`) is set up by `meetcore_webrtc._logs`:
+its start lines, then a line per join, leave, session and refusal.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import signal
 import socket
 from collections.abc import Iterator
@@ -24,6 +28,7 @@ import click
 import uvicorn
 
 from meetcore import Engine, StoreError
+from meetcore_webrtc import _logs
 from meetcore_webrtc._http import MeetcoreH11
 from meetcore_webrtc.app import Server
 
@@ -32,6 +37,11 @@ __all__ = ["serve"]
 #: Largest WebSocket frame uvicorn reads at all; the signaling answers anything above
 #: its own limit (64 KiB) with an error and keeps the connection.
 WS_MAX_SIZE = 1 << 20
+#: Where a newcomer starts (the page in the checkout's docs/).
+QUICKSTART = "docs/quickstart.md"
+
+#: The command's own lines: where it serves, how to get a token (`_logs.BANNER`).
+say = logging.getLogger(_logs.BANNER).info
 
 
 class _Uvicorn(uvicorn.Server):
@@ -58,8 +68,8 @@ class _Uvicorn(uvicorn.Server):
         await super().startup(sockets)
         for server in self.servers:
             for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                click.echo(f"meetcore: serving on http://{host}:{port}", err=True)
+                url = _url(sock)
+                say(f"serving on {url}", extra={"url": url})
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self.meeting_server.close()
@@ -118,6 +128,31 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def _url(sock: socket.socket) -> str:
+    """The http URL of a listening socket (an IPv6 address in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _start_lines(store: str, url: str, dev: bool) -> None:
+    """Say where the log is, how to get a token, where the demo page and the quickstart
+    are (the `serving on` line follows once uvicorn serves)."""
+    say(f"store {_without_password(store)}")
+    if dev:
+        say(
+            f"get a token with: uv run meetcore token, or GET {url}/get-token",
+            extra={"getToken": f"{url}/get-token"},
+        )
+        say("development mode: /get-token gives anyone a moderator's token; never in production")
+        say(f"demo page: {url}/", extra={"demo": f"{url}/"})
+    else:
+        say(
+            "get a token with: uv run meetcore token "
+            "(GET /get-token is off: it needs meetcore serve --dev)"
+        )
+    say(f"new here? {QUICKSTART} walks through a first meeting step by step")
+
+
 def _webhooks(allow_networks: tuple[str, ...] = ()) -> list[object]:
     """meetcore-webhooks' delivery, configured from the environment (`allow_networks`
     over it, when given), when it is installed."""
@@ -145,8 +180,10 @@ async def run(
     **uvicorn_options: Any,
 ) -> None:
     """Open the engine on `store` (with `plugins`; default: webhooks as the environment
-    configures them) and serve on `sock` until SIGINT or SIGTERM."""
-    plugins = _webhooks() if plugins is None else plugins
+    configures them; and `_logs.MeetingLog`, which logs joins, leaves and sessions) and
+    serve on `sock` until SIGINT or SIGTERM. uvicorn logs through the loggers that
+    `_logs.configure` set up, its access log only when they show debug."""
+    plugins = [*(_webhooks() if plugins is None else plugins), _logs.MeetingLog()]
     async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=plugins) as engine:
         server = Server(engine, dev=dev, secret=resume_secret())
         config = uvicorn.Config(
@@ -155,7 +192,9 @@ async def run(
             ws_max_size=WS_MAX_SIZE,
             ws_per_message_deflate=False,  # small JSON frames: compressing costs more than it saves
             http=MeetcoreH11,  # header timeout, no Content-Length with Transfer-Encoding
-            log_level="warning",
+            log_config=None,  # the process's logging is `_logs.configure`'s
+            log_level=None,
+            access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
             **uvicorn_options,
         )
         await _Uvicorn(config, server).serve(sockets=[sock])
@@ -172,7 +211,9 @@ async def run(
     show_default=True,
     help="Event store URL (sqlite:///path, memory://, postgresql://...).",
 )
-@click.option("--dev", is_flag=True, help="Development mode: serve GET /get-token.")
+@click.option(
+    "--dev", is_flag=True, help="Development mode: serve GET /get-token (never in production)."
+)
 @click.option(
     "--lease-ttl",
     default=15.0,
@@ -188,6 +229,21 @@ async def run(
     help="A network webhooks may be sent to although it is not public, e.g. 10.0.0.0/8 "
     "(repeatable; default: public addresses only; MEETCORE_WEBHOOK_ALLOW_NETWORKS).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(_logs.LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="What is logged: info tells of each join, leave, session and refusal; debug "
+    "adds every event and uvicorn's access log.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(_logs.FORMATS, case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="text: lines for people; json: one JSON object a line, with fields.",
+)
 def serve(
     host: str,
     port: int,
@@ -195,10 +251,13 @@ def serve(
     dev: bool,
     lease_ttl: float,
     webhook_networks: tuple[str, ...],
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Run the meeting server: REST rooms API, WebSocket signaling, on one event store."""
     from meetcore_jwt import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
 
+    _logs.configure(log_level, log_format)
     try:
         plugins = _webhooks(webhook_networks)
     except ValueError as error:
@@ -206,18 +265,11 @@ def serve(
     try:
         if not load_keys():
             api_key, _ = ensure_dev_keys()
-            click.echo(
-                f"meetcore: created a development API key {api_key} in {DEFAULT_KEYS_FILE}",
-                err=True,
-            )
+            say(f"created a development API key {api_key} in {DEFAULT_KEYS_FILE}")
     except KeysError as error:
         raise UsageProblem(str(error)) from None
     sock = listen(host, port)
-    shown = _without_password(store)
-    click.echo(f"meetcore: store {shown}; get a token with: uv run meetcore token", err=True)
-    if dev:
-        host, port = sock.getsockname()[:2]
-        click.echo(f"meetcore: development mode: GET http://{host}:{port}/get-token", err=True)
+    _start_lines(store, _url(sock), dev)
     try:
         anyio.run(
             lambda: run(sock=sock, store=store, dev=dev, lease_ttl=lease_ttl, plugins=plugins)

@@ -47,6 +47,7 @@ from meetcore import (
     Rejected,
     fold,
 )
+from meetcore.cli import one_line
 from meetcore.commands import (
     AnyCommand,
     ChangeMode,
@@ -66,6 +67,7 @@ from meetcore.events import (
 )
 from meetcore_webrtc import protocol as p
 from meetcore_webrtc._auth import authenticate
+from meetcore_webrtc._logs import client_of
 
 if TYPE_CHECKING:
     from meetcore_webrtc.media import MediaConfig, MediaServer
@@ -277,7 +279,9 @@ class Signaling:
                     await self._send(connection)
                 tasks.cancel_scope.cancel()
         except TimeoutError:
-            await self._refuse(websocket, None, ErrorCode.INVALID_PARAMETER, "no join in time")
+            refused = Rejected(ErrorCode.INVALID_PARAMETER, "no join in time")
+            self._log_refusal(websocket, "connection", refused)
+            await self._refuse(websocket, None, refused.code, refused.message)
         except WebSocketDisconnect:
             pass
         except Exception:  # a bug: say so, close (1011); a join not welcomed has left
@@ -367,8 +371,26 @@ class Signaling:
                 return await self._join(websocket, hello, principal)
             return await self._resume(websocket, hello, principal)
         except Rejected as error:
+            what = "join" if isinstance(hello, p.JoinRequest) else "resume"
+            self._log_refusal(websocket, what, error, hello.meeting_id)
             await self._refuse(websocket, hello.request_id, error.code, error.message)
             return None
+
+    def _log_refusal(
+        self, websocket: WebSocket, what: str, error: Rejected, meeting_id: str | None = None
+    ) -> None:
+        """One line (info) for a connection, join or resume refused, with its code."""
+        client = client_of(websocket.client)
+        fields: dict[str, Any] = {
+            "code": int(error.code),
+            "error": error.code.name,
+            "client": client,
+        }
+        where = ""
+        if meeting_id is not None:
+            fields["meetingId"] = one_line(meeting_id, 80)
+            where = f" to meeting {fields['meetingId']}"
+        log.info(f"refused a {what}{where} from {client}: {error}", extra=fields)
 
     async def _join(
         self, websocket: WebSocket, hello: p.JoinRequest, principal: Principal

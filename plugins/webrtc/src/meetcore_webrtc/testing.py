@@ -32,7 +32,8 @@ import anyio.to_thread
 
 __all__ = ["ServeProcess", "clean_env", "free_port"]
 
-_SERVING = re.compile(r"meetcore: serving on (http://\S+)")
+#: The line that says the server serves, as text (`meetcore: serving on URL`) or JSON.
+_SERVING = re.compile(r'serving on (http://[^\s"]+)')
 
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
