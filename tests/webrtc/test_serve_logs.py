@@ -319,6 +319,8 @@ def test_the_level_decides_what_is_shown(level: str, shown: set[str]) -> None:
     logging.getLogger("aioice").warning("other-warning")
     printed = {text.rsplit(" ", 1)[-1] for text in stream.getvalue().splitlines()}
     assert printed == shown
+    # below info, meetcore serve does not even register the observer
+    assert _logs.MeetingLog.wanted() == ("meetings" in shown)
 
 
 @pytest.mark.usefixtures("restore_logging")

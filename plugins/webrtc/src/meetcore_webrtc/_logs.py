@@ -61,11 +61,18 @@ def client_of(client: Any) -> str:
 
 class MeetingLog:
     """An observer that logs (logger `meetcore.meetings`, info) each join, leave (with its
-    reason's code and name), session start and end, and at debug every other event."""
+    reason's code and name), session start and end, and at debug every other event.
+
+    `wanted()` says whether it would log anything: an engine without observers skips
+    handing them records, so leave it out when the logger is off."""
+
+    @staticmethod
+    def wanted() -> bool:
+        return log.isEnabledFor(logging.INFO)
 
     @hookimpl
     def meetcore_records_appended(self, records: Sequence[Record]) -> None:
-        if log.isEnabledFor(logging.INFO):
+        if self.wanted():
             for record in records:
                 self._tell(record)
 
@@ -112,11 +119,13 @@ def _time(record: logging.LogRecord) -> str:
 
 class TextFormatter(logging.Formatter):
     """`<time> <LEVEL> <logger>: <message>`, the message one printable line (a hostile
-    name or id cannot forge a line); a traceback follows on its own lines. The command's
-    own lines (`BANNER`) are `meetcore: <message>`."""
+    name or id cannot forge a line: `meetcore.cli.one_line`); a traceback follows on its
+    own lines. The command's own lines (`BANNER`) are `meetcore: <message>`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = one_line(record.getMessage())
+        message = record.getMessage()
+        if not message.isprintable():
+            message = one_line(message)
         if record.name == BANNER and record.levelno == logging.INFO:
             return f"meetcore: {message}"
         line = f"{_time(record)} {record.levelname} {record.name}: {message}"

@@ -183,7 +183,9 @@ async def run(
     configures them; and `_logs.MeetingLog`, which logs joins, leaves and sessions) and
     serve on `sock` until SIGINT or SIGTERM. uvicorn logs through the loggers that
     `_logs.configure` set up, its access log only when they show debug."""
-    plugins = [*(_webhooks() if plugins is None else plugins), _logs.MeetingLog()]
+    plugins = _webhooks() if plugins is None else plugins
+    if _logs.MeetingLog.wanted():
+        plugins = [*plugins, _logs.MeetingLog()]
     async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=plugins) as engine:
         server = Server(engine, dev=dev, secret=resume_secret())
         config = uvicorn.Config(
