@@ -3,8 +3,10 @@
 Debian's `chromium` (installed by `.ci/run`) runs headless, driven by Playwright for
 Python with `executable_path`, with fake camera and microphone devices. The page talks
 to a `meetcore serve --dev` subprocess; Python clients (`meetcore_webrtc.client`) join
-the same meetings from this process. What the page sees is read from the demo page's
-DOM or from the events a test page records (`window.seen`).
+the same meetings from this process; media stays on 127.0.0.1 (`MEETCORE_ICE_ADDRESSES`
+for the server, `ice_addresses` for the clients). What the page sees is read from the
+demo page's DOM or from the events a test page records (`window.seen`). A page must
+print no console error and load nothing that fails (a favicon's 404 included).
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ pytestmark = [
 playwright_api = pytest.importorskip("playwright.async_api")
 Browser = playwright_api.Browser
 Page = playwright_api.Page
+expect = playwright_api.expect
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOT = ROOT / "docs" / "images" / "demo.png"
 MEETCORE = [sys.executable, "-m", "meetcore.cli"]
 LEASE_TTL = 3.0
+LOOPBACK = "127.0.0.1"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # root in a container
     "--use-fake-ui-for-media-stream",  # grant camera and microphone without asking
@@ -68,7 +72,11 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    served = ServeProcess(tmp_path_factory.mktemp("serve"), lease_ttl=LEASE_TTL).wait_ready()
+    served = ServeProcess(
+        tmp_path_factory.mktemp("serve"),
+        lease_ttl=LEASE_TTL,
+        env={"MEETCORE_ICE_ADDRESSES": LOOPBACK},
+    ).wait_ready()
     try:
         yield served
     finally:
@@ -102,19 +110,37 @@ async def browser() -> AsyncIterator[Any]:
 
 class Pages:
     """Opens pages, each in its own browser context (its own cookies and storage),
-    and keeps what their consoles printed, for the failure report."""
+    and keeps what their consoles printed, for the failure report, and what they could
+    not load."""
 
     def __init__(self, browser: Any) -> None:
         self.browser = browser
         self.contexts: list[Any] = []
         self.console: list[str] = []
+        self.failed: list[str] = []
+        #: Console errors a test causes on purpose (substrings of the message).
+        self.expected_errors: list[str] = []
+
+    def errors(self) -> list[str]:
+        """Uncaught exceptions, console errors and failed loads, but the expected ones."""
+        errors = [
+            line for line in self.console if line.startswith(("pageerror:", "error:"))
+        ] + self.failed
+        return [e for e in errors if not any(x in e for x in self.expected_errors)]
 
     async def new(self, url: str) -> Any:
         context = await self.browser.new_context(viewport={"width": 1280, "height": 800})
         self.contexts.append(context)
         page = await context.new_page()
-        page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
+        page.on("console", lambda message: self.console.append(console_line(message)))
         page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+        page.on("requestfailed", lambda request: self.failed.append(f"failed: {request.url}"))
+        page.on(
+            "response",
+            lambda response: (
+                response.status >= 400 and self.failed.append(f"{response.status}: {response.url}")
+            ),
+        )
         page.set_default_timeout(10_000)
         await page.goto(url)
         return page
@@ -125,6 +151,11 @@ class Pages:
                 await context.close()
 
 
+def console_line(message: Any) -> str:
+    where = message.location.get("url")
+    return f"{message.type}: {message.text}" + (f" ({where})" if where else "")
+
+
 @pytest.fixture
 async def pages(browser: Any) -> AsyncIterator[Pages]:
     made = Pages(browser)
@@ -132,8 +163,7 @@ async def pages(browser: Any) -> AsyncIterator[Pages]:
         yield made
     finally:
         await made.close()
-    errors = [line for line in made.console if line.startswith("pageerror")]
-    assert not errors, "\n".join(made.console)
+    assert not made.errors(), "\n".join(made.console + made.failed)
 
 
 class Clients:
@@ -143,6 +173,7 @@ class Clients:
         self.meetings: list[Meeting] = []
 
     def new(self, server: ServeProcess, token: str, meeting_id: str, **options: Any) -> Meeting:
+        options.setdefault("ice_addresses", [LOOPBACK])
         meeting = init_meeting(base_url=server.url, token=token, meeting_id=meeting_id, **options)
         self.meetings.append(meeting)
         return meeting
@@ -171,11 +202,16 @@ async def dev_token(server: ServeProcess) -> str:
     return str(response.json()["token"])
 
 
-async def create_room(server: ServeProcess, token: str) -> str:
+async def post(server: ServeProcess, token: str, path: str, body: Any = None) -> Any:
+    """POST to the REST API; the answer's JSON, which must be a 200's."""
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        response = await http.post("/v2/rooms", headers={"Authorization": token})
+        response = await http.post(path, json=body, headers={"Authorization": token})
     assert response.status_code == 200, response.text
-    return str(response.json()["roomId"])
+    return response.json()
+
+
+async def create_room(server: ServeProcess, token: str) -> str:
+    return str((await post(server, token, "/v2/rooms"))["roomId"])
 
 
 async def eventually(check: Any, timeout: float = 10.0) -> None:
@@ -361,17 +397,24 @@ async def test_the_demo_page_and_a_python_client_see_each_other_join_and_leave(
     local_tile = page.locator(f'.tile[data-participant-id="{kafka_id}"] .name')
     assert "Franz Kafka (you)" in await local_tile.inner_text()
     assert page.url.endswith(f"/?meetingId={room}")
+    await expect_people(page, [[kafka_id, "Franz Kafka (you)"], ["max", "Max Brod"]])
+    for tile in await page.locator(".tile").all():  # nobody sends
+        await expect(tile.locator(".placeholder")).to_have_text(re.compile("Camera off"))
 
     # someone joining later is an event on the page, then a tile
     felice = clients.new(server, token, room, name="Felice Bauer", participant_id="felice")
     await felice.join()
     await page.wait_for_selector('.tile[data-participant-id="felice"] >> text=Felice Bauer')
     assert await page.locator("#log >> text=participant-joined Felice Bauer").count() == 1
+    await expect_people(
+        page, [[kafka_id, "Franz Kafka (you)"], ["max", "Max Brod"], ["felice", "Felice Bauer"]]
+    )
 
     # a Python client leaves: the page sees participant-left 1101 and drops the tile
     await felice.leave()
     await page.wait_for_selector('.tile[data-participant-id="felice"]', state="detached")
     assert await page.locator("#log >> text=participant-left Felice Bauer (felice): 1101").count()
+    await expect_people(page, [[kafka_id, "Franz Kafka (you)"], ["max", "Max Brod"]])
 
     # the page leaves: Python sees participant-left 1101, the page meeting-left 1101
     page_leaves = max_brod.wait_for("participant-left")
@@ -380,15 +423,48 @@ async def test_the_demo_page_and_a_python_client_see_each_other_join_and_leave(
     assert (gone.id, reason.code) == (kafka_id, 1101)
     await page.wait_for_selector("#log >> text=meeting-left: 1101 left")
     await page.wait_for_selector("#setup:not([hidden])")
+    await expect(page.get_by_role("status")).to_have_text("You left the meeting")
     assert await page.locator(".tile").count() == 0
+    await expect(page.locator("#people")).to_be_hidden()
     assert await page.text_content("#state") == "DISCONNECTED"
     assert max_brod.participants == {}
+
+    # the event list reads top to bottom, oldest first, numbered from 1
+    entries = await page.locator("#log li").all_inner_texts()
+    assert "token from /get-token" in entries[0] and "meeting-left: 1101" in entries[-1]
+    log = "document.querySelector('#log')"
+    assert await page.evaluate(f"[{log}.start, {log}.reversed]") == [1, False]
+    # it keeps the last 100, numbered as they came
+    await page.evaluate("for (let i = 1; i <= 100; i++) window.demo.log(`entry ${i}`)")
+    kept = await page.locator("#log li").all_inner_texts()
+    assert len(kept) == 100 and kept[0].endswith("entry 1") and kept[-1].endswith("entry 100")
+    assert await page.evaluate(f"{log}.start") == len(entries) + 1
+
+
+async def expect_people(page: Any, rows: list[list[str]]) -> None:
+    """The page's participant list: these rows ([id, name]) in this order, and their count."""
+    listed = page.locator("#people li")
+    await expect(listed).to_have_count(len(rows))
+    await expect(page.locator("#people-count")).to_have_text(str(len(rows)))
+    for row, (participant_id, name) in zip(await listed.all(), rows, strict=True):
+        await expect(row).to_have_attribute("data-participant-id", participant_id)
+        await expect(row.locator(".who")).to_have_text(name)
+
+
+async def expect_media(page: Any, participant_id: str, mic: str, camera: str) -> None:
+    """A participant's row says the mic and the camera are `on` or `off`, in words."""
+    row = page.locator(f'#people li[data-participant-id="{participant_id}"]')
+    await expect(row).to_have_attribute("data-mic", mic)
+    await expect(row).to_have_attribute("data-camera", camera)
+    await expect(row.locator(".mic")).to_have_text(f"Mic {mic}")
+    await expect(row.locator(".camera")).to_have_text(f"Camera {camera}")
 
 
 async def test_without_dev_the_page_asks_for_a_token_creates_a_room_and_copies_the_link(
     server: ServeProcess, pages: Pages, clients: Clients
 ) -> None:
     token = await dev_token(server)
+    pages.expected_errors.append(f"{server.url}/get-token")  # as a server without --dev answers
     page = await pages.new("about:blank")
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     await page.route("**/get-token", lambda route: route.fulfill(status=404, body="Not Found"))
@@ -435,6 +511,7 @@ async def test_end_from_the_page_and_from_python(
     (reason,) = await python_left
     assert reason.code == 1008
     await page.wait_for_selector("#log >> text=meeting-left: 1008 the meeting was ended")
+    await expect(page.get_by_role("status")).to_have_text("You ended the meeting for everyone")
 
     # the room is reusable: a new session, ended from Python this time
     again = clients.new(server, token, room, name="Max Brod")
@@ -449,6 +526,108 @@ async def test_end_from_the_page_and_from_python(
         ["meeting-left", 1008, "the meeting was ended"],
         ["state", "DISCONNECTED"],
     ]
+
+
+BANNERS = {
+    "rest-end": ("alert", "The meeting was ended via the REST API (1009)"),
+    "rest-remove": ("alert", "You were removed via the REST API (1010)"),
+    "moderator-end": ("alert", "The meeting was ended by a moderator (1008)"),
+    "moderator-remove": ("alert", "You were removed by a moderator (1002)"),
+    "same-id": ("alert", "Another tab or device joined as you (1011)"),
+}
+
+
+@pytest.mark.parametrize("how", BANNERS)
+async def test_the_banner_says_why_the_page_is_out(
+    server: ServeProcess, pages: Pages, clients: Clients, how: str
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod")
+    await max_brod.join()
+    page = await pages.new(server.url + "/")
+    joined = max_brod.wait_for("participant-joined")
+    await join_from_demo(page, room, "Franz Kafka", media=False)
+    (kafka,) = await joined
+    await expect(page.locator("#banner")).to_be_hidden()  # nothing to say yet
+
+    if how == "rest-end":
+        await post(server, token, "/v2/sessions/end", {"roomId": room})
+    elif how == "rest-remove":
+        body = {"roomId": room, "participantId": kafka.id}
+        await post(server, token, "/v2/sessions/participants/remove", body)
+    elif how == "moderator-end":
+        await max_brod.end()
+    elif how == "moderator-remove":
+        await max_brod.remove_participant(kafka.id)
+    else:
+        await clients.new(server, token, room, name="Franz Kafka", participant_id=kafka.id).join()
+
+    role, text = BANNERS[how]
+    banner = page.get_by_role(role)
+    await expect(banner).to_have_text(text)
+    await expect(banner).to_be_visible()
+    await expect(page.locator("#banner")).to_have_attribute("data-kind", "warning")
+    await page.wait_for_selector("#setup:not([hidden])")
+
+    # joining again clears it
+    await page.fill("#meeting-id", room)
+    await page.click("#join")
+    await page.wait_for_selector("#room:not([hidden])")
+    await expect(page.locator("#banner")).to_be_hidden()
+
+
+async def test_the_banner_tells_a_guest_who_waits_to_be_let_in(
+    server: ServeProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod")
+    await max_brod.join()
+    minted = await anyio.run_process(
+        [*MEETCORE, "token", "--permissions", "ask_join"], cwd=server.cwd, env=server.env
+    )
+    asking = minted.stdout.decode().strip()
+    page = await pages.new("about:blank")
+    await page.route("**/get-token", lambda route: route.fulfill(json={"token": asking}))
+    await page.goto(f"{server.url}/?meetingId={room}&name=Felice%20Bauer")
+    await page.set_checked("#webcam", False)
+    await page.set_checked("#mic", False)
+
+    # denied: the page says so and is back at its form
+    requested = max_brod.wait_for("entry-requested")
+    await page.click("#join")
+    await expect(page.get_by_role("status")).to_have_text("Waiting for a moderator to let you in…")
+    (request,) = await requested
+    await request.deny()
+    await expect(page.get_by_role("alert")).to_have_text("A moderator did not let you in")
+    await expect(page.locator("#join")).to_be_enabled()
+
+    # let in: the note goes
+    requested = max_brod.wait_for("entry-requested")
+    await page.click("#join")
+    (request,) = await requested
+    await request.allow()
+    await page.wait_for_selector("#room:not([hidden])")
+    await expect(page.locator("#banner")).to_be_hidden()
+    await expect(page.locator("#people-count")).to_have_text("2")
+
+
+async def test_the_banner_shows_an_error_with_its_code(server: ServeProcess, pages: Pages) -> None:
+    page = await pages.new(server.url + "/")
+    await page.fill("#name", "Franz Kafka")
+    await page.fill("#meeting-id", "zzz-zzz-zzz")
+    await page.set_checked("#webcam", False)
+    await page.set_checked("#mic", False)
+    await page.click("#join")
+    alert = page.get_by_role("alert")
+    await expect(alert).to_have_text("Could not join. Error 4003: the meeting does not exist")
+    await expect(page.locator("#banner")).to_have_attribute("data-kind", "error")
+    await expect(page.locator("#join")).to_be_enabled()
+
+    # it can be dismissed
+    await page.get_by_role("button", name="Dismiss").click()
+    await expect(page.locator("#banner")).to_be_hidden()
 
 
 async def test_the_sdk_resumes_after_a_dropped_socket(
@@ -634,6 +813,8 @@ async def test_video_flows_both_ways_between_the_page_and_a_python_client(
     assert width > 0 and height > 0 and playing
     local = await page.evaluate(PAGE_VIDEO, kafka.id)  # the page's own camera, in its tile
     assert local is not None and local[0] == 640
+    await expect(page.locator("#people li")).to_have_count(2)
+    await screenshot(page)  # before the drop below: no "Reconnected" banner in the picture
 
     # the signaling socket drops and resumes; the media connection goes on meanwhile
     decoded = await page.evaluate(INBOUND_VIDEO, "max")
@@ -650,8 +831,6 @@ async def test_video_flows_both_ways_between_the_page_and_a_python_client(
     assert states == ["RECONNECTING", "CONNECTED"]
     await page.wait_for_function(f"async () => (await ({INBOUND_VIDEO})('max')) > {decoded + 10}")
     assert kafka.id in max_brod.participants
-
-    await screenshot(page)
 
     # the page stops its camera: Python's stream ends; Python stops its own: the tile empties
     disabled: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -675,6 +854,104 @@ async def test_video_flows_both_ways_between_the_page_and_a_python_client(
     (reason,) = await left
     assert reason.code == 1008
     await page.wait_for_selector("#log >> text=meeting-left: 1008 the meeting was ended")
+
+
+RECORD_VIDEO_STATES = """
+(participantId) => {
+  const tile = document.querySelector(`.tile[data-participant-id="${participantId}"]`);
+  const states = [tile.dataset.video];
+  new MutationObserver(() => {
+    if (states.at(-1) !== tile.dataset.video) states.push(tile.dataset.video);
+  }).observe(tile, { attributes: true, attributeFilter: ["data-video"] });
+  window.videoStates = states;
+}
+"""
+
+RECORD_BANNERS = """
+() => {
+  const banner = document.querySelector("#banner");
+  const texts = [];
+  new MutationObserver(() => {
+    const text = banner.hidden ? "" : banner.querySelector("[role]:not(:empty)")?.textContent;
+    if (text && texts.at(-1) !== text) texts.push(text);
+  }).observe(banner, { attributes: true, childList: true, subtree: true, characterData: true });
+  window.banners = texts;
+}
+"""
+
+RENDERED = """
+(participantId) => {
+  const video = document.querySelector(`.tile[data-participant-id="${participantId}"] video`);
+  return video.videoWidth > 0 && video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA;
+}
+"""
+
+
+async def test_the_demo_page_shows_who_is_in_their_media_and_a_placeholder_until_video_renders(
+    server: ServeProcess, pages: Pages, clients: Clients
+) -> None:
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    max_brod = clients.new(server, token, room, name="Max Brod", participant_id="max")
+    await max_brod.join()
+    page = await pages.new(f"{server.url}/?meetingId={room}")
+    await join_from_demo(page, room, "Franz Kafka", media=False)
+    kafka_id = await page.evaluate("window.demo.meeting.participantId")
+
+    # two participants, nobody sends: two rows with everything off, "Camera off" tiles
+    await expect_people(page, [[kafka_id, "Franz Kafka (you)"], ["max", "Max Brod"]])
+    await expect_media(page, kafka_id, "off", "off")
+    await expect_media(page, "max", "off", "off")
+    max_tile = page.locator('.tile[data-participant-id="max"]')
+    kafka_tile = page.locator(f'.tile[data-participant-id="{kafka_id}"]')
+    for tile in (max_tile, kafka_tile):
+        await expect(tile.locator(".placeholder")).to_be_visible()
+        await expect(tile.locator(".placeholder .caption")).to_have_text("Camera off")
+
+    # Max starts his camera: his row says so at once, his tile waits for video, then shows it
+    await page.evaluate(RECORD_VIDEO_STATES, "max")
+    await max_brod.enable_webcam()
+    await expect_media(page, "max", "off", "on")
+    await expect(max_tile).to_have_attribute("data-video", "on", timeout=15_000)
+    await expect(max_tile.locator(".placeholder")).to_be_hidden()
+    assert await page.evaluate(RENDERED, "max")  # a frame, not a timer, took it away
+    assert await page.evaluate("window.videoStates") == ["off", "waiting", "on"]
+    await expect(kafka_tile.locator(".placeholder .caption")).to_have_text("Camera off")
+
+    # the page starts its own camera and microphone: its row and its tile follow
+    await page.evaluate(RECORD_VIDEO_STATES, kafka_id)
+    await page.click("#toggle-webcam")
+    await page.click("#toggle-mic")
+    await expect_media(page, kafka_id, "on", "on")
+    await expect(kafka_tile).to_have_attribute("data-video", "on")
+    await expect(kafka_tile.locator(".placeholder")).to_be_hidden()
+    assert await page.evaluate(RENDERED, kafka_id)
+    assert await page.evaluate("window.videoStates") == ["off", "waiting", "on"]
+
+    # Max's mode changes, then his camera stops: the placeholder is back
+    await max_brod.change_mode("RECV_ONLY")
+    await expect(page.locator('#people li[data-participant-id="max"] .mode')).to_have_text(
+        "receive only"
+    )
+    await expect_media(page, "max", "off", "off")
+    await expect(max_tile.locator(".placeholder .caption")).to_have_text("Camera off")
+    await expect(max_tile.locator(".placeholder")).to_be_visible()
+
+    # the connection drops and comes back: the banner says so
+    await page.evaluate(RECORD_BANNERS)
+    await page.evaluate("window.demo.meeting._socket.close()")
+    await expect(page.get_by_role("status")).to_have_text("Reconnected")
+    assert await page.evaluate("window.banners") == [
+        "Connection lost: reconnecting…",
+        "Reconnected",
+    ]
+    await expect(page.locator("#banner")).to_have_attribute("data-kind", "success")
+
+    # the page leaves
+    await page.click("#leave")
+    await expect(page.get_by_role("status")).to_have_text("You left the meeting")
+    await expect(page.locator("#people")).to_be_hidden()
+    assert pages.errors() == [], pages.console
 
 
 async def screenshot(page: Any) -> None:

@@ -1,9 +1,9 @@
 """The browser side of `meetcore serve`: the SDK at `/sdk/meetcore.js`, the demo page at `/`.
 
 The files sit beside this module (and so in the wheel): `meetcore.js`, the SDK, an
-ES module with no dependency and no build step; `index.html`, `demo.js` and
-`demo.css`, the demo page, served under `/static/`. `routes()` gives the Starlette
-routes that serve them; the server adds them to its own.
+ES module with no dependency and no build step; `index.html`, `demo.js`, `demo.css`
+and `favicon.svg`, the demo page, served under `/static/`. `routes()` gives the
+Starlette routes that serve them; the server adds them to its own.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ FILES: dict[str, str] = {
     "demo.js": "text/javascript; charset=utf-8",
     "demo.css": "text/css; charset=utf-8",
     "index.html": "text/html; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 
 #: The files change with the package, not with time: let the browser check each load.
@@ -49,7 +50,7 @@ async def demo_page(request: Request) -> Response:
 
 
 async def static_file(request: Request) -> Response:
-    """`GET /static/{name}`: the demo page's script and style sheet."""
+    """`GET /static/{name}`: the demo page's script, style sheet and icon."""
     return _file(str(request.path_params["name"]))
 
 

@@ -1,25 +1,30 @@
 /**
  * The demo page of `meetcore serve`: create a room, share its link, join it with camera
- * and microphone, see everyone's video, leave or end it. Everything goes through the
- * browser SDK, exactly as an application would use it.
+ * and microphone, see everyone's video and who is in, leave or end it. Everything goes
+ * through the browser SDK, exactly as an application would use it.
  *
  * With `meetcore serve --dev` the token comes from `/get-token` (the seeds' token
  * server); otherwise the page asks for one (`uv run meetcore token`).
  */
 
-import { MeetCore } from "/sdk/meetcore.js";
+import { MeetCore, MeetCoreError } from "/sdk/meetcore.js";
 
 const $ = (id) => document.getElementById(id);
 
 /** @type {import("/sdk/meetcore.js").Meeting | null} */
 let meeting = null;
 let token = "";
+/** True once this page asked to end the meeting: its own 1008 is then no surprise. */
+let endedHere = false;
+/** True while the banner says this page waits to be let in. */
+let waitingNote = false;
 
-/** For scripts and tests: the page's meeting. */
+/** For scripts and tests: the page's meeting, and its event list. */
 window.demo = {
   get meeting() {
     return meeting;
   },
+  log,
 };
 
 // -- the token and the room ------------------------------------------------------
@@ -30,7 +35,7 @@ async function getToken() {
   if (token) return token;
   const pasted = $("token").value.trim();
   if (pasted) return pasted;
-  throw new Error("paste a token (uv run meetcore token) first");
+  throw new Error("Paste a token (uv run meetcore token) first.");
 }
 
 /** The dev server's token, if this server has `--dev`; else show the token field. */
@@ -56,7 +61,7 @@ async function getMeetingId(token) {
   });
   const body = await response.json();
   if (!response.ok)
-    throw new Error(`${body.code ?? response.status}: ${body.message ?? "cannot create a room"}`);
+    throw new MeetCoreError(body.code ?? response.status, body.message ?? "cannot create a room");
   return body.roomId;
 }
 
@@ -68,69 +73,200 @@ function joinLink(meetingId) {
   return url.href;
 }
 
-// -- tiles -----------------------------------------------------------------------
+// -- the banner: what happened to this page ----------------------------------------
 
-function tileOf(participant) {
-  return document.querySelector(`.tile[data-participant-id="${CSS.escape(participant.id)}"]`);
+/**
+ * Show `text` in the banner. "error" and "warning" (what the user did not choose) go to
+ * the alert region, read out at once; "info" and "success" to the status region.
+ * @param {"error" | "warning" | "info" | "success"} kind
+ * @param {string} text
+ */
+function announce(kind, text) {
+  const alert = kind === "error" || kind === "warning";
+  $("banner").dataset.kind = kind;
+  $("banner-alert").textContent = alert ? text : "";
+  $("banner-status").textContent = alert ? "" : text;
+  $("banner-close").hidden = false;
+  waitingNote = false;
 }
 
-/** A participant's tile: video, name, mic state. */
-function addTile(participant) {
-  let tile = tileOf(participant);
-  if (tile) {
-    updateName(participant);
-    return tile;
-  }
-  tile = document.createElement("div");
+function clearBanner() {
+  delete $("banner").dataset.kind;
+  $("banner-alert").textContent = "";
+  $("banner-status").textContent = "";
+  $("banner-close").hidden = true;
+  waitingNote = false;
+}
+
+/** An error's code and message, or its message. */
+function describe(error) {
+  return error.code ? `Error ${error.code}: ${error.message}` : String(error.message ?? error);
+}
+
+/** Why this page is out of the meeting, in words (1101 and this page's own end aside). */
+const LEFT_BECAUSE = {
+  1001: ["error", "The connection was lost for too long"],
+  1002: ["warning", "You were removed by a moderator"],
+  1003: ["warning", "You were removed: your mode changed"],
+  1006: ["warning", "The room was closed"],
+  1008: ["warning", "The meeting was ended by a moderator"],
+  1009: ["warning", "The meeting was ended via the REST API"],
+  1010: ["warning", "You were removed via the REST API"],
+  1011: ["warning", "Another tab or device joined as you"],
+  1102: ["error", "Could not reconnect to the server"],
+};
+
+/** @param {{code: number, message: string}} reason */
+function sayWhyOut(reason) {
+  if (reason.code === 1101) return announce("info", "You left the meeting");
+  if (reason.code === 1008 && endedHere) return announce("info", "You ended the meeting for everyone");
+  const [kind, text] = LEFT_BECAUSE[reason.code] ?? [
+    "warning",
+    `You are out of the meeting: ${reason.message}`,
+  ];
+  announce(kind, `${text} (${reason.code})`);
+}
+
+// -- participants: a tile and a row in the list each ----------------------------------
+
+/**
+ * What the page shows of each participant, by id: the participant, its tile, its row,
+ * whether its video renders, and the handlers it calls.
+ * @type {Map<string, {participant: object, tile: HTMLElement, row: HTMLElement,
+ *   rendering: boolean, handlers: object}>}
+ */
+const shown = new Map();
+
+/** Words for the modes that are not the default. */
+const MODE_WORDS = {
+  RECV_ONLY: "receive only",
+  SIGNALLING_ONLY: "signalling only",
+  VIEWER: "signalling only",
+};
+
+/** Show a participant (again): a tile, a row; both follow its streams and media state. */
+function show(participant) {
+  const before = shown.get(participant.id);
+  if (before?.participant === participant) return render(participant);
+  if (before) forget(before.participant); // the same id, another connection
+  const entry = { participant, tile: makeTile(participant), row: makeRow(), rendering: false };
+  entry.handlers = {
+    "stream-enabled": (stream) => showStream(participant, stream),
+    "stream-disabled": (stream) => hideStream(participant, stream),
+    "media-status-changed": () => render(participant),
+  };
+  for (const [event, handler] of Object.entries(entry.handlers)) participant.on(event, handler);
+  shown.set(participant.id, entry);
+  $("tiles").append(entry.tile);
+  $("people-list").append(entry.row);
+  $("people-count").textContent = String(shown.size);
+  for (const stream of participant.streams.values()) showStream(participant, stream);
+  render(participant);
+}
+
+function forget(participant) {
+  const entry = shown.get(participant.id);
+  if (entry?.participant !== participant) return;
+  for (const [event, handler] of Object.entries(entry.handlers)) participant.off(event, handler);
+  entry.tile.remove();
+  entry.row.remove();
+  shown.delete(participant.id);
+  $("people-count").textContent = String(shown.size);
+}
+
+/** A tile: the video, a placeholder until it renders, the name with the mic state. */
+function makeTile(participant) {
+  const tile = document.createElement("div");
   tile.className = "tile";
   tile.dataset.participantId = participant.id;
   tile.dataset.local = String(participant.local);
-  tile.dataset.video = "off";
   const video = document.createElement("video");
   video.autoplay = true;
   video.playsInline = true;
   video.muted = true; // sound goes through the <audio> element (none for oneself)
-  const avatar = document.createElement("div");
+  // the placeholder goes when a frame is there to show, and comes back when it is not
+  const rendered = (yes) => {
+    const entry = shown.get(participant.id);
+    if (entry?.participant !== participant) return;
+    entry.rendering = yes;
+    render(participant);
+  };
+  for (const event of ["loadeddata", "resize"])
+    video.addEventListener(event, () => rendered(Boolean(video.srcObject) && video.videoWidth > 0));
+  video.addEventListener("emptied", () => rendered(false));
+  const placeholder = document.createElement("div");
+  placeholder.className = "placeholder";
+  const avatar = document.createElement("span");
   avatar.className = "avatar";
+  avatar.setAttribute("aria-hidden", "true");
   avatar.textContent = initials(participant.displayName || participant.id);
+  const caption = document.createElement("span");
+  caption.className = "caption";
+  placeholder.append(avatar, caption);
   const name = document.createElement("div");
   name.className = "name";
-  tile.append(video, avatar, name);
-  $("tiles").append(tile);
-  updateName(participant);
-  for (const stream of participant.streams.values()) showStream(participant, stream);
-  participant.on("stream-enabled", (stream) => showStream(participant, stream));
-  participant.on("stream-disabled", (stream) => hideStream(participant, stream));
-  participant.on("media-status-changed", () => updateName(participant));
+  tile.append(video, placeholder, name);
   return tile;
 }
 
-function updateName(participant) {
-  const tile = tileOf(participant);
-  if (!tile) return;
-  const name = tile.querySelector(".name");
-  name.textContent = participant.displayName || participant.id;
-  if (participant.local) name.textContent += " (you)";
-  name.insertAdjacentHTML("beforeend", participant.micOn ? MIC_ON : MIC_OFF);
+/** A row of the participant list: the name, the mode if not the default, mic, camera. */
+function makeRow() {
+  const row = document.createElement("li");
+  for (const part of ["who", "mode", "mic", "camera"]) {
+    const span = document.createElement("span");
+    span.className = part;
+    row.append(span);
+  }
+  return row;
+}
+
+/** Bring a participant's tile and row up to date with what the SDK says of it. */
+function render(participant) {
+  const entry = shown.get(participant.id);
+  if (entry?.participant !== participant) return;
+  const { tile, row } = entry;
+  const name = participant.displayName || participant.id;
+  const label = participant.local ? `${name} (you)` : name;
+  const mic = participant.micOn ? "on" : "off";
+  const camera = participant.webcamOn ? "on" : "off";
+
+  const waiting = participant.webcamOn || participant.streamOf("video") !== undefined;
+  tile.dataset.video = entry.rendering ? "on" : waiting ? "waiting" : "off";
+  tile.querySelector(".caption").textContent = waiting ? "Waiting for video…" : "Camera off";
+  const tag = tile.querySelector(".name");
+  tag.textContent = label;
+  tag.insertAdjacentHTML("beforeend", participant.micOn ? MIC_ON : MIC_OFF);
+
+  row.dataset.participantId = participant.id;
+  row.dataset.mic = mic;
+  row.dataset.camera = camera;
+  row.querySelector(".who").textContent = label;
+  const mode = row.querySelector(".mode");
+  mode.textContent = MODE_WORDS[participant.mode] ?? "";
+  mode.hidden = !mode.textContent;
+  row.querySelector(".mic").textContent = `Mic ${mic}`;
+  row.querySelector(".camera").textContent = `Camera ${camera}`;
 }
 
 const MIC = '<path d="M8 1a2 2 0 0 0-2 2v5a2 2 0 0 0 4 0V3a2 2 0 0 0-2-2zM4 7v1a4 4 0 0 0 8 0V7M8 12v3"/>';
-const MIC_ON = `<svg class="mic" viewBox="0 0 16 16" fill="none" stroke="currentColor" stroke-width="1.5" aria-label="microphone on">${MIC}</svg>`;
-const MIC_OFF = `<svg class="mic" viewBox="0 0 16 16" fill="none" stroke="#ff6b6b" stroke-width="1.5" aria-label="microphone off">${MIC}<path d="M2 2l12 12"/></svg>`;
+const MIC_ON = `<svg class="mic" role="img" viewBox="0 0 16 16" fill="none" stroke="currentColor" stroke-width="1.5" aria-label="microphone on">${MIC}</svg>`;
+const MIC_OFF = `<svg class="mic" role="img" viewBox="0 0 16 16" fill="none" stroke="#ff6b6b" stroke-width="1.5" aria-label="microphone off">${MIC}<path d="M2 2l12 12"/></svg>`;
 
 function showStream(participant, stream) {
-  const tile = addTile(participant);
+  const entry = shown.get(participant.id);
+  if (entry?.participant !== participant) return;
   if (stream.kind === "video") {
-    const video = tile.querySelector("video");
+    const video = entry.tile.querySelector("video");
+    entry.rendering = false; // until this stream's first frame
     video.srcObject = new MediaStream([stream.track]);
     video.play().catch(() => {});
-    tile.dataset.video = "on";
+    render(participant);
   } else if (stream.kind === "audio" && !participant.local) {
-    let audio = tile.querySelector("audio");
+    let audio = entry.tile.querySelector("audio");
     if (!audio) {
       audio = document.createElement("audio");
       audio.autoplay = true;
-      tile.append(audio);
+      entry.tile.append(audio);
     }
     audio.srcObject = new MediaStream([stream.track]);
     audio.play().catch(() => {});
@@ -138,18 +274,15 @@ function showStream(participant, stream) {
 }
 
 function hideStream(participant, stream) {
-  const tile = tileOf(participant);
-  if (!tile) return;
+  const entry = shown.get(participant.id);
+  if (entry?.participant !== participant) return;
   if (stream.kind === "video") {
-    tile.querySelector("video").srcObject = null;
-    tile.dataset.video = "off";
+    entry.tile.querySelector("video").srcObject = null;
+    entry.rendering = false;
+    render(participant);
   } else {
-    tile.querySelector("audio")?.remove();
+    entry.tile.querySelector("audio")?.remove();
   }
-}
-
-function removeTile(participant) {
-  tileOf(participant)?.remove();
 }
 
 function initials(name) {
@@ -164,11 +297,23 @@ function initials(name) {
 
 // -- the meeting -----------------------------------------------------------------
 
+/** Entries the event list keeps; older ones go, and the numbering starts later. */
+const LOG_LIMIT = 100;
+
+/** Add an entry at the end of the event list (oldest first, numbered from 1). */
 function log(text) {
+  const list = $("log");
+  const following = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
   const item = document.createElement("li");
-  item.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
-  $("log").prepend(item);
-  while ($("log").children.length > 100) $("log").lastChild.remove();
+  const time = document.createElement("time");
+  time.textContent = new Date().toLocaleTimeString();
+  item.append(time, ` ${text}`);
+  list.append(item);
+  while (list.children.length > LOG_LIMIT) {
+    list.firstElementChild.remove();
+    list.start += 1;
+  }
+  if (following) list.scrollTop = list.scrollHeight;
 }
 
 function setControls() {
@@ -177,9 +322,21 @@ function setControls() {
   $("toggle-webcam").textContent = local?.webcamOn ? "Stop camera" : "Start camera";
 }
 
+/** Out of the meeting (or never let in): back to the form. */
+function showSetup() {
+  for (const { participant } of [...shown.values()]) forget(participant);
+  $("room").hidden = true;
+  $("people").hidden = true;
+  $("setup").hidden = false;
+  $("join").disabled = false;
+}
+
 async function startMeeting(event) {
   event.preventDefault();
   $("join").disabled = true;
+  clearBanner();
+  meeting = null;
+  endedHere = false;
   try {
     const meetingId = $("meeting-id").value.trim() || (await getMeetingId(await getToken()));
     $("meeting-id").value = meetingId;
@@ -192,11 +349,14 @@ async function startMeeting(event) {
       multistream: true,
     });
     listen(meeting);
-    addTile(meeting.localParticipant);
     await meeting.join();
+    if (meeting.waiting) {
+      announce("info", "Waiting for a moderator to let you in…");
+      waitingNote = true;
+    }
   } catch (error) {
-    log(`could not join: ${error.code ?? ""} ${error.message}`);
-    $("tiles").replaceChildren();
+    log(`could not join: ${describe(error)}`);
+    if (!meeting) announce("error", `Could not join. ${describe(error)}`); // else the error event said it
     $("join").disabled = false;
   }
 }
@@ -204,49 +364,66 @@ async function startMeeting(event) {
 /** @param {import("/sdk/meetcore.js").Meeting} meeting */
 function listen(meeting) {
   meeting.on("meeting-state-changed", ({ state }) => {
+    const before = $("state").dataset.state;
     $("state").textContent = state;
     $("state").dataset.state = state;
+    if (state === "RECONNECTING") announce("warning", "Connection lost: reconnecting…");
+    else if (state === "CONNECTED" && before === "RECONNECTING") announce("success", "Reconnected");
   });
   meeting.on("meeting-joined", () => {
     log(`meeting-joined ${meeting.id} as ${meeting.participantId}`);
+    if (waitingNote) clearBanner();
     $("setup").hidden = true;
     $("room").hidden = false;
+    $("people").hidden = false;
     $("room-id").textContent = meeting.id;
     history.replaceState(null, "", joinLink(meeting.id));
-    addTile(meeting.localParticipant);
-    for (const participant of meeting.participants.values()) addTile(participant);
+    show(meeting.localParticipant);
+    for (const participant of meeting.participants.values()) show(participant);
     setControls();
   });
   meeting.on("participant-joined", (participant) => {
     log(`participant-joined ${participant.displayName} (${participant.id})`);
-    addTile(participant);
+    show(participant);
   });
   meeting.on("participant-left", (participant, reason) => {
     log(`participant-left ${participant.displayName} (${participant.id}): ${reason.code} ${reason.message}`);
-    removeTile(participant);
+    forget(participant);
+  });
+  meeting.on("participant-mode-changed", ({ participantId, mode }) => {
+    log(`participant-mode-changed ${participantId}: ${mode}`);
+    const entry = shown.get(participantId);
+    if (entry) render(entry.participant);
   });
   meeting.on("meeting-left", (reason) => {
     log(`meeting-left: ${reason.code} ${reason.message}`);
-    $("tiles").replaceChildren();
-    $("room").hidden = true;
-    $("setup").hidden = false;
-    $("join").disabled = false;
+    sayWhyOut(reason);
+    showSetup();
   });
   meeting.on("entry-requested", (request) => {
     log(`entry-requested ${request.name} (${request.participantId})`);
     if (confirm(`${request.name || request.participantId} asks to join. Let them in?`)) request.allow();
     else request.deny();
   });
-  meeting.on("entry-responded", (participantId, decision) =>
-    log(`entry-responded ${participantId}: ${decision}`),
-  );
-  meeting.on("error", ({ code, message }) => log(`error ${code}: ${message}`));
+  meeting.on("entry-responded", (participantId, decision) => {
+    log(`entry-responded ${participantId}: ${decision}`);
+    if (participantId === meeting.participantId && decision === "denied" && !meeting.joined) {
+      announce("warning", "A moderator did not let you in");
+      showSetup();
+    }
+  });
+  meeting.on("error", ({ code, message }) => {
+    log(`error ${code}: ${message}`);
+    const failed = meeting.state === "FAILED"; // the join itself was refused
+    announce("error", `${failed ? "Could not join. " : ""}Error ${code}: ${message}`);
+  });
   meeting.localParticipant.on("media-status-changed", setControls);
 }
 
 // -- wiring ----------------------------------------------------------------------
 
 $("setup").addEventListener("submit", startMeeting);
+$("banner-close").addEventListener("click", clearBanner);
 
 $("create").addEventListener("click", async () => {
   try {
@@ -255,7 +432,8 @@ $("create").addEventListener("click", async () => {
     history.replaceState(null, "", joinLink(meetingId));
     log(`room ${meetingId} created`);
   } catch (error) {
-    log(`could not create a room: ${error.message}`);
+    log(`could not create a room: ${describe(error)}`);
+    announce("error", `Could not create a room. ${describe(error)}`);
   }
 });
 
@@ -270,16 +448,21 @@ $("copy").addEventListener("click", async () => {
   setTimeout(() => ($("copy").textContent = "Copy join link"), 2000);
 });
 
+// a refusal is an `error` event (the banner); the buttons show the state either way
 $("toggle-mic").addEventListener("click", () => {
-  (meeting.localParticipant.micOn ? meeting.muteMic() : meeting.unmuteMic()).finally(setControls);
+  (meeting.localParticipant.micOn ? meeting.muteMic() : meeting.unmuteMic()).then(setControls, setControls);
 });
 
 $("toggle-webcam").addEventListener("click", () => {
-  (meeting.localParticipant.webcamOn ? meeting.disableWebcam() : meeting.enableWebcam()).finally(setControls);
+  const local = meeting.localParticipant;
+  (local.webcamOn ? meeting.disableWebcam() : meeting.enableWebcam()).then(setControls, setControls);
 });
 
 $("leave").addEventListener("click", () => meeting.leave());
-$("end").addEventListener("click", () => meeting.end());
+$("end").addEventListener("click", () => {
+  endedHere = true;
+  meeting.end().catch(() => (endedHere = false));
+});
 
 const params = new URLSearchParams(location.search);
 $("meeting-id").value = params.get("meetingId") ?? "";
