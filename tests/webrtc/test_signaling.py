@@ -765,3 +765,38 @@ async def test_random_message_sequences_never_break_the_server(running: Running)
     records = await running.engine.store.read(room)
     assert fold([r.event for r in records]) == await running.engine.state(room)
     assert watcher.state == "CONNECTED" or not watcher.joined
+
+
+async def test_a_client_that_never_reads_its_replies_is_not_read_from(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests whose answers are not read wait in the client's socket, not in the
+    server's memory: at most `MAX_UNSENT_REPLIES` replies wait per connection."""
+    import websockets
+    from starlette.websockets import WebSocket
+
+    from meetcore_webrtc.signaling import MAX_UNSENT_REPLIES
+
+    room = await meeting_with(running)
+    send_text = WebSocket.send_text
+    stuck = anyio.Event()  # set at the end: until then the peer reads nothing after its welcome
+
+    async def send_nothing_after_welcome(self: WebSocket, data: str) -> None:
+        if '"welcome"' in data or '"events"' in data:
+            await send_text(self, data)
+        else:
+            await stuck.wait()
+
+    monkeypatch.setattr(WebSocket, "send_text", send_nothing_after_welcome)
+    async with websockets.connect(running.url.replace("http", "ws") + "/ws") as raw:
+        await raw.send(json.dumps({"type": "join", "token": token(), "meetingId": room}))
+        assert json.loads(await raw.recv())["type"] == "welcome"
+        for n in range(5 * MAX_UNSENT_REPLIES):
+            await raw.send(json.dumps({"type": "ping", "requestId": n}))
+        (connection,) = running.server.signaling._connections.values()
+        with anyio.fail_after(10):
+            while len(connection.replies) < MAX_UNSENT_REPLIES - 1:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.5)  # time to read far more than the bound, were it not there
+        assert len(connection.replies) <= MAX_UNSENT_REPLIES
+        stuck.set()  # the peer reads again (replies are dropped): the server gets on

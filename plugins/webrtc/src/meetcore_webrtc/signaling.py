@@ -78,6 +78,10 @@ log = logging.getLogger("meetcore.signaling")
 
 #: Seconds a new connection has to send its `join` or `resume`.
 HELLO_TIMEOUT = 10.0
+#: Replies (pongs, oks, errors) a connection may have waiting to be sent. A client that
+#: sends requests without reading the answers is not read from beyond it, until it reads:
+#: its own sends then wait, and the server's memory for it stays bounded.
+MAX_UNSENT_REPLIES = 256
 #: Encoded events each hub keeps for its connections.
 WINDOW = 4096
 #: Seconds a busy meeting's events wait to be sent together (see `_Hub`), per
@@ -179,6 +183,7 @@ class _Connection:
         self.seq = 0
         self.wake = anyio.Event()
         self.replies: list[tuple[int, bytes]] = []  # (send after seq, encoded reply)
+        self.replies_sent = anyio.Event()  # set each time the sender takes replies
         self.moderator = _moderates(principal.permissions)
         self.waiting = False  # an ask_join request not answered yet: it sees only its own
         self.admitted = False  # its request was just allowed: send it a snapshot
@@ -570,6 +575,7 @@ class Signaling:
                 # a reply follows the events its request caused; all go once it is out
                 ready = [r for r in connection.replies if r[0] <= connection.seq or connection.gone]
                 connection.replies = [r for r in connection.replies if r not in ready]
+                connection.replies_sent.set()
                 for _, data in ready:
                     await websocket.send_text(data.decode())
             if connection.gone:
@@ -613,6 +619,9 @@ class Signaling:
     async def _receive(self, connection: _Connection, scope: anyio.CancelScope) -> None:
         try:
             while True:
+                while len(connection.replies) >= MAX_UNSENT_REPLIES:
+                    connection.replies_sent = anyio.Event()
+                    await connection.replies_sent.wait()
                 message = await self._read(connection.websocket)
                 self.engine.renew(connection.meeting_id, connection.connection_id)
                 if isinstance(message, p.ErrorReply):
