@@ -61,6 +61,19 @@ __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresStore", "parse_url"]
 
 log = logging.getLogger("meetcore.postgres")
 
+
+def _not_an_aborted_pipeline(record: logging.LogRecord) -> bool:
+    """psycopg warns "error ignored terminating <pipeline>: pipeline aborted" whenever a
+    pipelined block raises. An append's block raises on a unique-key violation (another
+    writer took the version: `Conflict`), and the aborted pipeline is only the echo of
+    that error, which is raised and handled: not worth a warning in every server's log."""
+    args = record.args
+    echo = isinstance(args, tuple) and len(args) == 2
+    return not (echo and isinstance(args[1], psycopg.errors.PipelineAborted))  # type: ignore[index]
+
+
+logging.getLogger("psycopg").addFilter(_not_an_aborted_pipeline)
+
 #: The schema this version of meetcore-postgres writes and reads (`meta.schema_version`).
 SCHEMA_VERSION: Final = 1
 #: The PostgreSQL schema that holds the tables unless the URL names another.

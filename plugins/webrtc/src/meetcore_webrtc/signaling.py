@@ -37,6 +37,7 @@ from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from meetcore import (
+    Conflict,
     Engine,
     ErrorCode,
     LeaveReason,
@@ -82,6 +83,12 @@ HELLO_TIMEOUT = 10.0
 #: sends requests without reading the answers is not read from beyond it, until it reads:
 #: its own sends then wait, and the server's memory for it stays bounded.
 MAX_UNSENT_REPLIES = 256
+#: What a client hears when its request lost every race to other writers of the meeting
+#: (other servers on the same store): `ErrorCode.OPERATION_IN_PROGRESS`, 3055.
+LOST_RACE = (
+    "the meeting kept changing while this request was applied (other servers wrote to "
+    "it): try again"
+)
 #: Encoded events each hub keeps for its connections.
 WINDOW = 4096
 #: Seconds a busy meeting's events wait to be sent together (see `_Hub`), per
@@ -350,12 +357,13 @@ class Signaling:
         message: str,
         *,
         close: bool = True,
+        reason: str = "",
     ) -> None:
         reply = p.ErrorReply(request_id=request_id, code=code, message=message)
         try:
             await websocket.send_text(_encode(reply).decode())
             if close:
-                await websocket.close(_close_code(code))
+                await websocket.close(_close_code(code), reason)
         except Exception:  # the peer is already gone
             pass
 
@@ -376,10 +384,16 @@ class Signaling:
                 return await self._join(websocket, hello, principal)
             return await self._resume(websocket, hello, principal)
         except Rejected as error:
-            what = "join" if isinstance(hello, p.JoinRequest) else "resume"
-            self._log_refusal(websocket, what, error, hello.meeting_id)
-            await self._refuse(websocket, hello.request_id, error.code, error.message)
-            return None
+            refused, reason = error, ""
+        except Conflict:  # other writers kept winning: the client may simply try again
+            refused = Rejected(ErrorCode.OPERATION_IN_PROGRESS, LOST_RACE)
+            reason = "other servers kept writing the meeting: try again"
+        what = "join" if isinstance(hello, p.JoinRequest) else "resume"
+        self._log_refusal(websocket, what, refused, hello.meeting_id)
+        await self._refuse(
+            websocket, hello.request_id, refused.code, refused.message, reason=reason
+        )
+        return None
 
     def _log_refusal(
         self, websocket: WebSocket, what: str, error: Rejected, meeting_id: str | None = None
@@ -664,6 +678,19 @@ class Signaling:
             )
             connection.reply(reply)
             return
+        except Conflict as conflict:  # other writers kept winning: the client may retry
+            tag = message.__struct_config__.tag
+            log.warning(
+                "%s from %s lost to other writers of the meeting (%s): answered 3055",
+                tag,
+                connection.participant_id,
+                conflict,
+                extra={"meetingId": connection.meeting_id, "code": 3055},
+            )
+            code = ErrorCode.OPERATION_IN_PROGRESS
+            reply = p.ErrorReply(request_id=message.request_id, code=code, message=LOST_RACE)
+            connection.reply(reply)
+            return
         after = records[-1].version if records else 0
         connection.reply(p.OkReply(request_id=message.request_id), after)
 
@@ -753,6 +780,17 @@ class Signaling:
         try:
             await self.engine.execute(leave)
         except Rejected:
+            return False
+        except Conflict as conflict:  # other writers kept winning; the lease ends it
+            log.warning(
+                "the leave of %s lost to other writers of the meeting (%s): its lease will end it",
+                connection.participant_id,
+                conflict,
+                extra={
+                    "meetingId": connection.meeting_id,
+                    "participantId": connection.participant_id,
+                },
+            )
             return False
         return True
 
