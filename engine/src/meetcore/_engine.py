@@ -19,7 +19,10 @@ import contextlib
 import inspect
 import logging
 import math
+import os
 import random
+import socket
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -36,7 +39,14 @@ from meetcore._plugins import open_store, plugin_manager
 from meetcore._principal import Principal
 from meetcore._record import Record
 from meetcore._state import MeetingState, Participant
-from meetcore._store import Conflict, EventStore, SharedLeases, WatchableStore, wall_clock_ms
+from meetcore._store import (
+    Conflict,
+    EventStore,
+    ExclusiveLeases,
+    SharedLeases,
+    WatchableStore,
+    wall_clock_ms,
+)
 from meetcore.commands import AnyCommand, Join, Leave
 from meetcore.events import (
     AnyEvent,
@@ -155,6 +165,20 @@ def _share_with_events(cause: AnyCommand, events: Sequence[AnyEvent]) -> None:
                 msgspec.structs.force_setattr(cause, "permissions", event.permissions)
 
 
+async def _claim_leases(store: EventStore) -> None:
+    """Claim the leases of a store that cannot share them (see `ExclusiveLeases`); a store
+    that can do neither is warned about."""
+    if isinstance(store, ExclusiveLeases):
+        since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        await store.claim_leases(f"pid {os.getpid()} on {socket.gethostname()}, since {since}")
+    else:
+        log.warning(
+            "%r keeps no leases of its own (neither ExclusiveLeases nor SharedLeases): a "
+            "second engine keeping leases on it would expire this one's participants",
+            store,
+        )
+
+
 async def _back_off(conflict: Conflict, tries: int, deadline: float) -> None:
     """Before deciding again after the `tries`-th `Conflict` in a row: nothing after the
     first, then a random pause up to FIRST_PAUSE, doubling each time up to MAX_PAUSE,
@@ -246,7 +270,10 @@ class Engine:
         Connections still joined in the log get a fresh lease, so that a participant
         whose node crashed leaves (1001) unless its client comes back and renews. A store
         with the `SharedLeases` capability keeps the leases itself, for every engine on
-        it; a `WatchableStore` tells the engine what other writers appended.
+        it; a `WatchableStore` tells the engine what other writers appended. Any other
+        store's leases are this engine's alone: with `sweep_leases` it claims them
+        (`ExclusiveLeases`; `StoreBusy` when another engine has, naming it) and keeps
+        the claim until it closes.
 
         `retry_conflicts_for`: how long (seconds) `execute` keeps trying a command that
         loses races to other writers before it raises `Conflict`. `cached_meetings`: how
@@ -255,6 +282,7 @@ class Engine:
         """
         pm = plugin_manager(plugins, autoload=autoload)
         owned = isinstance(store, str)
+        claimed = False
         opened = open_store(pm, store) if isinstance(store, str) else store
         try:
             engine = cls(
@@ -265,6 +293,9 @@ class Engine:
                 retry_conflicts_for=retry_conflicts_for,
                 cached_meetings=cached_meetings,
             )
+            if sweep_leases and engine._shared_leases is None:
+                await _claim_leases(opened)
+                claimed = True
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(engine._observe)
                 if isinstance(opened, WatchableStore):
@@ -288,8 +319,10 @@ class Engine:
                 raise group.exceptions[0] from None
             raise
         finally:
-            if owned:
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if claimed and isinstance(opened, ExclusiveLeases):
+                    await opened.release_leases()
+                if owned:
                     await opened.close()
 
     # -- commands ----------------------------------------------------------------

@@ -23,8 +23,10 @@ __all__ = [
     "Checkpoints",
     "Conflict",
     "EventStore",
+    "ExclusiveLeases",
     "MemoryStore",
     "SharedLeases",
+    "StoreBusy",
     "StoreError",
     "WatchableStore",
     "wall_clock_ms",
@@ -50,6 +52,10 @@ def wall_clock_ms() -> int:
 
 class StoreError(Exception):
     """A store cannot do what was asked: a bad URL, an unreadable file, a lost database."""
+
+
+class StoreBusy(StoreError):
+    """The store's leases are held by another engine (`ExclusiveLeases.claim_leases`)."""
 
 
 class Conflict(Exception):
@@ -143,6 +149,30 @@ class WatchableStore(Protocol):
 
 
 @runtime_checkable
+class ExclusiveLeases(Protocol):
+    """An optional store capability: for a store whose engines cannot share leases (they
+    live in each engine's memory), one engine at a time may keep them.
+
+    An engine that keeps leases reads every join in the log as a lease of its own and
+    expires the connections it does not see renewed: two such engines on one store
+    would record `participant-left` 1001 for each other's live participants. So
+    `Engine.open` claims the store before it keeps leases (`sweep_leases=True` on a
+    store without `SharedLeases`), and a second claim fails with `StoreBusy`, whose
+    message names the holder. The claim ends with `release_leases`, or with the
+    holder's process (it must not outlive a killed process).
+    """
+
+    async def claim_leases(self, holder: str) -> None:
+        """Claim the store's leases for `holder` (words naming this engine: process,
+        host, since when), or raise `StoreBusy` naming the current holder."""
+        ...
+
+    async def release_leases(self) -> None:
+        """End this store object's claim, if it has one. Safe to call twice."""
+        ...
+
+
+@runtime_checkable
 class SharedLeases(Protocol):
     """An optional store capability: connection leases kept in the store and shared by
     every engine on it, so that no node expires a connection another live node holds
@@ -193,6 +223,7 @@ class MemoryStore:
         self._recorded_at = array("q")
         self._by_meeting: dict[str, array[int]] = {}  # the positions of each meeting's records
         self._checkpoints: dict[str, bytes] = {}
+        self._lease_holder: str | None = None  # `ExclusiveLeases`: the engine keeping them
 
     async def append(
         self,
@@ -251,6 +282,14 @@ class MemoryStore:
             stream = self._by_meeting[self._events[position - 1].meeting_id]
             records.append(self._record(position, bisect_left(stream, position) + 1))
         return records
+
+    async def claim_leases(self, holder: str) -> None:
+        if self._lease_holder is not None:
+            raise StoreBusy(f"this memory store's leases are kept by {self._lease_holder}")
+        self._lease_holder = holder
+
+    async def release_leases(self) -> None:
+        self._lease_holder = None
 
     async def close(self) -> None:
         return None

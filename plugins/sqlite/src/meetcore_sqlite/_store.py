@@ -46,7 +46,15 @@ from urllib.parse import quote
 import anyio
 import anyio.to_thread
 
-from meetcore import Conflict, InvalidLog, Record, StoreError, decode_msgpack, encode_msgpack
+from meetcore import (
+    Conflict,
+    InvalidLog,
+    Record,
+    StoreBusy,
+    StoreError,
+    decode_msgpack,
+    encode_msgpack,
+)
 from meetcore.commands import AnyCommand
 from meetcore.events import AnyEvent
 
@@ -311,6 +319,7 @@ class SQLiteStore:
         #: Appends committed by this store's writer.
         self.appends = 0
         self._closed = False
+        self._leases_file: int | None = None  # `claim_leases`: the locked file's descriptor
         # meeting_id -> version as this store's writer last committed it (writer thread only)
         self._versions: dict[str, int] = {}
         self._position: int | None = None  # the last position it committed (same thread)
@@ -940,6 +949,47 @@ class SQLiteStore:
             raise item.error
         return item.swapped
 
+    # -- leases --------------------------------------------------------------------
+
+    @property
+    def leases_path(self) -> Path:
+        """The file whose lock says which process keeps the store's leases."""
+        return self.path.with_name(self.path.name + "-leases")
+
+    async def claim_leases(self, holder: str) -> None:
+        """`meetcore.ExclusiveLeases`: lock `leases_path` (an OS lock, gone with the
+        process however it ends) and write `holder` in it; `meetcore.StoreBusy`, naming
+        the holder written there, when another store object or process has it. A
+        read-only store keeps no leases: nothing to claim."""
+        if self.read_only or self._leases_file is not None:
+            return
+        import fcntl  # POSIX: meetcore serves on Linux and macOS
+
+        descriptor = os.open(self.leases_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(descriptor, 500).decode(errors="replace").strip()
+            os.close(descriptor)
+            raise StoreBusy(
+                f"{self.path} is already served by {other or 'another process'}: one "
+                "process serves a SQLite file (stop it first, or use PostgreSQL for "
+                "several nodes: docs/deploy.md)"
+            ) from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{holder}\n".encode())
+        self._leases_file = descriptor
+
+    async def release_leases(self) -> None:
+        """End this store's claim (`claim_leases`): closing the file unlocks it."""
+        descriptor, self._leases_file = self._leases_file, None
+        if descriptor is not None:
+            os.ftruncate(descriptor, 0)
+            os.close(descriptor)
+
     # -- closing -------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -963,3 +1013,4 @@ class SQLiteStore:
             readers, self._readers = self._readers, []
         for connection in readers:
             connection.close()
+        await self.release_leases()

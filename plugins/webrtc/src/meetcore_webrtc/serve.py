@@ -19,7 +19,7 @@ import hashlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -177,16 +177,18 @@ async def run(
     dev: bool,
     lease_ttl: float,
     plugins: list[object] | None = None,
+    opened: Callable[[], object] = lambda: None,
     **uvicorn_options: Any,
 ) -> None:
     """Open the engine on `store` (with `plugins`; default: webhooks as the environment
-    configures them; and `_logs.MeetingLog`, which logs joins, leaves and sessions) and
-    serve on `sock` until SIGINT or SIGTERM. uvicorn logs through the loggers that
-    `_logs.configure` set up, its access log only when they show debug."""
+    configures them; and `_logs.MeetingLog`, which logs joins, leaves and sessions), call
+    `opened`, and serve on `sock` until SIGINT or SIGTERM. uvicorn logs through the
+    loggers that `_logs.configure` set up, its access log only when they show debug."""
     plugins = _webhooks() if plugins is None else plugins
     if _logs.MeetingLog.wanted():
         plugins = [*plugins, _logs.MeetingLog()]
     async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=plugins) as engine:
+        opened()
         server = Server(engine, dev=dev, secret=resume_secret())
         config = uvicorn.Config(
             server.app,
@@ -271,10 +273,17 @@ def serve(
     except KeysError as error:
         raise UsageProblem(str(error)) from None
     sock = listen(host, port)
-    _start_lines(store, _url(sock), dev)
+    url = _url(sock)
     try:
         anyio.run(
-            lambda: run(sock=sock, store=store, dev=dev, lease_ttl=lease_ttl, plugins=plugins)
+            lambda: run(
+                sock=sock,
+                store=store,
+                dev=dev,
+                lease_ttl=lease_ttl,
+                plugins=plugins,
+                opened=lambda: _start_lines(store, url, dev),
+            )
         )
     except (StoreError, ValueError) as error:
         raise UsageProblem(str(error)) from None
