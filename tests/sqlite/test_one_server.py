@@ -66,6 +66,34 @@ async def test_a_second_engine_keeping_leases_on_the_file_is_refused(tmp_path: P
         assert (await again.state("room")) is not None
 
 
+async def test_the_same_file_by_another_name_is_the_same_claim(tmp_path: Path) -> None:
+    """A relative path, a path through `..`, a symbolic link: one file, one claim."""
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "meetcore.db"
+    (tmp_path / "link.db").symlink_to(path)
+    first = SQLiteStore(path)
+    await first.claim_leases("the first")
+    try:
+        for other in (tmp_path / "sub" / ".." / "meetcore.db", tmp_path / "link.db"):
+            store = SQLiteStore(other)
+            try:
+                with pytest.raises(StoreBusy, match="already served by the first"):
+                    await store.claim_leases("another")
+            finally:
+                await store.close()
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            store = SQLiteStore("meetcore.db")
+            with pytest.raises(StoreBusy):
+                await store.claim_leases("relative")
+            await store.close()
+        finally:
+            os.chdir(cwd)
+    finally:
+        await first.close()
+
+
 async def test_a_store_object_passed_in_is_claimed_and_released() -> None:
     """A store the caller keeps (here a memory store) is claimed while an engine keeping
     leases is open on it, and free again when it closes; a refused engine releases

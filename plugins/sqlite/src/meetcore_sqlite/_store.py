@@ -953,8 +953,11 @@ class SQLiteStore:
 
     @property
     def leases_path(self) -> Path:
-        """The file whose lock says which process keeps the store's leases."""
-        return self.path.with_name(self.path.name + "-leases")
+        """The file whose lock says which process keeps the store's leases: beside the
+        database's real path, as SQLite names its -wal file (a symbolic link to the
+        database leads to the same lock)."""
+        real = self.path.resolve()
+        return real.with_name(real.name + "-leases")
 
     async def claim_leases(self, holder: str) -> None:
         """`meetcore.ExclusiveLeases`: lock `leases_path` (an OS lock, gone with the
