@@ -24,7 +24,7 @@ import pytest
 import websockets
 
 import meetcore_sqlite
-from meetcore import Engine, ExclusiveLeases, MemoryStore, StoreBusy
+from meetcore import Engine, ExclusiveLeases, MemoryStore, StoreBusy, StoreError
 from meetcore.commands import InitMeeting, Join
 from meetcore_jwt import ensure_dev_keys, mint_token
 from meetcore_sqlite import SQLiteStore
@@ -201,3 +201,12 @@ async def test_a_second_meetcore_serve_on_the_file_says_why_and_the_first_serves
     with ServeProcess(tmp_path, dev=False) as third:
         third.check_alive()
         third.kill()
+
+
+async def test_a_lock_file_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
+    """Said in words (a StoreError: `meetcore serve` prints one line), not a traceback."""
+    (tmp_path / "meetcore.db-leases").mkdir()
+    url = f"sqlite:///{tmp_path / 'meetcore.db'}"
+    with pytest.raises(StoreError, match=r"cannot open meetcore\.db-leases to claim the leases"):
+        async with Engine.open(url, **OPTIONS):
+            pass

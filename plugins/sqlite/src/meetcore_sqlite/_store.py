@@ -968,7 +968,13 @@ class SQLiteStore:
             return
         import fcntl  # POSIX: meetcore serves on Linux and macOS
 
-        descriptor = os.open(self.leases_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            descriptor = os.open(self.leases_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            why = error.strerror or str(error)
+            raise self._fail(
+                f"cannot open {self.leases_path.name} to claim the leases: {why}"
+            ) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
