@@ -158,10 +158,13 @@ async def test_a_retry_asked_while_no_server_runs_is_applied_at_the_next_start(
     receiver: Receiver, db: str
 ) -> None:
     receiver.status["/hook"] = 500
-    async with engine_with(db, webhooks(attempts=2)) as engine:
+    hooks = webhooks(attempts=2)
+    async with engine_with(db, hooks) as engine:
         await room(engine, "room-1", receiver.url())
         await join(engine, "room-1", "ada")
         await wait_until(lambda: len(receiver.received) == 2)
+        # the receiver has the last attempt before its 500 reaches the deliverer
+        await wait_until(lambda: lane(hooks, "room-1").parked_at is not None)
     parked = (await saved_state(db)).lanes["room-1"]
     assert parked.parked_at is not None
     assert len(parked.deliveries) == 2, "parked deliveries survive the restart"
