@@ -22,9 +22,17 @@ import pytest
 import websockets
 
 import meetcore_sqlite
-from meetcore import Engine, EventStore, ExclusiveLeases, MemoryStore, Record, StoreBusy
+from meetcore import (
+    Engine,
+    EventStore,
+    ExclusiveLeases,
+    LeaveReason,
+    MemoryStore,
+    Record,
+    StoreBusy,
+)
 from meetcore.commands import AnyCommand, InitMeeting, Join
-from meetcore.events import AnyEvent
+from meetcore.events import AnyEvent, ParticipantLeft
 from meetcore_jwt import ensure_dev_keys, mint_token
 from meetcore_webrtc.testing import ServeProcess, clean_env
 
@@ -217,3 +225,65 @@ async def test_a_store_that_cannot_claim_leases_opens_with_a_warning(
         async with Engine.open("memory://", autoload=False):
             pass
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def _join(participant: str) -> Join:
+    return Join(
+        meeting_id="room",
+        participant_id=participant,
+        connection_id=f"c-{participant}",
+        session_id="s",
+        name=participant,
+    )
+
+
+async def test_what_a_lease_free_engine_writes_reaches_the_server_late_and_is_its_lease(
+    tmp_path: Path,
+) -> None:
+    """As docs/storage.md says: the serving engine hands on another process's records at
+    its own next command in the meeting (SQLite wakes nobody), and takes that process's
+    join for a lease of its own, which nobody renews: 1001 a lease time later."""
+    url = f"sqlite:///{tmp_path / 'meetcore.db'}"
+    plugins = [meetcore_sqlite]
+    async with (
+        Engine.open(url, plugins=plugins, autoload=False, lease_ttl=0.5) as server,
+        Engine.open(url, plugins=plugins, autoload=False, sweep_leases=False) as script,
+    ):
+        await server.execute(InitMeeting(meeting_id="room"))
+        seen: list[tuple[int, str | None]] = []
+
+        async def follow() -> None:
+            async for record in server.subscribe("room", 0):
+                seen.append((record.version, getattr(record.event, "participant_id", None)))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(follow)
+            await script.execute(_join("bob"))
+            await anyio.sleep(1.0)  # two of the server's lease times
+            assert seen == [(1, None)], "the server was told of bob's join"
+            await server.execute(_join("ada"))
+            with anyio.fail_after(5):
+                while len(seen) < 4:
+                    await anyio.sleep(0.02)
+            assert seen == [(1, None), (2, None), (3, "bob"), (4, "ada")]
+            with anyio.fail_after(5):  # ada is renewed, bob is not
+                while len(seen) < 5:
+                    assert server.renew("room", "c-ada")
+                    await anyio.sleep(0.1)
+            for _ in range(6):  # and past another lease time, nothing more
+                assert server.renew("room", "c-ada")
+                await anyio.sleep(0.1)
+            tasks.cancel_scope.cancel()
+        records = await server.store.read("room")
+        left = [r.event for r in records if r.version > 4]
+        assert left == [
+            ParticipantLeft(
+                meeting_id="room",
+                at=left[0].at,
+                participant_id="bob",
+                connection_id="c-bob",
+                reason=LeaveReason.WEBSOCKET_DISCONNECTED,
+            )
+        ]
+        state = await server.state("room")
+        assert state is not None and list(state.participants) == ["ada"]
