@@ -730,7 +730,7 @@ async def test_the_projection_reads_what_other_writers_append(tmp_path: Path) ->
     plugins = [meetcore_sqlite, JWTAuth(KEYS)]
     async with (
         Engine.open(store=url, plugins=plugins, autoload=False) as here,
-        Engine.open(store=url, plugins=plugins, autoload=False) as elsewhere,
+        Engine.open(store=url, plugins=plugins, autoload=False, sweep_leases=False) as elsewhere,
     ):
         server = Server(here)
         transport = httpx.ASGITransport(app=server.app)
