@@ -473,6 +473,7 @@ export class Meeting extends Emitter {
       throw this._error(code, error.message ?? String(error));
     }
     this._phase = "in";
+    this._leaseTtl = welcome.leaseTtl; // the heartbeat's pace: set before it starts
     this._attach(socket);
     this._welcome(welcome);
     this._setState("CONNECTED");
@@ -656,6 +657,7 @@ export class Meeting extends Emitter {
         socket.close();
         return;
       }
+      this._leaseTtl = welcome.leaseTtl; // the heartbeat's pace: set before it starts
       this._attach(socket);
       this._welcome(welcome);
       this._setState("CONNECTED");
