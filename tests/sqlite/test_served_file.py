@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +36,7 @@ from meetcore import (
 from meetcore.commands import AnyCommand, InitMeeting, Join
 from meetcore.events import AnyEvent, ParticipantLeft
 from meetcore_jwt import ensure_dev_keys, mint_token
+from meetcore_sqlite import SQLiteStore
 from meetcore_webrtc.testing import ServeProcess, clean_env
 
 pytestmark = pytest.mark.anyio
@@ -287,3 +290,41 @@ async def test_what_a_lease_free_engine_writes_reaches_the_server_late_and_is_it
         ]
         state = await server.state("room")
         assert state is not None and list(state.participants) == ["ada"]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o660, 0o666])
+async def test_the_lock_file_has_the_database_s_permissions(tmp_path: Path, mode: int) -> None:
+    """As SQLite gives its -wal and -shm files, whatever the umask: a user who may write
+    the database may claim it after another user served it (a -leases file only its
+    creator could open kept every other user's server out for good)."""
+    path = tmp_path / "meetcore.db"
+    store = SQLiteStore(path)
+    await store.close()
+    path.chmod(mode)
+    umask = os.umask(0o077)
+    try:
+        store = SQLiteStore(path)
+        try:
+            await store.claim_leases("a server")
+        finally:
+            await store.close()
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "meetcore.db-leases").stat().st_mode) == mode
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file to another user")
+async def test_a_lock_file_root_makes_is_the_database_owner_s(tmp_path: Path) -> None:
+    """As SQLite does for its -wal file: a server run once as root on a user's database
+    leaves a -leases file that user can still open (root's own would lock them out)."""
+    path = tmp_path / "meetcore.db"
+    store = SQLiteStore(path)
+    await store.close()
+    os.chown(path, 65534, 65533)
+    store = SQLiteStore(path)
+    try:
+        await store.claim_leases("root's server")
+    finally:
+        await store.close()
+    made = (tmp_path / "meetcore.db-leases").stat()
+    assert (made.st_uid, made.st_gid) == (65534, 65533)

@@ -36,6 +36,7 @@ import os
 import queue
 import re
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -969,7 +970,7 @@ class SQLiteStore:
         import fcntl  # POSIX: meetcore serves on Linux and macOS
 
         try:
-            descriptor = os.open(self.leases_path, os.O_RDWR | os.O_CREAT, 0o600)
+            descriptor = self._open_leases_file()
         except OSError as error:
             why = error.strerror or str(error)
             raise self._fail(
@@ -991,6 +992,24 @@ class SQLiteStore:
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{holder}\n".encode())
         self._leases_file = descriptor
+
+    def _open_leases_file(self) -> int:
+        """Open `leases_path` for reading and writing, creating it with the database's
+        own permissions (and, made by root, its owner), as SQLite creates the -wal and
+        -shm files: whoever may write the database may claim it, whichever user served
+        it last."""
+        try:
+            descriptor = os.open(self.leases_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return os.open(self.leases_path, os.O_RDWR)
+        try:
+            database = os.stat(self.path)
+            os.fchmod(descriptor, stat.S_IMODE(database.st_mode) & 0o666)
+            if os.geteuid() == 0:
+                os.fchown(descriptor, database.st_uid, database.st_gid)
+        except OSError:
+            pass  # the file stays the creator's alone: no worse than before
+        return descriptor
 
     async def release_leases(self) -> None:
         """End this store's claim (`claim_leases`): closing the file unlocks it."""
