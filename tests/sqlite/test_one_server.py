@@ -180,8 +180,11 @@ async def test_a_second_meetcore_serve_on_the_file_says_why_and_the_first_serves
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(pings, 3.0)  # meanwhile, three of her lease times
                     second = ServeProcess(tmp_path, dev=False)
-                    assert await anyio.to_thread.run_sync(second.process.wait, 30) == 2
-                    second.kill()
+                    try:  # a second server that serves (no claim) must not outlive the test
+                        code = await anyio.to_thread.run_sync(second.process.wait, 30)
+                    finally:
+                        second.kill()
+                    assert code == 2, second.output
                 refusals = [line for line in second.lines if "already served" in line]
                 assert len(refusals) == 1, second.output
                 assert refusals[0].startswith("meetcore: error: ")
