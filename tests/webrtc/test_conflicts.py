@@ -11,7 +11,9 @@ end makes the conflicts happen by themselves: two servers on one store, many cli
 joining and leaving one meeting on both at once.
 
 Every request must be answered (a result, or error 3055 that the client may retry),
-never a silent close, and the log must stay one a replay verifies.
+never a silent close, and the log must stay one a replay verifies. The same goes when
+the store itself fails under a meeting (`FailingStore`): the server says so (5000) and
+closes (1011), the clients resume, and the node keeps serving.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from websockets.asyncio.client import ClientConnection
 
 import meetcore_postgres
 import meetcore_sqlite
-from meetcore import Engine, ErrorCode, fold, hookimpl
+from meetcore import Engine, ErrorCode, EventStore, Record, StoreError, fold, hookimpl
 from meetcore.cli import Replay
 from meetcore.commands import (
     AnyCommand,
@@ -47,7 +49,7 @@ from meetcore.commands import (
     RespondEntry,
     SetMedia,
 )
-from meetcore.events import ParticipantJoined, ParticipantLeft
+from meetcore.events import AnyEvent, ParticipantJoined, ParticipantLeft
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_webrtc.app import Server
 
@@ -108,7 +110,9 @@ class Running:
 
 
 @asynccontextmanager
-async def serving(store: str, *plugins: object, **options: Any) -> AsyncIterator[Running]:
+async def serving(
+    store: str | EventStore, *plugins: object, **options: Any
+) -> AsyncIterator[Running]:
     """A server on a real socket of 127.0.0.1, its engine on `store` with `options`."""
     plugins = (JWTAuth(KEYS), *plugins)
     async with Engine.open(store=store, plugins=plugins, autoload=False, **options) as engine:
@@ -214,6 +218,13 @@ async def received(raw: ClientConnection) -> list[dict[str, Any]]:
                 messages.append(json.loads(await raw.recv()))
         except websockets.ConnectionClosed:
             return messages
+
+
+def answers_in(messages: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """What the messages say besides the log's events: type, requestId, code."""
+    return [
+        (m["type"], m.get("requestId"), m.get("code")) for m in messages if m["type"] != "events"
+    ]
 
 
 async def check_log(*engines: Engine) -> list[Any]:
@@ -406,15 +417,17 @@ async def test_two_servers_racing_on_one_meeting_answer_every_request(
 ) -> None:
     """Two servers on one store (the second's engine sweeps no leases: on SQLite one
     process holds the leases), clients joining, switching their mic and leaving one
-    meeting on both at once, 15 rounds. Every join is welcomed or refused with 3055,
-    every request answered with ok or 3055, never a silent close; the races happened
-    (commands decided again); and the log is one that replays: unique participants, no
-    leave without its join, the same state on both servers."""
+    meeting on both at once, 15 rounds. The first server retries lost races as usual;
+    the second gives up at once (`retry_conflicts_for=0`), so that its clients hear
+    3055. Every join is welcomed or refused with 3055, every request answered with ok or
+    3055 (a leave answered 3055 is sent again), never a silent close; the races happened
+    (commands decided again, requests answered 3055); and the log is one that replays:
+    unique participants, no leave without its join, the same state on both servers."""
     url, plugin = store
     first, second = Decisions(), Decisions()
     async with (
         serving(url, plugin, first) as one,
-        serving(url, plugin, second, sweep_leases=False) as two,
+        serving(url, plugin, second, sweep_leases=False, retry_conflicts_for=0.0) as two,
     ):
         await one.engine.execute(InitMeeting(meeting_id=ROOM))
         answers: list[tuple[str, Any]] = []
@@ -432,13 +445,15 @@ async def test_two_servers_racing_on_one_meeting_answer_every_request(
             await raw.send('{"type": "set-media", "kind": "mic", "enabled": true, "requestId": 1}')
             reply = await answer(raw, 1)
             answers.append(("set-media", reply.get("code", reply["type"])))
-            await raw.send('{"type": "leave", "requestId": 2}')
-            reply = await answer(raw, 2)
-            answers.append(("leave", reply.get("code", reply["type"])))
-            if reply["type"] == "ok":
-                await received(raw)
-            else:
-                await raw.close()
+            for request_id in range(2, 50):  # the client may send a leave again after 3055
+                await raw.send(json.dumps({"type": "leave", "requestId": request_id}))
+                reply = await answer(raw, request_id)
+                answers.append(("leave", reply.get("code", reply["type"])))
+                if reply["type"] == "ok":
+                    break
+            assert reply["type"] == "ok", reply
+            await received(raw)
+            assert raw.close_code == 1000
 
         with anyio.fail_after(60):
             for round_ in range(15):
@@ -448,8 +463,9 @@ async def test_two_servers_racing_on_one_meeting_answer_every_request(
                         clients.start_soon(client, running, f"p{round_}-{n}")
         assert len(answers) >= 15 * 6
         assert {code for _, code in answers} <= {"welcome", "ok", OPERATION_IN_PROGRESS}
-        again = [k for d in (first, second) for k, n in d.per_command.items() if n > 1]
-        assert again, "the two servers never raced: the test proves nothing"
+        again = [k for k, n in first.per_command.items() if n > 1]
+        lost = [what for what, code in answers if code == OPERATION_IN_PROGRESS]
+        assert again and lost, "the two servers never raced: the test proves nothing"
         records = await check_log(one.engine, two.engine)
         joined: set[str] = set()
         for record in records:
@@ -462,3 +478,112 @@ async def test_two_servers_racing_on_one_meeting_answer_every_request(
         assert len(joined) == sum(
             1 for what, code in answers if (what, code) == ("join", "welcome")
         )
+
+
+# -- a store that fails under a meeting -------------------------------------------------------
+
+
+class FailingStore:
+    """A real SQLite store whose appends, or reads too, fail with `StoreError` while told
+    to: what a server sees when its database goes away for a moment."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = meetcore_sqlite.open_url(f"sqlite:///{path}")
+        self.appends_fail = self.reads_fail = False
+
+    async def append(
+        self,
+        meeting_id: str,
+        expected_version: int,
+        events: Sequence[AnyEvent],
+        cause: AnyCommand | None = None,
+    ) -> list[Record]:
+        if self.appends_fail:
+            raise StoreError("lost the database (a test)")
+        return await self.inner.append(meeting_id, expected_version, events, cause)
+
+    async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
+        if self.reads_fail:
+            raise StoreError("lost the database (a test)")
+        return await self.inner.read(meeting_id, after_version)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
+        return await self.inner.read_all(after_position, limit)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_meeting_whose_log_cannot_be_read_closes_its_connections_with_5000(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store fails under a meeting: the request that met it is answered 5000, and
+    every other connection of the meeting, which this node can no longer send the log,
+    gets error 5000 and close 1011, the failure logged once. The node keeps serving:
+    once the store is back, they resume, and new clients join. (The failure ended the
+    node's signaling, and the other connections stayed open, silent.)"""
+    store = FailingStore(tmp_path / "failing.db")
+    try:
+        async with serving(store) as running:
+            await running.engine.execute(InitMeeting(meeting_id=ROOM))
+            alice, _ = await raw_join(running, participantId="alice")
+            bob, bob_welcome = await raw_join(running, participantId="bob")
+            store.appends_fail = store.reads_fail = True
+            await alice.send(
+                '{"type": "set-media", "kind": "mic", "enabled": true, "requestId": 1}'
+            )
+            told = answers_in(await received(alice))
+            assert told == [("error", 1, 5000)]
+            assert alice.close_code == 1011
+            assert answers_in(await received(bob)) == [("error", None, 5000)]
+            assert bob.close_code == 1011
+            followed = [r for r in caplog.records if "following meeting" in r.getMessage()]
+            assert len(followed) == 1 and "lost the database" in followed[0].getMessage()
+            store.appends_fail = store.reads_fail = False
+            back = await websockets.connect(running.ws)
+            resume = {
+                "type": "resume",
+                "token": token(),
+                "meetingId": ROOM,
+                "participantId": "bob",
+                "connectionId": bob_welcome["connectionId"],
+                "resumeToken": bob_welcome["resumeToken"],
+                "lastSeq": bob_welcome["seq"],
+            }
+            await back.send(json.dumps(resume))
+            assert json.loads(await back.recv())["resumed"]
+            carol, _ = await raw_join(running, participantId="carol")
+            await carol.send('{"type": "leave", "requestId": 2}')
+            assert (await received(carol))[-1] == {"type": "ok", "requestId": 2}
+            await back.send('{"type": "leave", "requestId": 3}')
+            assert (await received(back))[-1] == {"type": "ok", "requestId": 3}
+            await check_log(running.engine)
+    finally:
+        await store.close()
+
+
+async def test_shutdown_goes_on_when_the_store_refuses_the_leaves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At shutdown the store refuses every append: each leave is a warning, the
+    shutdown goes on and every socket is closed with 1001; the participants are still
+    in the log, for their leases (or a resume elsewhere) to end."""
+    store = FailingStore(tmp_path / "failing.db")
+    try:
+        async with serving(store) as running:
+            await running.engine.execute(InitMeeting(meeting_id=ROOM))
+            alice, _ = await raw_join(running, participantId="alice")
+            bob, _ = await raw_join(running, participantId="bob")
+            store.appends_fail = True
+            with anyio.fail_after(10):
+                await running.server.close()
+            for raw in (alice, bob):
+                await received(raw)
+                assert raw.close_code == 1001
+            lines = [r for r in caplog.records if r.name == "meetcore.signaling"]
+            assert [r.levelno for r in lines] == [logging.WARNING] * 2, lines
+            assert all("could not be written" in r.getMessage() for r in lines)
+            state = await running.engine.state(ROOM)
+            assert state is not None and set(state.participants) == {"alice", "bob"}
+    finally:
+        await store.close()

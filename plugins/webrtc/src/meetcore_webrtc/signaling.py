@@ -46,6 +46,7 @@ from meetcore import (
     Principal,
     Record,
     Rejected,
+    StoreError,
     fold,
 )
 from meetcore.cli import one_line
@@ -183,6 +184,7 @@ class _Connection:
         self, websocket: WebSocket, principal: Principal, meeting_id: str, participant_id: str
     ) -> None:
         self.websocket = websocket
+        self.hub: _Hub | None = None  # the meeting's, from `_attach`
         self.principal = principal
         self.meeting_id = meeting_id
         self.participant_id = participant_id
@@ -550,7 +552,8 @@ class Signaling:
         hub = self._hubs.get(connection.meeting_id)
         if hub is None:
             hub = self._hubs[connection.meeting_id] = _Hub(connection.meeting_id, seq)
-            self._tasks.start_soon(hub.run, self.engine)
+            self._tasks.start_soon(self._run_hub, hub)
+        connection.hub = hub
         connection.seq = seq
         hub.connections.add(connection)
         self._connections[connection.connection_id] = connection
@@ -558,18 +561,49 @@ class Signaling:
     def _detach(self, connection: _Connection) -> None:
         if self._connections.get(connection.connection_id) is connection:
             del self._connections[connection.connection_id]
-        hub = self._hubs.get(connection.meeting_id)
+        hub = connection.hub
         if hub is not None:
             hub.connections.discard(connection)
             if not hub.connections:
                 hub.scope.cancel()
-                del self._hubs[connection.meeting_id]
+                if self._hubs.get(connection.meeting_id) is hub:
+                    del self._hubs[connection.meeting_id]
+
+    async def _run_hub(self, hub: _Hub) -> None:
+        """Follow a meeting's log for its connections on this node. When that fails (the
+        store cannot be read, a bug), each of them is told (5000) and closed (1011), as
+        after a request the server failed on: the participants stay, their clients resume
+        (on a new hub). Never raises: that would end the whole node's signaling."""
+        try:
+            await hub.run(self.engine)
+        except Exception as error:
+            failure: Exception = error
+            while isinstance(failure, ExceptionGroup) and len(failure.exceptions) == 1:
+                failure = failure.exceptions[0]  # the hub's task group wraps it
+            log.error(
+                "following meeting %s failed, closing its %d connections (1011): %s",
+                one_line(hub.meeting_id, 80),
+                len(hub.connections),
+                one_line(str(failure), 300),
+                exc_info=not isinstance(failure, StoreError),  # a store's says it all
+                extra={"meetingId": one_line(hub.meeting_id, 80), "code": 5000},
+            )
+            if self._hubs.get(hub.meeting_id) is hub:
+                del self._hubs[hub.meeting_id]
+            why = "the server could not read the meeting's log (see its log): resume the connection"
+            for connection in hub.connections:
+                code = ErrorCode.SOMETHING_WENT_WRONG
+                connection.reply(p.ErrorReply(code=code, message=why))
+                connection.closing = 1011
+                connection.gone = True
+                connection.wake.set()
 
     # -- sending ---------------------------------------------------------------------------
 
     async def _send(self, connection: _Connection) -> None:
         """Send the connection its events and replies, in order, until its participant is out."""
-        hub = self._hubs[connection.meeting_id]
+        hub = connection.hub
+        assert hub is not None  # attached
         websocket = connection.websocket
         while True:
             connection.wake = anyio.Event()
@@ -770,7 +804,9 @@ class Signaling:
 
     async def _leave(self, connection: _Connection, reason: LeaveReason) -> bool:
         """The connection's participant leaves (or stops waiting); False if it was out
-        already (left, replaced, removed)."""
+        already (left, replaced, removed), or if its leave could not be written (logged:
+        its lease ends it, 1001). Never raises but for cancellation: the callers (a join
+        being undone, shutdown) go on."""
         leave = Leave(
             meeting_id=connection.meeting_id,
             participant_id=connection.participant_id,
@@ -781,16 +817,25 @@ class Signaling:
             await self.engine.execute(leave)
         except Rejected:
             return False
-        except Conflict as conflict:  # other writers kept winning; the lease ends it
+        except (Conflict, StoreError) as failure:  # lost races, or the store: the lease ends it
+            how = (
+                "lost to other writers of the meeting"
+                if isinstance(failure, Conflict)
+                else ("could not be written")
+            )
             log.warning(
-                "the leave of %s lost to other writers of the meeting (%s): its lease will end it",
+                "the leave of %s %s (%s): its lease will end it",
                 connection.participant_id,
-                conflict,
+                how,
+                one_line(str(failure), 300),
                 extra={
                     "meetingId": connection.meeting_id,
                     "participantId": connection.participant_id,
                 },
             )
+            return False
+        except Exception:  # a bug: logged; whoever asked for the leave goes on
+            log.exception("the leave of %s failed", connection.participant_id)
             return False
         return True
 
