@@ -27,6 +27,7 @@ This relies on aiortc internals, so the version is pinned (`AIORTC_VERSION`) and
 from __future__ import annotations
 
 import asyncio
+import copy
 import fractions
 import inspect
 import logging
@@ -59,6 +60,7 @@ __all__ = [
     "hook_keyframe_requests",
     "install_tap",
     "is_keyframe",
+    "negotiated_codecs",
     "negotiated_extensions",
     "prefer_forwarded_codecs",
     "restrict_to_forwarded",
@@ -129,14 +131,63 @@ def check_internals() -> list[str]:
         "transceiver._headerExtensions = HEADER_EXTENSIONS[transceiver.kind][:]",
         "an offer numbers header extensions from the module's table",
     )
+    needs(
+        rtcpeerconnection.RTCPeerConnection.createOffer,
+        "CODECS[transceiver.kind][:], transceiver._preferred_codecs",
+        "an offer numbers payload types from the module's codec table",
+    )
     if "await" in inspect.getsource(rtcpeerconnection.RTCPeerConnection.createOffer):
-        problems.append("createOffer awaits: swapping its extension table is not safe")
+        problems.append("createOffer awaits: swapping its codec and extension tables is not safe")
     if aiortc.__version__ != AIORTC_VERSION:
         problems.append(
             f"aiortc {aiortc.__version__} is installed; forwarding was tested against "
             f"{AIORTC_VERSION} (pinned in meetcore-webrtc's dependencies)"
         )
     return problems
+
+
+def negotiated_codecs(pc: RTCPeerConnection) -> dict[str, list[RTCRtpCodecParameters]]:
+    """The forwarded codec of each kind (and its RTX) under the payload types the client
+    negotiated in its first offer, for the server's later offers (`create_offer`).
+
+    A kind the client did not negotiate gets aiortc's numbering, moved off any payload
+    type the other kind took (one BUNDLE: a payload type means one codec throughout).
+    """
+    found: dict[str, list[RTCRtpCodecParameters]] = {}
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind in found or transceiver.mid is None:
+            continue
+        wanted = FORWARDED_CODECS[transceiver.kind].lower()
+        main = next((c for c in transceiver._codecs if c.mimeType.lower() == wanted), None)
+        if main is None:
+            continue
+        rtx = [
+            c
+            for c in transceiver._codecs
+            if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") == main.payloadType
+        ]
+        found[transceiver.kind] = [main, *rtx[:1]]
+    taken = {c.payloadType for codecs in found.values() for c in codecs}
+    table: dict[str, list[RTCRtpCodecParameters]] = vars(rtcpeerconnection)["CODECS"]
+    for kind, mime in FORWARDED_CODECS.items():
+        if kind in found:
+            continue
+        main = copy.deepcopy(next(c for c in table[kind] if c.mimeType.lower() == mime.lower()))
+        rtx = [
+            copy.deepcopy(c)
+            for c in table[kind]
+            if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") == main.payloadType
+        ][:1]
+        if main.payloadType in taken:
+            main.payloadType = min(set(range(96, 128)) - taken)
+        taken.add(main.payloadType)
+        for codec in rtx:
+            codec.parameters["apt"] = main.payloadType
+            if codec.payloadType in taken:
+                codec.payloadType = min(set(range(96, 128)) - taken)
+            taken.add(codec.payloadType)
+        found[kind] = [main, *rtx]
+    return found
 
 
 def negotiated_extensions(pc: RTCPeerConnection) -> dict[str, list[Any]]:
@@ -148,21 +199,34 @@ def negotiated_extensions(pc: RTCPeerConnection) -> dict[str, list[Any]]:
     return found
 
 
-async def create_offer(pc: RTCPeerConnection, extensions: dict[str, list[Any]]) -> Any:
-    """`pc.createOffer()`, numbering header extensions as they were negotiated.
+async def create_offer(
+    pc: RTCPeerConnection,
+    extensions: dict[str, list[Any]],
+    codecs: dict[str, list[RTCRtpCodecParameters]] | None = None,
+) -> Any:
+    """`pc.createOffer()`, numbering header extensions and payload types as they were
+    negotiated (`negotiated_extensions`, `negotiated_codecs`).
 
-    aiortc numbers them afresh from its own table in every offer; a browser refuses a
-    renegotiation that gives a negotiated id another meaning. `createOffer` never
-    awaits (checked by `check_internals`), so swapping the table around it cannot
-    leak into another connection's offer.
+    aiortc numbers both afresh from its own tables in every offer. A browser refuses a
+    renegotiation that gives a negotiated extension id another meaning, and it accepts
+    one that renumbers payload types: it then sends with the new numbers, which the
+    server's receivers, registered once with the first ones, drop (a browser that
+    published before anyone else sent nothing more the server could forward once it was
+    offered someone's stream: issue 20). `createOffer` never awaits (checked by
+    `check_internals`), so swapping the tables around it cannot leak into another
+    connection's offer.
     """
-    module = vars(rtcpeerconnection)  # the table is not in aiortc's typed API
-    table = module["HEADER_EXTENSIONS"]
-    module["HEADER_EXTENSIONS"] = {**table, **extensions}
+    module = vars(rtcpeerconnection)  # the tables are not in aiortc's typed API
+    extension_table = module["HEADER_EXTENSIONS"]
+    codec_table = module["CODECS"]
+    module["HEADER_EXTENSIONS"] = {**extension_table, **extensions}
+    if codecs is not None:
+        module["CODECS"] = {**codec_table, **codecs}
     try:
         return await pc.createOffer()
     finally:
-        module["HEADER_EXTENSIONS"] = table
+        module["HEADER_EXTENSIONS"] = extension_table
+        module["CODECS"] = codec_table
 
 
 def is_keyframe(kind: str, data: bytes) -> bool:

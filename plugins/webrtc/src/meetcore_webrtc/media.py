@@ -53,6 +53,7 @@ from meetcore_webrtc._forward import (
     create_offer,
     hook_keyframe_requests,
     install_tap,
+    negotiated_codecs,
     negotiated_extensions,
     prefer_forwarded_codecs,
     restrict_to_forwarded,
@@ -149,6 +150,8 @@ class _Peer:
         self.closed = False
         # The header extensions as the client numbered them, kept in our offers.
         self.extensions: dict[str, list[Any]] = {}
+        # The forwarded codecs under the client's payload types, kept in our offers.
+        self.codecs: dict[str, list[Any]] | None = None
 
 
 class _Room:
@@ -284,6 +287,7 @@ class MediaServer:
             with _ice.gathering_on(self.config.addresses):
                 await pc.setLocalDescription(answer)
             peer.extensions = negotiated_extensions(pc)
+            peer.codecs = negotiated_codecs(pc)
         except Exception as error:
             await pc.close()
             why = f"offer: cannot use this SDP: {error}"
@@ -491,7 +495,7 @@ class MediaServer:
         peer.negotiating = True
         peer.dirty = False
         try:
-            offer = await create_offer(peer.pc, peer.extensions)
+            offer = await create_offer(peer.pc, peer.extensions, peer.codecs)
             with _ice.gathering_on(self.config.addresses):
                 await peer.pc.setLocalDescription(offer)
         except Exception:
