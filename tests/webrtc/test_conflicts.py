@@ -533,7 +533,7 @@ async def test_a_meeting_whose_log_cannot_be_read_closes_its_connections_with_50
                 '{"type": "set-media", "kind": "mic", "enabled": true, "requestId": 1}'
             )
             told = answers_in(await received(alice))
-            assert told == [("error", 1, 5000)]
+            assert told == [("error", 1, 5000), ("error", None, 5000)]  # its request, its log
             assert alice.close_code == 1011
             assert answers_in(await received(bob)) == [("error", None, 5000)]
             assert bob.close_code == 1011
@@ -558,6 +558,56 @@ async def test_a_meeting_whose_log_cannot_be_read_closes_its_connections_with_50
             await back.send('{"type": "leave", "requestId": 3}')
             assert (await received(back))[-1] == {"type": "ok", "requestId": 3}
             await check_log(running.engine)
+    finally:
+        await store.close()
+
+
+async def test_requests_the_store_fails_on_are_answered_5000_and_the_connection_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store refuses appends for a moment: each request is answered 5000 with its
+    requestId, logged in one line without a traceback, and the connection stays open (it
+    was closed with 1011 and logged as a bug); a join is answered 5000 and closed (1011)
+    with a reason. Once the store is back, the same requests and the join go through."""
+    store = FailingStore(tmp_path / "failing.db")
+    try:
+        async with serving(store) as running:
+            await running.engine.execute(InitMeeting(meeting_id=ROOM))
+            alice, _ = await raw_join(running, participantId="alice")
+            store.appends_fail = True
+            await alice.send(
+                '{"type": "set-media", "kind": "mic", "enabled": true, "requestId": 1}'
+            )
+            error = await answer(alice, 1)
+            assert (error["type"], error["code"]) == ("error", 5000), error
+            assert "try again" in error["message"]
+            await alice.send('{"type": "change-mode", "mode": "RECV_ONLY", "requestId": 2}')
+            assert (await answer(alice, 2))["code"] == 5000
+            await alice.send('{"type": "ping", "requestId": 3}')
+            assert await answer(alice, 3) == {"type": "pong", "requestId": 3}
+            bob = await websockets.connect(running.ws)
+            hello = {"type": "join", "token": token(), "meetingId": ROOM, "participantId": "bob"}
+            await bob.send(json.dumps({**hello, "requestId": 4}))
+            assert answers_in(await received(bob)) == [("error", 4, 5000)]
+            assert bob.close_code == 1011 and "try again" in (bob.close_reason or "")
+            lines = [r for r in caplog.records if r.name == "meetcore.signaling"]
+            assert [r.levelno for r in lines] == [logging.ERROR] * 3, lines
+            assert not any(r.exc_info for r in lines)
+            assert all("lost the database" in r.getMessage() for r in lines)
+
+            store.appends_fail = False
+            await alice.send(
+                '{"type": "set-media", "kind": "mic", "enabled": true, "requestId": 5}'
+            )
+            assert await answer(alice, 5) == {"type": "ok", "requestId": 5}
+            bob, _ = await raw_join(running, participantId="bob")
+            for raw, request_id in ((alice, 6), (bob, 7)):
+                await raw.send(json.dumps({"type": "leave", "requestId": request_id}))
+                assert (await received(raw))[-1] == {"type": "ok", "requestId": request_id}
+                assert raw.close_code == 1000
+            records = await check_log(running.engine)
+            causes = [type(r.cause).__name__ for r in records]
+            assert causes.count("SetMedia") == 1 and "ChangeMode" not in causes  # nothing written
     finally:
         await store.close()
 

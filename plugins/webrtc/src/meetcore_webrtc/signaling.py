@@ -90,6 +90,11 @@ LOST_RACE = (
     "the meeting kept changing while this request was applied (other servers wrote to "
     "it): try again"
 )
+#: What a client hears when the store failed under its request (`StoreError`): 5000.
+STORE_FAILED = (
+    "the server's store failed on this request (see the server's log): if its events do "
+    "not follow, try again"
+)
 #: Encoded events each hub keeps for its connections.
 WINDOW = 4096
 #: Seconds a busy meeting's events wait to be sent together (see `_Hub`), per
@@ -374,6 +379,7 @@ class Signaling:
     async def _start(
         self, websocket: WebSocket, hello: p.JoinRequest | p.ResumeRequest
     ) -> _Connection | None:
+        cause: str | None = None  # the store's failure, if that is what refused it
         try:
             principal = authenticate(
                 self.engine.plugins,
@@ -390,8 +396,22 @@ class Signaling:
         except Conflict:  # other writers kept winning: the client may simply try again
             refused = Rejected(ErrorCode.OPERATION_IN_PROGRESS, LOST_RACE)
             reason = "other servers kept writing the meeting: try again"
+        except StoreError as failure:  # not a bug of ours: one line, no traceback
+            refused = Rejected(ErrorCode.SOMETHING_WENT_WRONG, STORE_FAILED)
+            reason = "the server's store failed: try again"
+            cause = one_line(str(failure), 300)
         what = "join" if isinstance(hello, p.JoinRequest) else "resume"
-        self._log_refusal(websocket, what, refused, hello.meeting_id)
+        if cause is not None:
+            log.error(
+                "a %s to meeting %s from %s failed: the store failed (%s)",
+                what,
+                one_line(hello.meeting_id, 80),
+                client_of(websocket.client),
+                cause,
+                extra={"meetingId": one_line(hello.meeting_id, 80), "code": 5000},
+            )
+        else:
+            self._log_refusal(websocket, what, refused, hello.meeting_id)
         await self._refuse(
             websocket, hello.request_id, refused.code, refused.message, reason=reason
         )
@@ -725,6 +745,19 @@ class Signaling:
             reply = p.ErrorReply(request_id=message.request_id, code=code, message=LOST_RACE)
             connection.reply(reply)
             return
+        except StoreError as failure:  # not a bug of ours: the connection is fine, it stays
+            tag = message.__struct_config__.tag
+            log.error(
+                "%s from %s failed: the store failed (%s): answered 5000",
+                tag,
+                connection.participant_id,
+                one_line(str(failure), 300),
+                extra={"meetingId": connection.meeting_id, "code": 5000},
+            )
+            code = ErrorCode.SOMETHING_WENT_WRONG
+            reply = p.ErrorReply(request_id=message.request_id, code=code, message=STORE_FAILED)
+            connection.reply(reply)
+            return
         after = records[-1].version if records else 0
         connection.reply(p.OkReply(request_id=message.request_id), after)
 
@@ -821,7 +854,7 @@ class Signaling:
             how = (
                 "lost to other writers of the meeting"
                 if isinstance(failure, Conflict)
-                else ("could not be written")
+                else "could not be written"
             )
             log.warning(
                 "the leave of %s %s (%s): its lease will end it",
