@@ -7,19 +7,18 @@ import socket
 
 import pytest
 
-from meetcore_webrtc.serve import UsageProblem, listen
+from meetcore_webrtc.serve import SEND_TIMEOUT, UsageProblem, listen
 
 
-def test_accepted_sockets_have_tcp_nodelay() -> None:
-    """asyncio sets TCP_NODELAY only where the socket's proto says TCP; with proto 0 a
-    keep-alive reply in two writes waited ~40 ms for the client's delayed ACK."""
+def accepted_option(level: int, option: int) -> int:
+    """The value of a socket option on a connection accepted by `listen()`'s socket."""
     sock = listen("127.0.0.1", 0)
     seen: list[int] = []
 
     async def main() -> None:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             peer = writer.get_extra_info("socket")
-            seen.append(peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            seen.append(peer.getsockopt(level, option))
             writer.close()
 
         server = await asyncio.start_server(accepted, sock=sock)
@@ -32,7 +31,23 @@ def test_accepted_sockets_have_tcp_nodelay() -> None:
             writer.close()
 
     asyncio.run(main())
-    assert seen and seen[0] != 0
+    assert seen, "no connection accepted"
+    return seen[0]
+
+
+def test_accepted_sockets_have_tcp_nodelay() -> None:
+    """asyncio sets TCP_NODELAY only where the socket's proto says TCP; with proto 0 a
+    keep-alive reply in two writes waited ~40 ms for the client's delayed ACK."""
+    assert accepted_option(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
+def test_accepted_sockets_give_up_on_a_client_that_reads_nothing() -> None:
+    """A client that stops reading (zero window) or vanishes is dropped by the kernel
+    SEND_TIMEOUT seconds after the server's data stopped being acknowledged, so its
+    connection and the task writing to it do not stay forever."""
+    timeout = accepted_option(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+    assert timeout == int(SEND_TIMEOUT * 1000)
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,12 @@ __all__ = ["serve"]
 #: Largest WebSocket frame uvicorn reads at all; the signaling answers anything above
 #: its own limit (64 KiB) with an error and keeps the connection.
 WS_MAX_SIZE = 1 << 20
+#: Seconds the data the server sends may stay unacknowledged, or unsent because the
+#: client reads nothing (a zero window), before the kernel drops the connection (Linux's
+#: TCP_USER_TIMEOUT, set on the listening socket and inherited by every accepted one).
+#: Without it a client that stopped reading held its connection, and the task writing
+#: to it, for good: pipelined HTTP requests, or a WebSocket sent to, left unread.
+SEND_TIMEOUT = 20.0
 #: Where a newcomer starts (the page in the checkout's docs/).
 QUICKSTART = "docs/quickstart.md"
 
@@ -115,6 +121,9 @@ def listen(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            timeout_ms = int(SEND_TIMEOUT * 1000)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError as error:
