@@ -1036,3 +1036,124 @@ async def test_a_page_that_joins_late_and_publishes_gets_the_first_pages_camera_
     await until_true(late, f"async () => (await ({INBOUND_AUDIO})()) > 10", 5)
     await until_true(first, f"async () => (await ({INBOUND_VIDEO})({json.dumps(felice)})) > 5", 5)
     await until_true(first, f"async () => (await ({INBOUND_AUDIO})()) > 10", 5)
+
+
+# ---------------------------------------------------------------------------
+# Issue 20's matrix: publisher Chromium or Python, subscriber Chromium or Python,
+# subscriber joining before the publishers or well after them
+
+LATE = 10.0  # seconds between the publishers joining and the late subscribers
+WITHIN = 5.0  # seconds a subscriber may take to get every publisher's media
+
+INBOUND_AUDIO_OF = """
+async (participantId) => {
+  const meeting = window.demo.meeting;
+  const stream = meeting.participants.get(participantId)?.streamOf("audio");
+  if (!stream || !meeting.peerConnection) return null;
+  let packets = null;
+  (await meeting.peerConnection.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "audio" && report.mid === stream.mid) {
+      packets = report.packetsReceived;
+    }
+  });
+  return packets;
+}
+"""
+
+OUTBOUND_PACKETS = """
+async () => {
+  let packets = 0;
+  (await window.demo.meeting.peerConnection?.getStats())?.forEach((report) => {
+    if (report.type === "outbound-rtp") packets += report.packetsSent;
+  });
+  return packets;
+}
+"""
+
+
+async def page_gets(page: Any, publisher: str, deadline: float) -> None:
+    """The page decodes and renders `publisher`'s video and receives its audio by
+    `deadline` (the event loop's clock)."""
+    who = json.dumps(publisher)
+
+    def left() -> float:
+        return max(0.1, deadline - asyncio.get_running_loop().time())
+
+    await until_true(page, f"async () => (await ({INBOUND_VIDEO})({who})) > 0", left())
+    await page.wait_for_function(f"() => ({RENDERED})({who})", timeout=left() * 1000)
+    await until_true(page, f"async () => (await ({INBOUND_AUDIO_OF})({who})) > 0", left())
+
+
+async def python_gets(meeting: Meeting, publisher: str, deadline: float) -> None:
+    """The Python client decodes a video frame and an audio frame of `publisher` by
+    `deadline` (the event loop's clock)."""
+    loop = asyncio.get_running_loop()
+    with anyio.fail_after(max(0.1, deadline - loop.time())):
+        while publisher not in meeting.participants:
+            await anyio.sleep(0.05)
+        participant = meeting.participants[publisher]
+        video = await stream_of(participant, "video")
+        frame = await video.track.recv()
+        assert frame.width > 0 and frame.height > 0
+        audio = await stream_of(participant, "audio")
+        assert (await audio.track.recv()).sample_rate == 48000
+
+
+@pytest.mark.parametrize("subscribers", ["before", "after"])
+async def test_every_subscriber_gets_every_publishers_media_whoever_joins_first(
+    server: ServeProcess, pages: Pages, clients: Clients, subscribers: str
+) -> None:
+    """Publishers: a page and a Python client, camera and microphone on. Subscribers:
+    a page and a Python client, joining before the publishers (receiving only) or 10 s
+    after them (publishing too, so the server offers their streams to the publishers as
+    well). Every subscriber decodes every publisher's video and gets its audio within
+    5 s of the later of its own joining and the publisher's; a page also renders it."""
+    token = await dev_token(server)
+    room = await create_room(server, token)
+    loop = asyncio.get_running_loop()
+
+    async def join_subscribers(media: bool) -> tuple[Any, Meeting]:
+        page = await pages.new(f"{server.url}/?meetingId={room}")
+        await join_from_demo(page, room, "Felice Bauer", media=media)
+        python = clients.new(
+            server,
+            token,
+            room,
+            name="Max Brod",
+            participant_id="max",
+            mic_enabled=media,
+            webcam_enabled=media,
+        )
+        await python.join()
+        return page, python
+
+    if subscribers == "before":
+        page_sub, python_sub = await join_subscribers(media=False)
+    page_pub = await pages.new(f"{server.url}/?meetingId={room}")
+    await join_from_demo(page_pub, room, "Franz Kafka", media=True)
+    kafka = await page_pub.evaluate("() => window.demo.meeting.localParticipant.id")
+    # the page sends before the server first offers it a stream (Milena's): the offer
+    # that renumbered payload types did harm only once the page's media was flowing
+    await until_true(page_pub, f"async () => (await ({OUTBOUND_PACKETS})()) > 0")
+    python_pub = clients.new(
+        server,
+        token,
+        room,
+        name="Milena Jesenská",
+        participant_id="milena",
+        mic_enabled=True,
+        webcam_enabled=True,
+    )
+    await python_pub.join()
+    if subscribers == "after":
+        await anyio.sleep(LATE)
+        page_sub, python_sub = await join_subscribers(media=True)
+    deadline = loop.time() + WITHIN
+    for publisher in (kafka, "milena"):
+        await page_gets(page_sub, publisher, deadline)
+        await python_gets(python_sub, publisher, deadline)
+    if subscribers == "after":  # the publishers get the late subscribers' media too
+        felice = await page_sub.evaluate("() => window.demo.meeting.localParticipant.id")
+        for subscriber in (felice, "max"):
+            await page_gets(page_pub, subscriber, deadline + WITHIN)
+            await python_gets(python_pub, subscriber, deadline + WITHIN)
