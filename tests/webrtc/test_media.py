@@ -31,7 +31,7 @@ from meetcore.commands import InitMeeting
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_webrtc import _forward, hookspecs, plugin
 from meetcore_webrtc.app import Server
-from meetcore_webrtc.client import Meeting, Participant, Stream, init_meeting
+from meetcore_webrtc.client import EncodedFrame, Meeting, Participant, Stream, init_meeting
 from meetcore_webrtc.media import MediaConfig, MediaServer
 from meetcore_webrtc.tracks import SyntheticVideoTrack
 
@@ -374,6 +374,65 @@ async def test_frames_are_forwarded_not_decoded_and_encoded_per_subscriber(
     for peer in running.media.peers.values():
         for publication in peer.publications.values():
             assert len(publication.subscribers) == (3 if peer.participant_id == "alice" else 0)
+
+
+async def test_a_client_with_decode_false_gets_encoded_frames_and_decodes_nothing(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bot, a recorder or a load test: `decode=False` gives each remote stream's frames
+    as they arrived (`EncodedFrame`: VP8 from a key frame on, Opus) and counts them
+    whether they are read or not; no decoder runs in the client. A section that carries
+    the publisher's video again after a webcam off and on feeds the new stream."""
+    decoded: Counter[str] = Counter()
+    for cls, name in [(vpx.Vp8Decoder, "vp8"), (opus.OpusDecoder, "opus")]:
+
+        def counting(self: object, *args: Any, name: str = name, original: Any = cls.decode) -> Any:
+            decoded[name] += 1
+            return original(self, *args)
+
+        monkeypatch.setattr(cls, "decode", counting)
+
+    alice = running.meeting(
+        "Alice", mic_enabled=True, webcam_enabled=True, custom_camera_video_track=small_camera()
+    )
+    bot = running.meeting("Bot", mode="RECV_ONLY", decode=False)
+    await alice.join()
+    await bot.join()
+    sees = Streams(bot)
+    await sees.have(("alice", "video"), ("alice", "audio"))
+    video, audio = sees.live["alice", "video"], sees.live["alice", "audio"]
+    got = await frames(video, 3)
+    assert all(isinstance(frame, EncodedFrame) for frame in got)
+    assert got[0].keyframe and got[0].data and vpx_size(got[0].data) == (160, 120)
+    assert got[1].timestamp > got[0].timestamp
+    sound = await frames(audio, 3)
+    assert all(frame.keyframe and len(frame.data) > 0 for frame in sound)
+    # counted as they come, read or not
+    await until(lambda: audio.track.received >= 50 and video.track.received >= 10)
+    assert video.track.keyframes >= 1 and video.track.bytes > 0
+    assert audio.track.frames == 3  # handed out by recv()
+    await until(lambda: audio.track.dropped > 0, timeout=5)  # unread: bounded
+    assert decoded == Counter()
+
+    await alice.disable_webcam()
+    await ended(video)
+    await sees.until(lambda: ("alice", "video") not in sees.live)
+    await alice.enable_webcam()
+    await sees.have(("alice", "video"))
+    again = sees.live["alice", "video"]
+    assert again is not video
+    (first,) = await frames(again, 1)
+    assert isinstance(first, EncodedFrame) and first.keyframe
+    assert decoded == Counter()
+
+
+def vpx_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a VP8 key frame (RFC 6386, 9.1)."""
+    assert data[3:6] == b"\x9d\x01\x2a", "not a VP8 key frame"
+    return (
+        int.from_bytes(data[6:8], "little") & 0x3FFF,
+        int.from_bytes(data[8:10], "little") & 0x3FFF,
+    )
 
 
 async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running) -> None:

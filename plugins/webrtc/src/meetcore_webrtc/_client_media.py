@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from meetcore_webrtc import _ice
 from meetcore_webrtc import protocol as p
-from meetcore_webrtc._forward import drain, prefer_forwarded_codecs
+from meetcore_webrtc._forward import drain, install_tap, is_keyframe, prefer_forwarded_codecs
 from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
 
 if TYPE_CHECKING:
-    from meetcore_webrtc.client import Meeting, Participant, Stream
+    from meetcore_webrtc.client import EncodedFrame, Meeting, Participant, Stream
 
 __all__ = ["ClientMedia", "RemoteTrack"]
 
@@ -37,27 +38,57 @@ KINDS: tuple[Kind, ...] = ("audio", "video")
 RESTARTS = 3
 
 
+#: Encoded frames a track of a client with decode=False keeps for `recv()`; older ones
+#: are dropped (and counted) when nobody reads them.
+MAX_ENCODED = 100
+
+
 class RemoteTrack(MediaStreamTrack):
     """A remote stream's track: the decoded frames of the section that carries it, until
     the stream ends (then `recv()` raises `MediaStreamError`).
 
     A section may carry another stream later; each stream gets its own track, so a
     consumer never sees someone else's frames after `stream-disabled`.
+
+    With no `source` (a client with decode=False), the track is fed the section's
+    encoded frames (`feed`) and `recv()` gives `EncodedFrame`s; `received`, `bytes`,
+    `keyframes` and `dropped` count them as they arrive, whether read or not.
     """
 
-    def __init__(self, source: MediaStreamTrack, kind: str, track_id: str) -> None:
+    def __init__(self, source: MediaStreamTrack | None, kind: str, track_id: str) -> None:
         super().__init__()
         self.kind = kind
         self._id = track_id
         self._source = source
         self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        #: Frames handed out.
+        self._encoded: asyncio.Queue[EncodedFrame] = asyncio.Queue()
+        #: Frames handed out by `recv()`.
         self.frames = 0
+        #: Encoded frames and bytes that arrived, key frames among them, and frames
+        #: dropped unread (decode=False only).
+        self.received = 0
+        self.bytes = 0
+        self.keyframes = 0
+        self.dropped = 0
+
+    def feed(self, frame: EncodedFrame) -> None:
+        """An encoded frame of this stream arrived (decode=False)."""
+        if self.readyState != "live":
+            return
+        self.received += 1
+        self.bytes += len(frame.data)
+        self.keyframes += frame.keyframe and self.kind == "video"
+        if self._encoded.qsize() >= MAX_ENCODED:
+            self._encoded.get_nowait()
+            self.dropped += 1
+        self._encoded.put_nowait(frame)
 
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
-        frame: asyncio.Future[Any] = asyncio.ensure_future(self._source.recv())
+        source = self._source
+        next_frame = source.recv() if source is not None else self._encoded.get()
+        frame: asyncio.Future[Any] = asyncio.ensure_future(next_frame)
         waiting: set[asyncio.Future[Any]] = {frame, self._ended}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not frame.done():
@@ -83,8 +114,10 @@ class ClientMedia:
         addresses: Sequence[str] | None,
         camera: MediaStreamTrack | None,
         microphone: MediaStreamTrack | None,
+        decode: bool = True,
     ) -> None:
         self._meeting = meeting
+        self._decode = decode
         self._ice_servers = ice_servers
         self._addresses = addresses
         self._custom: dict[Kind, MediaStreamTrack | None] = {
@@ -99,6 +132,7 @@ class ClientMedia:
         self._remote: dict[str, Stream] = {}  # by the section (mid) that carries it
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._worker = asyncio.ensure_future(self._work())
+        self._tapped: set[RTCRtpTransceiver] = set()  # sections whose frames we take encoded
         self._answers = 0  # answers to our offers so far: older server offers are stale
         self._restarts = 0
         self.closed = False
@@ -180,6 +214,7 @@ class ClientMedia:
             self._end(stream)
         self._remote.clear()
         self._transceivers.clear()
+        self._tapped.clear()
         if pc is not None:
             await pc.close()
         await asyncio.sleep(0.1 * self._restarts)
@@ -227,6 +262,11 @@ class ClientMedia:
         if pc is None or generation != self._answers or pc.signalingState != "stable":
             return  # made for a connection we replaced, or our own offer is out: a new one comes
         await pc.setRemoteDescription(RTCSessionDescription(sdp=message.sdp, type="offer"))
+        if not self._decode:
+            for transceiver in pc.getTransceivers():
+                if transceiver not in self._tapped and transceiver not in self._own():
+                    install_tap(transceiver.receiver, self._deliver_to(transceiver))
+                    self._tapped.add(transceiver)
         answer = await pc.createAnswer()
         with _ice.gathering_on(self._addresses):
             await pc.setLocalDescription(answer)
@@ -234,6 +274,26 @@ class ClientMedia:
         await self._meeting._request(p.AnswerRequest(sdp=pc.localDescription.sdp))
 
     # -- streams ------------------------------------------------------------------------
+
+    def _own(self) -> list[RTCRtpTransceiver]:
+        return list(self._transceivers.values())
+
+    def _deliver_to(
+        self, transceiver: RTCRtpTransceiver
+    ) -> Callable[[RTCRtpCodecParameters, Any], None]:
+        """Hands a section's encoded frames to the stream it carries now (decode=False)."""
+        from meetcore_webrtc.client import EncodedFrame
+
+        kind = transceiver.kind
+
+        def deliver(codec: RTCRtpCodecParameters, frame: Any) -> None:
+            stream = self._remote.get(transceiver.mid or "")
+            if stream is None or not isinstance(stream.track, RemoteTrack):
+                return
+            data = bytes(frame.data)
+            stream.track.feed(EncodedFrame(data, int(frame.timestamp), is_keyframe(kind, data)))
+
+        return deliver
 
     def _streams(self, pc: RTCPeerConnection, slots: list[p.StreamSlot]) -> None:
         """Start and end remote streams as the server's offer maps its sections."""
@@ -255,8 +315,10 @@ class ClientMedia:
             owner = self._meeting.participants.get(slot.participant_id)
             if mid in self._remote or transceiver is None or owner is None:
                 continue
-            source = transceiver.receiver.track
-            drain(source)  # what the section carried before
+            source: MediaStreamTrack | None = None
+            if self._decode:
+                source = transceiver.receiver.track
+                drain(source)  # what the section carried before
             track_id = f"{slot.participant_id}:{slot.kind}"
             track = RemoteTrack(source, slot.kind, track_id)
             stream = Stream(

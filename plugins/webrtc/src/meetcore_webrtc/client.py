@@ -37,6 +37,7 @@ import logging
 import secrets
 import string
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,7 +69,15 @@ if TYPE_CHECKING:
     from meetcore_webrtc._client_media import ClientMedia
     from meetcore_webrtc._ice import IceServer
 
-__all__ = ["EntryRequest", "Meeting", "Participant", "Reason", "Stream", "init_meeting"]
+__all__ = [
+    "EncodedFrame",
+    "EntryRequest",
+    "Meeting",
+    "Participant",
+    "Reason",
+    "Stream",
+    "init_meeting",
+]
 
 log = logging.getLogger("meetcore.client")
 
@@ -204,6 +213,18 @@ class Participant(_Emitter):
         return f"Participant({self.id!r}, {self.display_name!r}, local={self.local})"
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """A remote stream's frame as it arrived, not decoded (`init_meeting(decode=False)`):
+    `data` is one VP8 or Opus frame, `timestamp` its RTP timestamp (90 kHz for video,
+    48 kHz for audio), `keyframe` whether it decodes on its own (every audio frame does).
+    """
+
+    data: bytes
+    timestamp: int
+    keyframe: bool
+
+
 class Stream:
     """A participant's audio or video, as VideoSDK's stream: `id`, `kind` ("audio" or
     "video") and `track`.
@@ -285,6 +306,7 @@ class Meeting(_Emitter):
         custom_microphone_audio_track: MediaStreamTrack | None = None,
         ice_servers: Sequence[IceServer] | None = None,
         ice_addresses: Sequence[str] | None = None,
+        decode: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(meeting_id, str) or not meeting_id:
@@ -333,6 +355,7 @@ class Meeting(_Emitter):
         self._microphone = custom_microphone_audio_track
         self.ice_servers: Sequence[IceServer] = ice_servers or ()
         self.ice_addresses = ice_addresses if ice_addresses is not None else addresses_from_env()
+        self.decode = decode
         self._media: ClientMedia | None = None
         self._media_closing: asyncio.Future[None] | None = None
 
@@ -597,6 +620,7 @@ class Meeting(_Emitter):
                 addresses=self.ice_addresses,
                 camera=self._camera,
                 microphone=self._microphone,
+                decode=self.decode,
             )
             self._media.start()
         self._media.publish("audio", me.mic_on)
@@ -766,6 +790,7 @@ def init_meeting(
     custom_microphone_audio_track: MediaStreamTrack | None = None,
     ice_servers: Sequence[IceServer] | None = None,
     ice_addresses: Sequence[str] | None = None,
+    decode: bool = True,
 ) -> Meeting:
     """A `Meeting` for VideoSDK's `initMeeting` options; nothing is sent before `join()`.
 
@@ -774,7 +799,8 @@ def init_meeting(
     is on. `ice_servers`: STUN/TURN servers, as URLs or `{"urls", "username",
     "credential"}` dicts (none by default: host candidates only). `ice_addresses`: the
     local addresses to gather candidates on (default: `MEETCORE_ICE_ADDRESSES`, else
-    every interface).
+    every interface). `decode=False`: remote streams are not decoded; their tracks give
+    `EncodedFrame`s and count what arrives (for bots, recorders and load tests).
     """
     return Meeting(
         base_url=base_url,
@@ -792,4 +818,5 @@ def init_meeting(
         custom_microphone_audio_track=custom_microphone_audio_track,
         ice_servers=ice_servers,
         ice_addresses=ice_addresses,
+        decode=decode,
     )
