@@ -189,6 +189,19 @@ async def bad_websocket_messages(target: Target, rng: random.Random) -> None:
         await raw.send(message)
         error = await next_of(raw, "error")
         assert error["code"] == 3073, (str(message)[:40], error)
+    # only an answer may be larger than 64 KiB, up to 512 KiB, and only a real one
+    big = "x" * 200_000
+    for message, why in [
+        (json.dumps({"type": "ping", "requestId": "p", "pad": big}), "only an answer may"),
+        (json.dumps({"type": "answer", "sdp": "x" * 600_000}), "larger than 65536"),
+        ('{"type": "answer", "type": "ping", "pad": "' + big + '"}', "larger than 65536"),
+        ('{"type": "answer", "sdp": ' + "[" * 70_000, "bad message"),
+    ]:
+        await raw.send(message)
+        error = await next_of(raw, "error")
+        assert (error["code"], why in error["message"]) == (3073, True), (message[:40], error)
+    await raw.send(json.dumps({"type": "answer", "sdp": big}))  # read, but not joined
+    assert (await next_of(raw, "error"))["code"] == 3035
     await raw.send('{"type": "leave", "requestId": 1}')  # before joining
     assert (await next_of(raw, "error"))["code"] == 3035
     await raw.send('{"type": "ping", "requestId": 2}')  # still open, still answering
@@ -289,12 +302,35 @@ async def connections_opened_and_dropped(target: Target, rng: random.Random) -> 
         raw.transport.abort()
 
 
+async def large_sdp_when_joined(target: Target, rng: random.Random) -> None:
+    """A joined client's SDP: an answer of 300 KiB to no offer, an offer of 100 KiB (an
+    offer has one audio and one video section: 64 KiB is plenty), garbage SDP."""
+    raw = await target.join("sdp")
+    await next_of(raw, "welcome")
+    lines = "".join(f"a=x-{rng.randrange(10**9)}\r\n" for _ in range(20_000))
+    await raw.send(json.dumps({"type": "answer", "requestId": 1, "sdp": lines[:300_000]}))
+    error = await next_of(raw, "error")
+    assert (error["code"], error.get("requestId")) == (3073, 1), error
+    assert "the server made no offer" in error["message"]
+    await raw.send(json.dumps({"type": "offer", "requestId": 2, "sdp": lines[:100_000]}))
+    error = await next_of(raw, "error")
+    assert "only an answer may" in error["message"], error
+    await raw.send(json.dumps({"type": "offer", "requestId": 3, "sdp": "v=0\r\n" + lines[:40_000]}))
+    error = await next_of(raw, "error")
+    assert (error["code"], error.get("requestId")) == (3073, 3), error
+    await raw.send('{"type": "ping", "requestId": 4}')
+    assert await next_of(raw, "pong") == {"type": "pong", "requestId": 4}
+    await raw.send('{"type": "leave", "requestId": 5}')
+    await closed(raw)
+
+
 ATTACKS = [
     bad_tokens_over_rest,
     bad_tokens_at_join,
     bad_rest_bodies,
     webhook_room_with_ask_join,
     bad_websocket_messages,
+    large_sdp_when_joined,
     resume_after_leaving,
     denied_guest_resumes_from_zero,
     forged_resume_tokens,
@@ -330,6 +366,8 @@ async def test_a_seeded_set_of_attacks_leaves_the_server_well(tmp_path: Path) ->
         target.room = created.json()["roomId"]
         first = await target.join("warm-up")  # a first meeting: what serving loads
         await next_of(first, "welcome")
+        await first.send('{"type": "offer", "requestId": 0, "sdp": "v=0"}')  # loads aiortc
+        await next_of(first, "error")
         await first.send('{"type": "leave", "requestId": 1}')
         await closed(first)
         pid = server.process.pid

@@ -9,7 +9,9 @@ small and slow (the synthetic sources, or 160x120 at 10 fps) to keep the CPU low
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import json
 import re
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from typing import Any
 import aiortc
 import pytest
 import uvicorn
+import websockets
 from aiortc.codecs import opus, vpx
 from aiortc.mediastreams import MediaStreamError
 
@@ -433,6 +436,62 @@ def vpx_size(data: bytes) -> tuple[int, int]:
         int.from_bytes(data[6:8], "little") & 0x3FFF,
         int.from_bytes(data[8:10], "little") & 0x3FFF,
     )
+
+
+async def test_an_answer_past_64_kib_is_read_in_a_meeting_of_many_publishers(
+    running: Running,
+) -> None:
+    """30 participants with mic and webcam on, which the log says publish (their media
+    connections are elsewhere: raw protocol clients that never offer): a subscriber gets
+    a section for each of their 60 streams, and its answer, larger than the 64 KiB other
+    messages may be, is read (protocol.MAX_ANSWER_BYTES): every section is confirmed."""
+    ws = running.url.replace("http://", "ws://") + "/ws"
+    sockets = []
+    drains = []
+
+    async def drain(raw: Any) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in raw:
+                pass
+
+    for n in range(30):
+        raw = await websockets.connect(ws, max_size=None)
+        join = {
+            "type": "join",
+            "token": TOKEN,
+            "meetingId": ROOM,
+            "participantId": f"p{n}",
+            "micEnabled": True,
+            "webcamEnabled": True,
+        }
+        await raw.send(json.dumps(join))
+        assert json.loads(await raw.recv())["type"] == "welcome"
+        sockets.append(raw)
+        drains.append(asyncio.ensure_future(drain(raw)))
+    sizes: list[int] = []
+    original = Meeting._request
+
+    async def request(self: Meeting, message: Any) -> Any:
+        if type(message).__name__ == "AnswerRequest":
+            sizes.append(len(message.sdp))
+        return await original(self, message)
+
+    Meeting._request = request  # type: ignore[method-assign]
+    try:
+        bob = running.meeting("Bob", mode="RECV_ONLY", decode=False)
+        await bob.join()
+        sees = Streams(bob)
+        wanted = [(f"p{n}", kind) for n in range(30) for kind in ("audio", "video")]
+        await sees.have(*wanted, timeout=20)
+    finally:
+        Meeting._request = original  # type: ignore[method-assign]
+    assert max(sizes) > 64 * 1024
+    (peer,) = running.media.peers.values()
+    await until(lambda: sum(slot.confirmed for slot in peer.slots) == 60)
+    for raw in sockets:
+        await raw.close()
+    for task in drains:
+        task.cancel()
 
 
 async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running) -> None:

@@ -28,6 +28,7 @@ from meetcore.commands import MediaKind, Mode
 from meetcore.events import AnyEvent, EntryRequested
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "MAX_MESSAGE_BYTES",
     "AnswerRequest",
     "ChangeModeRequest",
@@ -57,6 +58,10 @@ __all__ = [
 
 #: Largest client message the server reads; a larger one is answered with 3073.
 MAX_MESSAGE_BYTES = 64 * 1024
+#: Largest `answer` the server reads. An answer covers every section the server ever
+#: offered the client (about 1.2 KB each with its candidates, two per remote publisher):
+#: 512 KiB is some 200 participants publishing audio and video.
+MAX_ANSWER_BYTES = 512 * 1024
 
 RequestId = int | str | None
 

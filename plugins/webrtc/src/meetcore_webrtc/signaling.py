@@ -108,6 +108,13 @@ _ALPHABET = string.ascii_lowercase + string.digits
 _encode = msgspec.json.Encoder().encode
 
 
+class _Type(msgspec.Struct):
+    type: str = ""
+
+
+#: Reads only a message's type (an `answer` may exceed MAX_MESSAGE_BYTES).
+_type_decoder = msgspec.json.Decoder(_Type)
+
 def new_participant_id() -> str:
     """A participant id for a client that gave none: 8 of a-z0-9, as VideoSDK makes them."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(8))
@@ -345,11 +352,17 @@ class Signaling:
         data = frame.get("text")
         if data is None:
             data = frame.get("bytes") or b""
-        if len(data) > p.MAX_MESSAGE_BYTES:
-            why = f"message larger than {p.MAX_MESSAGE_BYTES} bytes"
-            return p.ErrorReply(code=ErrorCode.INVALID_PARAMETER, message=why)
         try:
-            return p.client_decoder.decode(data)
+            if len(data) <= p.MAX_MESSAGE_BYTES:
+                return p.client_decoder.decode(data)
+            if len(data) > p.MAX_ANSWER_BYTES or _type_decoder.decode(data).type != "answer":
+                why = f"message larger than {p.MAX_MESSAGE_BYTES} bytes"
+                if len(data) <= p.MAX_ANSWER_BYTES:
+                    why += f" (only an answer may have up to {p.MAX_ANSWER_BYTES})"
+            elif isinstance(message := p.client_decoder.decode(data), p.AnswerRequest):
+                return message
+            else:  # a second "type" in the same object
+                why = f"message larger than {p.MAX_MESSAGE_BYTES} bytes"
         except msgspec.DecodeError as error:  # ValidationError is a DecodeError
             why = f"bad message: {error}"
         except RecursionError:  # msgspec's nesting limit: arrays or objects too deep
