@@ -115,6 +115,7 @@ class _Type(msgspec.Struct):
 #: Reads only a message's type (an `answer` may exceed MAX_MESSAGE_BYTES).
 _type_decoder = msgspec.json.Decoder(_Type)
 
+
 def new_participant_id() -> str:
     """A participant id for a client that gave none: 8 of a-z0-9, as VideoSDK makes them."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(8))
