@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -492,6 +493,47 @@ async def test_an_answer_past_64_kib_is_read_in_a_meeting_of_many_publishers(
         await raw.close()
     for task in drains:
         task.cancel()
+
+
+async def test_leaving_while_an_answer_is_on_its_way_is_not_a_media_failure(
+    running: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that leaves while its media task answers the server's offer: the answer
+    is refused (the client is out), which is no failure to warn of or to recover from.
+    Made certain here: Bob's answer waits until he is out (the media's closing starts
+    a step after that), and his media closes only once the answer was tried."""
+    from meetcore_webrtc import _client_media
+
+    gate, waiting, tried = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    answer, close = _client_media.ClientMedia._answer, _client_media.ClientMedia.close
+
+    async def late_answer(self: Any, message: Any, generation: int) -> None:
+        waiting.set()
+        await gate.wait()
+        try:
+            await answer(self, message, generation)
+        finally:
+            tried.set()
+
+    async def close_after_the_answer(self: Any) -> None:
+        gate.set()
+        await tried.wait()  # the media task handled the refusal in the same step
+        await close(self)
+
+    monkeypatch.setattr(_client_media.ClientMedia, "_answer", late_answer)
+    monkeypatch.setattr(_client_media.ClientMedia, "close", close_after_the_answer)
+    alice = running.meeting("Alice", webcam_enabled=True, custom_camera_video_track=small_camera())
+    await alice.join()
+    bob = running.meeting("Bob")
+    await bob.join()
+    async with asyncio.timeout(10):
+        await waiting.wait()  # the server offered Bob Alice's video; his answer waits
+    with caplog.at_level(logging.DEBUG, logger="meetcore.client.media"):
+        async with asyncio.timeout(10):
+            await bob.leave()
+    assert tried.is_set()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("cut short by leaving" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running) -> None:

@@ -197,6 +197,9 @@ class ClientMedia:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if self.closed or self._meeting._phase != "in":
+                    log.debug("media negotiation cut short by leaving: %r", error)
+                    continue  # left meanwhile: the request was refused, nothing failed
                 log.warning("media negotiation failed: %r", error)
                 self._failed()
 
