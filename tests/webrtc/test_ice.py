@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -58,3 +59,42 @@ async def test_a_transport_closed_under_the_connect_task_is_not_an_error(
         ]
     finally:
         loop.set_exception_handler(None)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiortc runs on asyncio
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.anyio
+async def test_a_media_socket_is_read_in_batches(batched: bool) -> None:
+    """200 datagrams wait on a peer connection's socket: asyncio reads one a turn of
+    the loop; after `read_in_batches` a turn reads up to READ_BATCH of them."""
+    import aiortc
+
+    pc = aiortc.RTCPeerConnection(_ice.configuration([]))
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        with _ice.gathering_on(["127.0.0.1"]):
+            await pc.setLocalDescription(await pc.createOffer())
+        if batched:
+            _ice.read_in_batches(pc)
+            _ice.read_in_batches(pc)  # once is enough; twice changes nothing
+        gatherer = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer
+        (protocol,) = gatherer._connection._protocols
+        received: list[bytes] = []
+        protocol.datagram_received = lambda data, address: received.append(data)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for n in range(200):
+            sender.sendto(n.to_bytes(2, "big"), protocol.transport.get_extra_info("sockname"))
+        sender.close()
+        for _ in range(3):  # three turns of the loop
+            await asyncio.sleep(0)
+        if batched:
+            assert _ice.READ_BATCH <= len(received) <= 3 * _ice.READ_BATCH
+        else:
+            assert 1 <= len(received) <= 3
+        assert received == [n.to_bytes(2, "big") for n in range(len(received))]
+    finally:
+        await pc.close()

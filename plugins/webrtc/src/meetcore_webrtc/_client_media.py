@@ -255,6 +255,7 @@ class ClientMedia:
         offer = await pc.createOffer()
         with _ice.gathering_on(self._addresses):
             await pc.setLocalDescription(offer)
+        _ice.read_in_batches(pc)
         answer = await self._meeting._request(p.OfferRequest(sdp=pc.localDescription.sdp))
         if not isinstance(answer, p.MediaAnswer):
             return  # the meeting ended meanwhile

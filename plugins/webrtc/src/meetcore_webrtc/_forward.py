@@ -27,6 +27,7 @@ This relies on aiortc internals, so the version is pinned (`AIORTC_VERSION`) and
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import copy
 import fractions
 import inspect
@@ -36,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aioice
 import aiortc
 import av
 from aiortc import (
@@ -47,6 +49,7 @@ from aiortc import (
     rtcpeerconnection,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
@@ -135,6 +138,26 @@ def check_internals() -> list[str]:
         rtcpeerconnection.RTCPeerConnection.createOffer,
         "CODECS[transceiver.kind][:], transceiver._preferred_codecs",
         "an offer numbers payload types from the module's codec table",
+    )
+    # _ice.read_in_batches: a peer connection's sockets, and asyncio's datagram reading
+    needs(
+        RTCIceGatherer.__init__, "self._connection = Connection(", "a gatherer's aioice connection"
+    )
+    needs(aioice.Connection.__init__, "self._protocols", "an aioice connection's sockets")
+    needs(
+        asyncio.selector_events._SelectorDatagramTransport._read_ready,  # type: ignore[attr-defined]
+        "data, addr = self._sock.recvfrom(self.max_size)",
+        "asyncio reads one datagram per readiness, as _ice._read_batch does in a loop",
+    )
+    needs(
+        asyncio.selector_events._SelectorDatagramTransport.__init__,  # type: ignore[attr-defined]
+        "self._add_reader,",
+        "a datagram transport registers its _read_ready as its socket's reader",
+    )
+    needs(
+        asyncio.selector_events._SelectorTransport._add_reader,  # type: ignore[attr-defined]
+        "self._loop._add_reader(fd, callback, *args)",
+        "through the loop's _add_reader, which _ice.read_in_batches calls too",
     )
     if "await" in inspect.getsource(rtcpeerconnection.RTCPeerConnection.createOffer):
         problems.append("createOffer awaits: swapping its codec and extension tables is not safe")

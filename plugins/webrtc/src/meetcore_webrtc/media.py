@@ -286,6 +286,7 @@ class MediaServer:
             answer = await pc.createAnswer()
             with _ice.gathering_on(self.config.addresses):
                 await pc.setLocalDescription(answer)
+            _ice.read_in_batches(pc)
             peer.extensions = negotiated_extensions(pc)
             peer.codecs = negotiated_codecs(pc)
         except Exception as error:
