@@ -15,14 +15,36 @@ frames the subscribers decoded in that window. The server is, in turn:
 - `relay`: the same bare server with aiortc's `MediaRelay` instead: the publisher's
   frames decoded once and encoded again for every subscriber.
 
-The bare servers exchange SDP with this process over their stdin and stdout. All
-media goes to 127.0.0.1, bounded in time.
+The bare servers exchange SDP with this process over their stdin and stdout.
+
+`--many P S [S ...]` measures a many-party meeting on a real `meetcore serve` instead:
+P publishers, each sending a 640x480 VP8 video at 30 fps and 500 kbps (`--size`,
+`--fps`, `--bitrate`; frames encoded once and replayed, so that publishing costs no
+encoder) and with `--audio [N]` its microphone's Opus too (every publisher's, or the
+first N's), and S subscribers (RECV_ONLY,
+the client's `decode=False`: encoded frames counted, nothing decoded) spread over
+`--processes` child processes; the publishers receive each other too. For each S: the
+seconds until every subscriber and publisher got a frame of every stream it should
+(`streams_never_received` counts those still without after 60 s),
+the forwarded video streams (P x (P - 1) + P x S), the server's CPU per forwarded
+stream, forwarded streams per core of server CPU, and the packets lost between the
+publishers and the subscribers (RTP sequence gaps the subscribers' receivers saw,
+from their `getStats()`), and the frames delivered (every frame a publisher sent in the
+window, counted once per stream that should carry it: frames lost before the server
+forwards them, or dropped by it, show here and not in the packets).
+`largest_under_1_percent_loss` is the most forwarded streams of the run with under 1%
+of the packets and of the frames lost; `relay` and `forward` are the bare servers' streams per
+core at `--subscribers`, measured in the same run (those of `--modes`). All media goes to 127.0.0.1,
+bounded in time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
+import fractions
 import json
 import os
 import random
@@ -61,6 +83,29 @@ class ScrollingNoise(SyntheticVideoTrack):
         shift = (self.frames * 4 % HEIGHT) * WIDTH
         frame.planes[0].update(self._noise[shift:] + self._noise[:shift])
         return frame
+
+
+def udp_receive_buffer_errors() -> int:
+    """Datagrams this machine dropped because a socket's receive buffer was full."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = [line for line in lines if line[0] == "Udp:"][:2]
+    return int(values[names.index("RcvbufErrors")])
+
+
+def udp_drops(pid: int) -> int:
+    """Datagrams dropped so far by the UDP sockets a process holds (full receive buffer)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    drops = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            drops += int(fields[-1])
+    return drops
 
 
 def cpu_seconds(pid: int) -> float:
@@ -249,6 +294,364 @@ async def run_meetcore(subscribers: int, seconds: float) -> dict[str, Any]:
             server.wait(15)
 
 
+# -- many publishers, many subscribers -----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What each publisher of `--many` sends: a WIDTHxHEIGHT VP8 video at `fps` and
+    `bitrate`; the first `audio` publishers their microphone too (Opus, 50 packets a
+    second)."""
+
+    width: int = WIDTH
+    height: int = HEIGHT
+    fps: int = FPS
+    bitrate: int = 500_000
+    audio: int = 0
+
+    def __str__(self) -> str:
+        audio = f", {self.audio} of them with Opus audio" if self.audio else ""
+        return (
+            f"{self.width}x{self.height} VP8 at {self.fps} fps, {self.bitrate // 1000} kbps{audio}"
+        )
+
+
+_clips: dict[Shape, list[bytes]] = {}
+
+
+def clip(shape: Shape) -> list[bytes]:
+    """Three seconds of a scrolling noise texture encoded once with the options aiortc's
+    encoder uses (VP8, CBR), but a key frame a second so that a subscriber can start
+    anywhere in the loop. The first second is left out: its key frame, made with no
+    history, is six times the size of the later ones."""
+    if shape not in _clips:
+        width, height, fps = shape.width, shape.height, shape.fps
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.bit_rate, codec.gop_size = shape.bitrate, fps
+        codec.time_base = fractions.Fraction(1, fps)
+        rate = str(shape.bitrate)
+        codec.options = {
+            "bufsize": rate,
+            "cpu-used": "-6",
+            "deadline": "realtime",
+            "lag-in-frames": "0",
+            "minrate": rate,
+            "maxrate": rate,
+            "undershoot-pct": "100",
+            "overshoot-pct": "15",
+        }
+        rng = random.Random(7)
+        noise = bytes(rng.getrandbits(8) // 2 + 64 for _ in range(width * height))
+        grey = bytes([128]) * (width * height // 4)
+        frames = []
+        for index in range(4 * fps):
+            shift = (index * 4 % height) * width
+            frame = av.VideoFrame(width, height, "yuv420p")
+            frame.planes[0].update(noise[shift:] + noise[:shift])
+            frame.planes[1].update(grey)
+            frame.planes[2].update(grey)
+            frame.pts = index
+            encoded = b"".join(bytes(p) for p in codec.encode(frame))
+            if index >= fps:
+                frames.append(encoded)
+        _clips[shape] = frames
+    return _clips[shape]
+
+
+class ReplayedCamera(MediaStreamTrack):
+    """A camera whose frames were encoded once (`clip()`): `recv()` gives them as
+    `av.Packet`s at the shape's rate, which the sender packs without encoding."""
+
+    kind = "video"
+
+    def __init__(self, shape: Shape) -> None:
+        super().__init__()
+        self.shape = shape
+        self.frames = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.Packet:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        wait = self._start + self.frames / self.shape.fps - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frames = clip(self.shape)
+        packet = av.Packet(frames[self.frames % len(frames)])
+        packet.pts = self.frames * (90000 // self.shape.fps)
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.frames += 1
+        return packet
+
+
+async def inbound(meeting: Meeting) -> tuple[int, int, int]:
+    """Packets received and lost on a client's inbound audio and video, from its
+    getStats(), and the video frames it received."""
+    frames = sum(
+        getattr(stream.track, "received", 0)
+        for participant in meeting.participants.values()
+        for stream in participant.streams.values()
+        if stream.kind == "video"
+    )
+    media = meeting._media
+    if media is None or media.pc is None:
+        return 0, 0, frames
+    received = lost = 0
+    for report in (await media.pc.getStats()).values():
+        if getattr(report, "type", "") == "inbound-rtp":
+            received += report.packetsReceived
+            lost += report.packetsLost
+    return received, lost, frames
+
+
+def receiving(meeting: Meeting) -> int:
+    """The remote streams that brought a client frames."""
+    return sum(
+        1
+        for participant in meeting.participants.values()
+        for stream in participant.streams.values()
+        if getattr(stream.track, "received", 0) > 0
+    )
+
+
+#: Seconds every subscriber may take to get every stream, once all have joined.
+READY_WITHIN = 60.0
+
+
+async def subscriber_process(order: dict[str, Any]) -> None:
+    """A child of `--many`: `count` subscribers; prints "ready" once each gets frames of
+    `streams` streams, then answers each line on stdin with their packet counts."""
+    options = {
+        "base_url": order["url"],
+        "token": order["token"],
+        "meeting_id": order["room"],
+        "ice_addresses": LOOPBACK,
+    }
+    meetings = []
+    for _ in range(order["count"]):
+        meeting = init_meeting(**options, mode="RECV_ONLY", decode=False)
+        await meeting.join()
+        meetings.append(meeting)
+    try:
+        async with asyncio.timeout(READY_WITHIN):
+            while not all(receiving(m) >= order["streams"] for m in meetings):
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        lacking = [order["streams"] - receiving(m) for m in meetings]
+        print(json.dumps({"lacking": lacking}), flush=True)
+    else:
+        print(json.dumps({"ready": order["count"]}), flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while (line := await reader.readline()) and line.strip() != b"quit":
+        counts = [await inbound(m) for m in meetings]
+        received, lost, frames = (sum(c[i] for c in counts) for i in range(3))
+        print(json.dumps({"received": received, "lost": lost, "frames": frames}), flush=True)
+    for meeting in meetings:
+        await meeting.leave()
+
+
+async def run_many(
+    shape: Shape, publishers: int, subscribers: int, seconds: float, processes: int
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
+        env["MEETCORE_ICE_ADDRESSES"] = "127.0.0.1"
+        command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
+        server = subprocess.Popen(
+            [*command, "--log-level", "warning"],
+            cwd=folder,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        meetings: list[Meeting] = []
+        children: list[asyncio.subprocess.Process] = []
+        try:
+            assert server.stderr is not None
+            url = ""
+            while not url:
+                line = server.stderr.readline()
+                if not line:
+                    raise RuntimeError("meetcore serve did not start")
+                found = re.search(r"serving on (http://\S+)", line)
+                url = found.group(1) if found else ""
+            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                token = (await http.get("/get-token")).json()["token"]
+                room = (await http.post("/v2/rooms", headers={"Authorization": token})).json()
+            options = {"base_url": url, "token": token, "meeting_id": room["roomId"]}
+            cameras = []
+            for number in range(publishers):
+                camera = ReplayedCamera(shape)
+                publisher = init_meeting(
+                    **options,
+                    webcam_enabled=True,
+                    mic_enabled=number < shape.audio,
+                    custom_camera_video_track=camera,
+                    ice_addresses=LOOPBACK,
+                    decode=False,
+                )
+                meetings.append(publisher)
+                cameras.append(camera)
+                await publisher.join()
+            shares = [
+                subscribers // processes + (i < subscribers % processes) for i in range(processes)
+            ]
+            speakers = min(shape.audio, publishers)
+            joining = time.monotonic()
+            for share in (s for s in shares if s):
+                order = {"url": url, "token": token, "room": room["roomId"], "count": share}
+                order["streams"] = publishers + speakers
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    __file__,
+                    "--subscriber-process",
+                    json.dumps(order),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                children.append(child)
+            lacking = 0
+            for child in children:
+                assert child.stdout is not None
+                async with asyncio.timeout(READY_WITHIN + 60):
+                    line = await child.stdout.readline()
+                if not line:
+                    raise RuntimeError("a subscriber process died before it was ready")
+                lacking += sum(json.loads(line).get("lacking", []))
+            async with asyncio.timeout(READY_WITHIN):  # the publishers get one another
+                while not all(
+                    receiving(p) >= publishers - 1 + speakers - (n < speakers)
+                    for n, p in enumerate(meetings)
+                ):
+                    await asyncio.sleep(0.1)
+            ready = time.monotonic() - joining
+
+            async def counts() -> tuple[int, int, int]:
+                received = lost = frames = 0
+                for child in children:
+                    assert child.stdin is not None
+                    assert child.stdout is not None
+                    child.stdin.write(b"stats\n")
+                    await child.stdin.drain()
+                    answer = json.loads(await child.stdout.readline())
+                    received += answer["received"]
+                    lost += answer["lost"]
+                    frames += answer["frames"]
+                for publisher in meetings:
+                    got, gone, seen = await inbound(publisher)
+                    received, lost, frames = received + got, lost + gone, frames + seen
+                return received, lost, frames
+
+            await asyncio.sleep(1.0)  # settle
+            received, lost, frames = await counts()
+            pids = [server.pid, os.getpid(), *(child.pid for child in children)]
+            overflows = udp_receive_buffer_errors()
+            drops = [udp_drops(pid) for pid in pids]
+            cpus, sent, started = (
+                [cpu_seconds(pid) for pid in pids],
+                sum(c.frames for c in cameras),
+                time.monotonic(),
+            )
+            await asyncio.sleep(seconds)
+            elapsed = time.monotonic() - started
+            cpus = [cpu_seconds(pid) - was for pid, was in zip(pids, cpus, strict=True)]
+            cpu = cpus[0]
+            overflows = udp_receive_buffer_errors() - overflows
+            drops = [udp_drops(pid) - was for pid, was in zip(pids, drops, strict=True)]
+            sent = sum(c.frames for c in cameras) - sent
+            received_after, lost_after, frames_after = await counts()
+            received, lost = received_after - received, lost_after - lost
+            frames = frames_after - frames
+            streams = publishers * (publishers - 1) + publishers * subscribers
+            core = cpu / elapsed
+            return {
+                "forwarded_streams": streams,
+                "forwarded_audio_streams": speakers * (publishers - 1 + subscribers),
+                "seconds_to_every_stream": round(ready, 1),
+                "streams_never_received": lacking,
+                "server_cpu_percent": round(100 * core, 1),
+                "server_cpu_percent_per_stream": round(100 * core / streams, 3),
+                "streams_per_core": round(streams / core, 1) if core else None,
+                "loss_percent": round(100 * lost / max(1, received + lost), 2),
+                "packets_per_second": round(received / elapsed),
+                "udp_receive_buffer_overflows": overflows,
+                "udp_drops_server_publishers_subscribers": drops,
+                # every frame a publisher sent in the window, once per stream carrying it
+                "frames_delivered_percent": round(
+                    100 * frames / max(1, sent * (publishers - 1 + subscribers)), 2
+                ),
+                "publisher_fps": round(sent / publishers / elapsed, 1),
+                "publishers_process_cpu_percent": round(100 * cpus[1] / elapsed, 1),
+                "subscriber_processes_cpu_percent": [round(100 * c / elapsed, 1) for c in cpus[2:]],
+            }
+        finally:
+            for child in children:
+                if child.stdin is not None:
+                    child.stdin.write(b"quit\n")
+            for child in children:
+                try:
+                    await asyncio.wait_for(child.wait(), 15)
+                except TimeoutError:
+                    child.kill()
+            for meeting in meetings:
+                if meeting.joined:
+                    await meeting.leave()
+            server.terminate()
+            server.wait(15)
+
+
+async def many(args: argparse.Namespace) -> dict[str, Any]:
+    publishers, *counts = args.many
+    width, height = (int(n) for n in args.size.split("x"))
+    audio = args.many[0] if args.audio == -1 else args.audio
+    shape = Shape(width, height, args.fps, args.bitrate, audio)
+    results: dict[str, Any] = {
+        "publisher": f"{shape}, replayed",
+        "seconds": args.seconds,
+        "cpus": os.cpu_count(),
+        "processes": args.processes,
+    }
+    largest = 0
+    for count in counts:
+        result = await run_many(shape, publishers, count, args.seconds, args.processes)
+        results[f"many/{publishers}x{count}"] = result
+        lossless = result["loss_percent"] < 1 and result["frames_delivered_percent"] >= 99
+        if lossless and not result["streams_never_received"]:
+            largest = max(largest, result["forwarded_streams"])
+        if not args.json:
+            print(
+                f"many {publishers}x{count:<3} {result['forwarded_streams']:4} streams"
+                f" (all flowing {result['seconds_to_every_stream']} s after the first"
+                f" subscriber joined, {result['streams_never_received']} never): server"
+                f" {result['server_cpu_percent']:5.1f}% of a core,"
+                f" {result['streams_per_core']} streams per core,"
+                f" loss {result['loss_percent']}%,"
+                f" frames delivered {result['frames_delivered_percent']}%"
+                f" (UDP buffers overflowed {result['udp_receive_buffer_overflows']} times:"
+                f" {result['udp_drops_server_publishers_subscribers']}),"
+                f" publishers at {result['publisher_fps']} fps;"
+                f" clients' processes {result['publishers_process_cpu_percent']}%,"
+                f" {result['subscriber_processes_cpu_percent']}%",
+                flush=True,
+            )
+    results["largest_under_1_percent_loss"] = largest
+    for mode in [m for m in ("forward", "relay") if m in args.modes]:
+        bare = await run_bare(mode, args.subscribers[-1], args.seconds)
+        core = bare["server_cpu_percent"] / 100
+        per_core = round(args.subscribers[-1] / core, 1) if core else None
+        results[mode] = {**bare, "subscribers": args.subscribers[-1], "streams_per_core": per_core}
+        if not args.json:
+            print(
+                f"{mode:8} bare, {args.subscribers[-1]} subscribers: {per_core} streams per core",
+                flush=True,
+            )
+    return results
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "publisher": f"{WIDTH}x{HEIGHT} VP8 at {FPS} fps",
@@ -277,10 +680,33 @@ if __name__ == "__main__":
     parser.add_argument("--modes", nargs="+", default=["meetcore", "forward", "relay"])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--many", type=int, nargs="+", metavar="P S", help="P publishers, S...")
+    parser.add_argument("--processes", type=int, default=2, help="subscriber processes")
+    parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="--many's video size")
+    parser.add_argument("--fps", type=int, default=FPS, help="--many's frame rate")
+    parser.add_argument("--bitrate", type=int, default=500_000, help="--many's video bitrate")
+    parser.add_argument(
+        "--audio",
+        type=int,
+        nargs="?",
+        const=-1,
+        default=0,
+        metavar="N",
+        help="--many's publishers (or the first N) send audio too",
+    )
     parser.add_argument("--bare-server", choices=["forward", "relay"], help=argparse.SUPPRESS)
+    parser.add_argument("--subscriber-process", type=json.loads, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.bare_server:
         asyncio.run(bare_server(arguments.bare_server))
+    elif arguments.subscriber_process:
+        asyncio.run(subscriber_process(arguments.subscriber_process))
+    elif arguments.many:
+        if len(arguments.many) < 2:
+            parser.error("--many needs P and at least one S")
+        outcome = asyncio.run(many(arguments))
+        if arguments.json:
+            print(json.dumps(outcome, indent=2))
     else:
         outcome = asyncio.run(main(arguments))
         if arguments.json:
