@@ -591,6 +591,48 @@ async def test_leaving_while_an_answer_is_on_its_way_is_not_a_media_failure(
     assert any("cut short by leaving" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_stream_back_before_its_old_section_was_seen_free_has_one_msid(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alice's camera goes off and on again before Bob has answered the offer that frees
+    its section: the server carries it in a new section, and the freed one must not keep
+    Alice's msid (Chromium refuses an offer with one msid twice: "Duplicate a=msid
+    lines", and the page got no more media; seen when a page resumed meanwhile)."""
+    from meetcore_webrtc import _client_media
+
+    offers: list[str] = []
+    gate = asyncio.Event()
+    gate.set()
+    answer = _client_media.ClientMedia._answer
+
+    async def gated(self: Any, message: Any, generation: int) -> None:
+        offers.append(message.sdp)
+        await gate.wait()
+        await answer(self, message, generation)
+
+    monkeypatch.setattr(_client_media.ClientMedia, "_answer", gated)
+    alice = running.meeting("Alice", webcam_enabled=True, custom_camera_video_track=small_camera())
+    await alice.join()
+    bob = running.meeting("Bob")
+    await bob.join()
+    sees = Streams(bob)
+    await sees.have(("alice", "video"))
+    gate.clear()
+    held = len(offers)
+    await alice.disable_webcam()
+    await until(lambda: len(offers) > held)  # the offer that frees the section: held
+    await alice.enable_webcam()
+    await until(lambda: alice.local_participant is not None and alice.local_participant.webcam_on)
+    gate.set()
+    await sees.have(("alice", "video"))
+    check_video(await frames(sees.live["alice", "video"], 2), 160, 120)
+    (peer,) = [p for p in running.media.peers.values() if p.participant_id == "bob"]
+    assert len(peer.slots) == 2  # the freed section was not reusable yet: a new one
+    for sdp in offers:
+        msids = re.findall(r"^a=msid:(.*)$", sdp, re.M)
+        assert len(msids) == len(set(msids)), msids
+
+
 async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running) -> None:
     alice = running.meeting("Alice", webcam_enabled=True, custom_camera_video_track=small_camera())
     bob = running.meeting("Bob", webcam_enabled=True, custom_camera_video_track=small_camera())

@@ -131,6 +131,11 @@ class _Slot:
         self.stream: tuple[str, Kind] | None = None
         self.confirmed = False
         self.reusable = False
+        # The msid aiortc gave the section, which it shows while it carries nothing: a
+        # freed section must not keep its stream's, or an offer that carries the stream
+        # again in another section (the client had not yet seen this one freed) has
+        # the same msid twice, which browsers refuse.
+        self.own_msid = (transceiver.sender._stream_id, transceiver.sender._track_id)
 
 
 class _Peer:
@@ -463,6 +468,8 @@ class MediaServer:
                 slot.confirmed = slot.reusable = False
                 slot.track.attach(None)  # at once: the log said so
                 slot.transceiver.direction = "inactive"
+                sender = slot.transceiver.sender
+                sender._stream_id, sender._track_id = slot.own_msid
                 changed = True
         carried = {slot.stream for slot in peer.slots}
         for stream in wanted:
