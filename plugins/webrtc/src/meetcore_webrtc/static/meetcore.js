@@ -879,7 +879,8 @@ export class Meeting extends Emitter {
       if (this._phase === "out") return {};
     }
     const socket = this._socket;
-    if (this.state === "RECONNECTING" || !socket) {
+    // a socket closing (its close event not yet here) is a reconnection starting
+    if (this.state === "RECONNECTING" || !socket || socket.readyState !== WebSocket.OPEN) {
       throw new MeetCoreError(ErrorCode.MEETING_RECONNECTING, "the meeting is reconnecting");
     }
     const requestId = ++this._requestIds;
