@@ -261,6 +261,9 @@ async def test_what_a_lease_free_engine_writes_reaches_the_server_late_and_is_it
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(follow)
+            with anyio.fail_after(5):  # the subscription has read the log: live from here
+                while seen != [(1, None)]:
+                    await anyio.sleep(0.01)
             await script.execute(_join("bob"))
             await anyio.sleep(1.0)  # two of the server's lease times
             assert seen == [(1, None)], "the server was told of bob's join"
