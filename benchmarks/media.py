@@ -48,11 +48,10 @@ import fractions
 import json
 import os
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from aiortc.contrib.media import MediaRelay
 
 from meetcore_webrtc import _forward, _ice
 from meetcore_webrtc.client import Meeting, init_meeting
+from meetcore_webrtc.testing import ServeProcess
 from meetcore_webrtc.tracks import SyntheticVideoTrack
 
 LOOPBACK = ["127.0.0.1"]
@@ -83,13 +83,6 @@ class ScrollingNoise(SyntheticVideoTrack):
         shift = (self.frames * 4 % HEIGHT) * WIDTH
         frame.planes[0].update(self._noise[shift:] + self._noise[:shift])
         return frame
-
-
-def udp_receive_buffer_errors() -> int:
-    """Datagrams this machine dropped because a socket's receive buffer was full."""
-    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
-    names, values = [line for line in lines if line[0] == "Udp:"][:2]
-    return int(values[names.index("RcvbufErrors")])
 
 
 def udp_drops(pid: int) -> int:
@@ -245,26 +238,23 @@ async def run_bare(mode: str, subscribers: int, seconds: float) -> dict[str, Any
 # -- the real server ------------------------------------------------------------------------
 
 
-async def run_meetcore(subscribers: int, seconds: float) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def meetcore_room(*args: str) -> AsyncIterator[tuple[ServeProcess, dict[str, Any]]]:
+    """A real `meetcore serve` (SQLite in a temporary folder, candidates on 127.0.0.1)
+    with a room: the server, and the `init_meeting` options for the room."""
     with tempfile.TemporaryDirectory() as folder:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
-        env["MEETCORE_ICE_ADDRESSES"] = "127.0.0.1"
-        command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
-        server = subprocess.Popen(command, cwd=folder, env=env, stderr=subprocess.PIPE, text=True)
-        meetings: list[Meeting] = []
-        try:
-            assert server.stderr is not None
-            url = ""
-            while not url:
-                line = server.stderr.readline()
-                if not line:
-                    raise RuntimeError("meetcore serve did not start")
-                found = re.search(r"serving on (http://\S+)", line)
-                url = found.group(1) if found else ""
-            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        env = {"MEETCORE_ICE_ADDRESSES": "127.0.0.1"}
+        with ServeProcess(folder, env=env, args=args).wait_ready() as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
                 token = (await http.get("/get-token")).json()["token"]
                 room = (await http.post("/v2/rooms", headers={"Authorization": token})).json()
-            options = {"base_url": url, "token": token, "meeting_id": room["roomId"]}
+            yield server, {"base_url": server.url, "token": token, "meeting_id": room["roomId"]}
+
+
+async def run_meetcore(subscribers: int, seconds: float) -> dict[str, Any]:
+    async with meetcore_room() as (server, options):
+        meetings: list[Meeting] = []
+        try:
             publisher = init_meeting(
                 **options,
                 webcam_enabled=True,
@@ -285,13 +275,11 @@ async def run_meetcore(subscribers: int, seconds: float) -> dict[str, Any]:
                         await asyncio.sleep(0.05)
                 (stream,) = subscriber.participants[publisher.participant_id].streams.values()
                 counters.append(Counting(stream.track))
-            return await measure(server.pid, counters, seconds)
+            return await measure(server.process.pid, counters, seconds)
         finally:
             for meeting in meetings:
                 if meeting.joined:
                     await meeting.leave()
-            server.terminate()
-            server.wait(15)
 
 
 # -- many publishers, many subscribers -----------------------------------------------------
@@ -458,32 +446,12 @@ async def subscriber_process(order: dict[str, Any]) -> None:
 async def run_many(
     shape: Shape, publishers: int, subscribers: int, seconds: float, processes: int
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as folder:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEETCORE_")}
-        env["MEETCORE_ICE_ADDRESSES"] = "127.0.0.1"
-        command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
-        server = subprocess.Popen(
-            [*command, "--log-level", "warning"],
-            cwd=folder,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    async with meetcore_room("--log-level", "warning") as (serve, options):
+        server = serve.process
+        url, token, room = options["base_url"], options["token"], options["meeting_id"]
         meetings: list[Meeting] = []
         children: list[asyncio.subprocess.Process] = []
         try:
-            assert server.stderr is not None
-            url = ""
-            while not url:
-                line = server.stderr.readline()
-                if not line:
-                    raise RuntimeError("meetcore serve did not start")
-                found = re.search(r"serving on (http://\S+)", line)
-                url = found.group(1) if found else ""
-            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-                token = (await http.get("/get-token")).json()["token"]
-                room = (await http.post("/v2/rooms", headers={"Authorization": token})).json()
-            options = {"base_url": url, "token": token, "meeting_id": room["roomId"]}
             cameras = []
             for number in range(publishers):
                 camera = ReplayedCamera(shape)
@@ -504,7 +472,7 @@ async def run_many(
             speakers = min(shape.audio, publishers)
             joining = time.monotonic()
             for share in (s for s in shares if s):
-                order = {"url": url, "token": token, "room": room["roomId"], "count": share}
+                order = {"url": url, "token": token, "room": room, "count": share}
                 order["streams"] = publishers + speakers
                 child = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -550,7 +518,6 @@ async def run_many(
             await asyncio.sleep(1.0)  # settle
             received, lost, frames = await counts()
             pids = [server.pid, os.getpid(), *(child.pid for child in children)]
-            overflows = udp_receive_buffer_errors()
             drops = [udp_drops(pid) for pid in pids]
             cpus, sent, started = (
                 [cpu_seconds(pid) for pid in pids],
@@ -561,7 +528,6 @@ async def run_many(
             elapsed = time.monotonic() - started
             cpus = [cpu_seconds(pid) - was for pid, was in zip(pids, cpus, strict=True)]
             cpu = cpus[0]
-            overflows = udp_receive_buffer_errors() - overflows
             drops = [udp_drops(pid) - was for pid, was in zip(pids, drops, strict=True)]
             sent = sum(c.frames for c in cameras) - sent
             received_after, lost_after, frames_after = await counts()
@@ -579,7 +545,6 @@ async def run_many(
                 "streams_per_core": round(streams / core, 1) if core else None,
                 "loss_percent": round(100 * lost / max(1, received + lost), 2),
                 "packets_per_second": round(received / elapsed),
-                "udp_receive_buffer_overflows": overflows,
                 "udp_drops_server_publishers_subscribers": drops,
                 # every frame a publisher sent in the window, once per stream carrying it
                 "frames_delivered_percent": round(
@@ -601,8 +566,6 @@ async def run_many(
             for meeting in meetings:
                 if meeting.joined:
                     await meeting.leave()
-            server.terminate()
-            server.wait(15)
 
 
 async def many(args: argparse.Namespace) -> dict[str, Any]:
@@ -632,7 +595,7 @@ async def many(args: argparse.Namespace) -> dict[str, Any]:
                 f" {result['streams_per_core']} streams per core,"
                 f" loss {result['loss_percent']}%,"
                 f" frames delivered {result['frames_delivered_percent']}%"
-                f" (UDP buffers overflowed {result['udp_receive_buffer_overflows']} times:"
+                f" (UDP datagrams dropped by server, publishers, subscribers:"
                 f" {result['udp_drops_server_publishers_subscribers']}),"
                 f" publishers at {result['publisher_fps']} fps;"
                 f" clients' processes {result['publishers_process_cpu_percent']}%,"
