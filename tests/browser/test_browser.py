@@ -757,20 +757,24 @@ async def test_closing_the_page_leaves_the_meeting(
 # ---------------------------------------------------------------------------
 # Media: the page's camera to Python, Python's synthetic video to the page
 
-INBOUND_VIDEO = """
-async (participantId) => {
+# What the page got of a participant's stream: video frames decoded, audio packets
+# received (null while the participant has no such stream).
+INBOUND = """
+async (participantId, kind) => {
   const meeting = window.demo.meeting;
-  const stream = meeting.participants.get(participantId)?.streamOf("video");
+  const stream = meeting.participants.get(participantId)?.streamOf(kind);
   if (!stream || !meeting.peerConnection) return null;
-  let decoded = null;
+  let count = null;
   (await meeting.peerConnection.getStats()).forEach((report) => {
-    if (report.type === "inbound-rtp" && report.kind === "video" && report.mid === stream.mid) {
-      decoded = report.framesDecoded;
+    if (report.type === "inbound-rtp" && report.kind === kind && report.mid === stream.mid) {
+      count = kind === "video" ? report.framesDecoded : report.packetsReceived;
     }
   });
-  return decoded;
+  return count;
 }
 """
+INBOUND_VIDEO = f'(participantId) => ({INBOUND})(participantId, "video")'
+INBOUND_AUDIO_OF = f'(participantId) => ({INBOUND})(participantId, "audio")'
 
 PAGE_VIDEO = """
 (participantId) => {
@@ -1051,21 +1055,6 @@ async def test_a_page_that_joins_late_and_publishes_gets_the_first_pages_camera_
 
 LATE = 10.0  # seconds between the publishers joining and the late subscribers
 WITHIN = 5.0  # seconds a subscriber may take to get every publisher's media
-
-INBOUND_AUDIO_OF = """
-async (participantId) => {
-  const meeting = window.demo.meeting;
-  const stream = meeting.participants.get(participantId)?.streamOf("audio");
-  if (!stream || !meeting.peerConnection) return null;
-  let packets = null;
-  (await meeting.peerConnection.getStats()).forEach((report) => {
-    if (report.type === "inbound-rtp" && report.kind === "audio" && report.mid === stream.mid) {
-      packets = report.packetsReceived;
-    }
-  });
-  return packets;
-}
-"""
 
 OUTBOUND_PACKETS = """
 async () => {
