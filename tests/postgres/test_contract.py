@@ -1,5 +1,6 @@
 """The PostgreSQL store passes the contracts of meetcore.testing: the event store's, and
-those of its optional capabilities (checkpoints, shared leases, watching other writers)."""
+those of its optional capabilities (checkpoints, shared leases, watching other writers,
+placing meetings' media on nodes)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from meetcore.testing import (
     CheckpointsContract,
     EventStoreContract,
+    MediaPlacementContract,
     SharedLeasesContract,
     SharedStorageContract,
     WatchableStoreContract,
@@ -20,6 +22,7 @@ from meetcore_postgres import PostgresStore
 class TestPostgresStore(
     EventStoreContract,
     CheckpointsContract,
+    MediaPlacementContract,
     SharedLeasesContract,
     SharedStorageContract,
     WatchableStoreContract,

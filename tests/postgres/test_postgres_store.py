@@ -307,8 +307,40 @@ async def test_the_schema_is_created_once_and_versioned(url: str, database: str)
             "head",
             "leases",
             "meta",
+            "nodes",
+            "placements",
             "records",
         ]
+
+
+async def test_a_schema_1_database_is_upgraded_and_keeps_its_log(url: str, database: str) -> None:
+    """Schema 1 (before nodes and placements): a node of this version adds the two
+    tables, once, however many start together, and the log is as it was."""
+    async with opened(url) as store:
+        await store.append("m-1", 0, sample_events("m-1"), None)
+        schema = store.schema
+    await sql(database, f'DROP TABLE "{schema}".nodes, "{schema}".placements')
+    await sql(database, f"UPDATE \"{schema}\".meta SET value = '1' WHERE key = 'schema_version'")
+    errors: list[BaseException] = []
+
+    def open_and_close() -> None:
+        try:
+            anyio.run(PostgresStore(url).close)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_and_close) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    async with opened(url) as store:
+        rows = await sql(database, f'SELECT key, value FROM "{schema}".meta')
+        assert dict(rows)["schema_version"] == "2"
+        assert [r.event for r in await store.read("m-1")] == sample_events("m-1")
+        await store.announce_node("http://n1")
+        assert await store.place_meeting("m-1", 60_000) == "http://n1"
 
 
 async def test_a_newer_schema_is_refused(url: str, database: str) -> None:

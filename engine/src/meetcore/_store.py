@@ -24,6 +24,7 @@ __all__ = [
     "Conflict",
     "EventStore",
     "ExclusiveLeases",
+    "MediaPlacement",
     "MemoryStore",
     "SharedLeases",
     "StoreBusy",
@@ -203,6 +204,36 @@ class SharedLeases(Protocol):
     async def drop_leases(self, connections: Collection[tuple[str, str]]) -> None:
         """Forget the leases of these (meeting_id, connection_id): their connections are
         no longer in their meetings."""
+        ...
+
+
+@runtime_checkable
+class MediaPlacement(Protocol):
+    """An optional store capability: the nodes that serve a store, and which of them
+    carries each meeting's media, for a store that several nodes share.
+
+    A meeting's media is forwarded within one node, so its participants must all
+    connect to that node. Each node announces the URL clients reach it at, every
+    fraction of `ttl_ms`; a node is live while its last announcement is younger than
+    `ttl_ms`. `place_meeting` keeps a meeting on the node it was placed on while that
+    node lives (a node that starts later takes no meeting in progress), and otherwise
+    places it on a live node by a rule every node applies alike. Times are the store's
+    clock. `meetcore.testing.MediaPlacementContract` is its contract.
+    """
+
+    async def announce_node(self, url: str) -> None:
+        """`url` is live now (added if new)."""
+        ...
+
+    async def drop_node(self, url: str) -> None:
+        """`url` is gone (a node shutting down): its meetings move at their next join."""
+        ...
+
+    async def place_meeting(self, meeting_id: str, ttl_ms: int) -> str | None:
+        """The URL of the node that carries the meeting's media: the one it was placed
+        on, if that node announced itself within `ttl_ms`; otherwise a live node, now
+        recorded as its place (atomic against every other caller). None when no node
+        is live."""
         ...
 
 

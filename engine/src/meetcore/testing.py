@@ -37,7 +37,14 @@ import pytest
 from meetcore._codes import LeaveReason
 from meetcore._race import race_engines
 from meetcore._record import Record
-from meetcore._store import Checkpoints, Conflict, EventStore, SharedLeases, WatchableStore
+from meetcore._store import (
+    Checkpoints,
+    Conflict,
+    EventStore,
+    MediaPlacement,
+    SharedLeases,
+    WatchableStore,
+)
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.events import (
     AnyEvent,
@@ -52,6 +59,7 @@ from meetcore.events import (
 __all__ = [
     "CheckpointsContract",
     "EventStoreContract",
+    "MediaPlacementContract",
     "SharedLeasesContract",
     "SharedStorageContract",
     "WatchableStoreContract",
@@ -591,3 +599,99 @@ class SharedStorageContract:
         await store.append("m-1", 4, sample_events("m-1", start=4, count=1), None)
         assert [r.version for r in await other.read("m-1")] == [1, 2, 3, 4, 5]
         assert [r.position for r in await other.read_all()] == list(range(1, 16))
+
+
+class MediaPlacementContract:
+    """Tests every store with the `MediaPlacement` capability passes; subclass it with
+    `store` and `other` fixtures (two nodes' store objects on the same storage)."""
+
+    async def test_implements_media_placement(self, store: EventStore) -> None:
+        assert isinstance(store, MediaPlacement)
+
+    async def test_no_live_node_places_nothing(self, store: EventStore) -> None:
+        assert isinstance(store, MediaPlacement)
+        assert await store.place_meeting("m-1", 60_000) is None
+
+    async def test_a_meeting_stays_on_its_node_while_it_lives(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        assert isinstance(store, MediaPlacement)
+        assert isinstance(other, MediaPlacement)
+        await store.announce_node("http://n1")
+        await other.announce_node("http://n2")
+        placed = {m: await store.place_meeting(m, 60_000) for m in ("m-1", "m-2", "m-3", "m-4")}
+        assert set(placed.values()) <= {"http://n1", "http://n2"}
+        for meeting_id, node in placed.items():  # any node asking gets the same answer
+            assert await other.place_meeting(meeting_id, 60_000) == node
+        await store.announce_node("http://n3")  # a node that starts later takes none of them
+        for meeting_id, node in placed.items():
+            assert await other.place_meeting(meeting_id, 60_000) == node
+
+    async def test_the_meetings_of_a_node_that_goes_move_and_only_those(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        assert isinstance(store, MediaPlacement)
+        assert isinstance(other, MediaPlacement)
+        await store.announce_node("http://n1")
+        await other.announce_node("http://n2")
+        meetings = [f"m-{n}" for n in range(20)]
+        placed = {m: await store.place_meeting(m, 60_000) for m in meetings}
+        assert set(placed.values()) == {"http://n1", "http://n2"}  # 20 meetings: both used
+        await store.drop_node("http://n1")
+        for meeting_id in meetings:
+            assert await other.place_meeting(meeting_id, 60_000) == "http://n2"
+        await store.announce_node("http://n1")  # back: it gets new meetings, not old ones
+        for meeting_id in meetings:
+            assert await store.place_meeting(meeting_id, 60_000) == "http://n2"
+
+    async def test_a_node_that_stops_announcing_itself_is_gone_after_the_ttl(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        assert isinstance(store, MediaPlacement)
+        assert isinstance(other, MediaPlacement)
+        await store.announce_node("http://n1")
+        await store.announce_node("http://n2")
+        placed = {m: await store.place_meeting(m, 60_000) for m in (f"m-{n}" for n in range(8))}
+        for _ in range(3):  # n2 keeps announcing itself, n1 has stopped
+            await anyio.sleep(0.2)
+            await other.announce_node("http://n2")
+        for meeting_id, node in placed.items():
+            assert await other.place_meeting(meeting_id, 60_000) == node  # within the ttl
+            assert await other.place_meeting(meeting_id, 500) == "http://n2"
+
+    async def test_nodes_placing_a_meeting_at_once_agree(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        assert isinstance(store, MediaPlacement)
+        assert isinstance(other, MediaPlacement)
+        for node in ("http://n1", "http://n2", "http://n3"):
+            await store.announce_node(node)
+
+        async def placed_at_once(meeting_id: str) -> list[str | None]:
+            answers: list[str | None] = []
+
+            async def place(on: MediaPlacement) -> None:
+                answers.append(await on.place_meeting(meeting_id, 60_000))
+
+            async with anyio.create_task_group() as tasks:
+                for on in (store, other) * 4:
+                    tasks.start_soon(place, on)
+            return answers
+
+        meetings = [f"m-{n}" for n in range(5)]
+        for meeting_id in meetings:
+            answers = await placed_at_once(meeting_id)
+            assert len(answers) == 8
+            assert len(set(answers)) == 1
+            assert answers[0] is not None
+        await store.drop_node("http://n1")
+        await store.drop_node("http://n2")
+        for meeting_id in meetings:  # moved at once, all to the same one
+            assert await placed_at_once(meeting_id) == ["http://n3"] * 8
+
+    async def test_dropping_an_unknown_node_does_nothing(self, store: EventStore) -> None:
+        assert isinstance(store, MediaPlacement)
+        await store.drop_node("http://nowhere")
+        await store.announce_node("http://n1")
+        await store.announce_node("http://n1")  # twice: still one node
+        assert await store.place_meeting("m-1", 60_000) == "http://n1"

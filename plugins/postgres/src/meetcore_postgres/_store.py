@@ -15,6 +15,9 @@ Tables, in their own PostgreSQL schema (`meetcore` unless the URL says `?schema=
 - `leases`: one row per connection in a meeting, granted and dropped in the append
   transactions themselves (the `SharedLeases` store capability).
 - `checkpoints`: small named values (the `meetcore.Checkpoints` capability).
+- `nodes` and `placements` (schema 2): the URL of each node and when it last said it
+  was live; the node each meeting's media was placed on (the `MediaPlacement`
+  capability: `routing.media_node` over the live nodes, kept while its node lives).
 
 Writing: appends queue up; whichever caller finds no commit running takes every queued
 append into one transaction (group commit), checks versions, inserts, updates `head`,
@@ -56,6 +59,7 @@ from meetcore.events import (
     ParticipantJoined,
     ParticipantLeft,
 )
+from meetcore_postgres.routing import media_node
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresStore", "parse_url"]
 
@@ -75,7 +79,7 @@ def _not_an_aborted_pipeline(record: logging.LogRecord) -> bool:
 logging.getLogger("psycopg").addFilter(_not_an_aborted_pipeline)
 
 #: The schema this version of meetcore-postgres writes and reads (`meta.schema_version`).
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: The PostgreSQL schema that holds the tables unless the URL names another.
 DEFAULT_SCHEMA: Final = "meetcore"
 #: Most appends one transaction takes.
@@ -232,9 +236,17 @@ class _Sql:
                 PRIMARY KEY (meeting_id, connection_id))""",
             f"CREATE INDEX leases_renewed_at ON {s}.leases (renewed_at)",
             f"CREATE TABLE {s}.checkpoints (name text PRIMARY KEY, value bytea NOT NULL)",
+            *self._version_2(s),
             f"""INSERT INTO {s}.meta (key, value) VALUES
                 ('schema_version', '{SCHEMA_VERSION}'), ('created_by', 'meetcore-postgres')""",
         ]
+        # from each older schema version to the next
+        self.upgrade = {
+            1: [
+                *self._version_2(s),
+                f"UPDATE {s}.meta SET value = '2' WHERE key = 'schema_version'",
+            ],
+        }
         self.schema_version = f"SELECT value FROM {s}.meta WHERE key = 'schema_version'"
         self.lock_head = f"SELECT position FROM {s}.head FOR UPDATE"
         self.head = f"SELECT position FROM {s}.head"
@@ -279,6 +291,17 @@ class _Sql:
                 ORDER BY renewed_at LIMIT %s
                 FOR UPDATE SKIP LOCKED)
             RETURNING l.meeting_id, l.connection_id, l.participant_id"""
+        self.announce = f"""INSERT INTO {s}.nodes (url, renewed_at) VALUES (%s, {_NOW_MS})
+            ON CONFLICT (url) DO UPDATE SET renewed_at = excluded.renewed_at"""
+        self.drop_node = f"DELETE FROM {s}.nodes WHERE url = %s"
+        self.placement = f"""SELECT
+            (SELECT url FROM {s}.placements WHERE meeting_id = %s),
+            ARRAY(SELECT url FROM {s}.nodes WHERE renewed_at > {_NOW_MS} - %s)"""
+        # compare and set: only if nobody placed it meanwhile
+        self.place = f"""INSERT INTO {s}.placements AS p (meeting_id, url) VALUES (%s, %s)
+            ON CONFLICT (meeting_id) DO UPDATE SET url = excluded.url
+            WHERE p.url = %s
+            RETURNING p.url"""
         self.load_checkpoint = f"SELECT value FROM {s}.checkpoints WHERE name = %s"
         self.save_checkpoint = f"""INSERT INTO {s}.checkpoints (name, value) VALUES (%s, %s)
             ON CONFLICT (name) DO UPDATE SET value = excluded.value"""
@@ -287,6 +310,18 @@ class _Sql:
         self.swap_checkpoint = (
             f"UPDATE {s}.checkpoints SET value = %s WHERE name = %s AND value = %s"
         )
+
+    @staticmethod
+    def _version_2(s: str) -> list[str]:
+        """The nodes of the cluster, and the node each meeting's media is placed on."""
+        return [
+            f"""CREATE TABLE {s}.nodes (
+                url text PRIMARY KEY,
+                renewed_at bigint NOT NULL)""",
+            f"""CREATE TABLE {s}.placements (
+                meeting_id text PRIMARY KEY,
+                url text NOT NULL)""",
+        ]
 
 
 def _wall_clock_ms() -> int:
@@ -369,6 +404,10 @@ class PostgresStore:
                 version = self._schema_version(connection)
                 if version == 0:
                     for statement in self._sql.create:
+                        connection.execute(statement)
+                    version = SCHEMA_VERSION
+                for older in range(version, SCHEMA_VERSION):
+                    for statement in self._sql.upgrade[older]:
                         connection.execute(statement)
         except psycopg.OperationalError as error:
             raise self._fail(f"cannot connect: {_one_line(error)}") from None
@@ -768,6 +807,24 @@ class PostgresStore:
         if connections:
             keys = list(connections)
             await self._run(self._sql.drop, ([m for m, _ in keys], [c for _, c in keys]))
+
+    # -- nodes and where meetings' media is (the MediaPlacement capability) -------------
+
+    async def announce_node(self, url: str) -> None:
+        await self._run(self._sql.announce, (url,))
+
+    async def drop_node(self, url: str) -> None:
+        await self._run(self._sql.drop_node, (url,))
+
+    async def place_meeting(self, meeting_id: str, ttl_ms: int) -> str | None:
+        for _ in range(3):  # another node may place it between our read and our write
+            ((placed, live),) = await self._run(self._sql.placement, (meeting_id, max(ttl_ms, 0)))
+            if placed in live or not live:
+                return placed if live else None
+            chosen = media_node(meeting_id, live)
+            if await self._run(self._sql.place, (meeting_id, chosen, placed)):
+                return chosen
+        raise self._fail(f"could not place meeting {meeting_id!r}: other nodes kept moving it")
 
     # -- checkpoints (meetcore.Checkpoints) ----------------------------------------
 
