@@ -25,13 +25,18 @@ first N's), and S subscribers (RECV_ONLY,
 the client's `decode=False`: encoded frames counted, nothing decoded) spread over
 `--processes` child processes; the publishers receive each other too. For each S: the
 seconds until every subscriber and publisher got a frame of every stream it should
-(`streams_never_received` counts those still without after 60 s),
+(`streams_never_received` counts those still without after 60 s, and
+`silent_sections` shows, for the first 20 sections that brought nothing, whose stream
+each should carry, the RTP packets its receiver took and the packets the server's
+sender reported sending),
 the forwarded video streams (P x (P - 1) + P x S), the server's CPU per forwarded
 stream, forwarded streams per core of server CPU, and the packets lost between the
 publishers and the subscribers (RTP sequence gaps the subscribers' receivers saw,
 from their `getStats()`), and the frames delivered (every frame a publisher sent in the
 window, counted once per stream that should carry it: frames lost before the server
-forwards them, or dropped by it, show here and not in the packets).
+forwards them, or dropped by it, show here and not in the packets). Each process
+counts over its own window, timed on the machine's monotonic clock, so a busy process
+that answers late does not count more or fewer frames than were sent.
 `largest_under_1_percent_loss` is the most forwarded streams of the run with under 1%
 of the packets and of the frames lost; `relay` and `forward` are the bare servers' streams per
 core at `--subscribers`, measured in the same run (those of `--modes`). All media goes to 127.0.0.1,
@@ -374,24 +379,63 @@ class ReplayedCamera(MediaStreamTrack):
         return packet
 
 
-async def inbound(meeting: Meeting) -> tuple[int, int, int]:
-    """Packets received and lost on a client's inbound audio and video, from its
-    getStats(), and the video frames it received."""
-    frames = sum(
+def video_frames(meeting: Meeting) -> int:
+    """The video frames a client has received so far, over all its remote streams."""
+    return sum(
         getattr(stream.track, "received", 0)
         for participant in meeting.participants.values()
         for stream in participant.streams.values()
         if stream.kind == "video"
     )
+
+
+async def inbound(meetings: list[Meeting]) -> dict[str, float]:
+    """What clients have received so far: video frames (taken first, at `at` on the
+    machine's monotonic clock, which every process shares) and the packets received and
+    lost on their inbound audio and video, from their getStats()."""
+    counts = {"at": time.monotonic(), "frames": sum(video_frames(m) for m in meetings)}
+    counts["received"] = counts["lost"] = 0
+    for meeting in meetings:
+        media = meeting._media
+        if media is None or media.pc is None:
+            continue
+        for report in (await media.pc.getStats()).values():
+            if getattr(report, "type", "") == "inbound-rtp":
+                counts["received"] += report.packetsReceived
+                counts["lost"] += report.packetsLost
+    return counts
+
+
+async def silent_sections(meeting: Meeting) -> list[dict[str, Any]]:
+    """A client's remote sections that brought no frame: what each should carry, the RTP
+    packets its receiver took and the packets the server's sender reports having sent
+    (RTCP), to tell a stream the server never sent from one the client dropped."""
     media = meeting._media
     if media is None or media.pc is None:
-        return 0, 0, frames
-    received = lost = 0
-    for report in (await media.pc.getStats()).values():
-        if getattr(report, "type", "") == "inbound-rtp":
-            received += report.packetsReceived
-            lost += report.packetsLost
-    return received, lost, frames
+        return [{"participant": meeting.participant_id, "media": "none"}]
+    silent = []
+    for transceiver in media.pc.getTransceivers():
+        if transceiver.mid is None or transceiver in media._own():
+            continue
+        stream = media._remote.get(transceiver.mid)
+        if stream is not None and getattr(stream.track, "received", 0) > 0:
+            continue
+        reports = (await transceiver.receiver.getStats()).values()
+        silent.append(
+            {
+                "participant": meeting.participant_id,
+                "mid": transceiver.mid,
+                "carries": None if stream is None else f"{stream.participant_id}:{stream.kind}",
+                "direction": transceiver.currentDirection,
+                "packets_received": sum(
+                    r.packetsReceived for r in reports if r.type == "inbound-rtp"
+                ),
+                "packets_sent_by_server": sum(
+                    r.packetsSent for r in reports if r.type == "remote-outbound-rtp"
+                ),
+            }
+        )
+    return silent
 
 
 def receiving(meeting: Meeting) -> int:
@@ -429,16 +473,15 @@ async def subscriber_process(order: dict[str, Any]) -> None:
                 await asyncio.sleep(0.1)
     except TimeoutError:
         lacking = [order["streams"] - receiving(m) for m in meetings]
-        print(json.dumps({"lacking": lacking}), flush=True)
+        silent = [section for m in meetings for section in await silent_sections(m)]
+        print(json.dumps({"lacking": lacking, "silent": silent}), flush=True)
     else:
         print(json.dumps({"ready": order["count"]}), flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while (line := await reader.readline()) and line.strip() != b"quit":
-        counts = [await inbound(m) for m in meetings]
-        received, lost, frames = (sum(c[i] for c in counts) for i in range(3))
-        print(json.dumps({"received": received, "lost": lost, "frames": frames}), flush=True)
+        print(json.dumps(await inbound(meetings)), flush=True)
     for meeting in meetings:
         await meeting.leave()
 
@@ -483,40 +526,50 @@ async def run_many(
                     stdout=asyncio.subprocess.PIPE,
                 )
                 children.append(child)
-            lacking = 0
+            lacking, silent = 0, []
             for child in children:
                 assert child.stdout is not None
                 async with asyncio.timeout(READY_WITHIN + 60):
                     line = await child.stdout.readline()
                 if not line:
                     raise RuntimeError("a subscriber process died before it was ready")
-                lacking += sum(json.loads(line).get("lacking", []))
-            async with asyncio.timeout(READY_WITHIN):  # the publishers get one another
-                while not all(
-                    receiving(p) >= publishers - 1 + speakers - (n < speakers)
-                    for n, p in enumerate(meetings)
-                ):
-                    await asyncio.sleep(0.1)
+                report = json.loads(line)
+                lacking += sum(report.get("lacking", []))
+                silent += report.get("silent", [])
+            expected = [publishers - 1 + speakers - (n < speakers) for n in range(publishers)]
+            try:
+                async with asyncio.timeout(READY_WITHIN):  # the publishers get one another
+                    while any(receiving(p) < n for p, n in zip(meetings, expected, strict=True)):
+                        await asyncio.sleep(0.1)
+            except TimeoutError:
+                for publisher, n in zip(meetings, expected, strict=True):
+                    lacking += max(0, n - receiving(publisher))
+                    silent += await silent_sections(publisher)
             ready = time.monotonic() - joining
 
-            async def counts() -> tuple[int, int, int]:
-                received = lost = frames = 0
+            async def counts() -> list[dict[str, float]]:
+                """Each process's counts, taken at once: subscribers' and publishers'."""
                 for child in children:
                     assert child.stdin is not None
-                    assert child.stdout is not None
                     child.stdin.write(b"stats\n")
                     await child.stdin.drain()
-                    answer = json.loads(await child.stdout.readline())
-                    received += answer["received"]
-                    lost += answer["lost"]
-                    frames += answer["frames"]
-                for publisher in meetings:
-                    got, gone, seen = await inbound(publisher)
-                    received, lost, frames = received + got, lost + gone, frames + seen
-                return received, lost, frames
+                found = [await inbound(meetings)]
+                for child in children:
+                    assert child.stdout is not None
+                    found.append(json.loads(await child.stdout.readline()))
+                return found
+
+            def rate(
+                before: list[dict[str, float]], after: list[dict[str, float]], key: str
+            ) -> float:
+                """Per second, summed over the processes, each over its own window."""
+                return sum(
+                    (b[key] - a[key]) / (b["at"] - a["at"])
+                    for a, b in zip(before, after, strict=True)
+                )
 
             await asyncio.sleep(1.0)  # settle
-            received, lost, frames = await counts()
+            before = await counts()
             pids = [server.pid, os.getpid(), *(child.pid for child in children)]
             drops = [udp_drops(pid) for pid in pids]
             cpus, sent, started = (
@@ -530,9 +583,9 @@ async def run_many(
             cpu = cpus[0]
             drops = [udp_drops(pid) - was for pid, was in zip(pids, drops, strict=True)]
             sent = sum(c.frames for c in cameras) - sent
-            received_after, lost_after, frames_after = await counts()
-            received, lost = received_after - received, lost_after - lost
-            frames = frames_after - frames
+            after = await counts()
+            received, lost = (rate(before, after, key) for key in ("received", "lost"))
+            frames = rate(before, after, "frames")
             streams = publishers * (publishers - 1) + publishers * subscribers
             core = cpu / elapsed
             return {
@@ -540,15 +593,16 @@ async def run_many(
                 "forwarded_audio_streams": speakers * (publishers - 1 + subscribers),
                 "seconds_to_every_stream": round(ready, 1),
                 "streams_never_received": lacking,
+                "silent_sections": silent[:20],
                 "server_cpu_percent": round(100 * core, 1),
                 "server_cpu_percent_per_stream": round(100 * core / streams, 3),
                 "streams_per_core": round(streams / core, 1) if core else None,
                 "loss_percent": round(100 * lost / max(1, received + lost), 2),
-                "packets_per_second": round(received / elapsed),
+                "packets_per_second": round(received),
                 "udp_drops_server_publishers_subscribers": drops,
                 # every frame a publisher sent in the window, once per stream carrying it
                 "frames_delivered_percent": round(
-                    100 * frames / max(1, sent * (publishers - 1 + subscribers)), 2
+                    100 * frames * elapsed / max(1, sent * (publishers - 1 + subscribers)), 2
                 ),
                 "publisher_fps": round(sent / publishers / elapsed, 1),
                 "publishers_process_cpu_percent": round(100 * cpus[1] / elapsed, 1),

@@ -14,19 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "media.py"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "issue 20, not found yet: in about 2 runs of 5, a few subscribers never get the "
-        "video of the 2 publishers that also send audio (their audio flows; the server's "
-        "sender of that section sends RTCP sender reports but no RTP)"
-    ),
-)
 def test_fifty_participants_ten_publishing_everyone_gets_every_stream() -> None:
     done = subprocess.run(
         [
@@ -49,7 +39,8 @@ def test_fifty_participants_ten_publishing_everyone_gets_every_stream() -> None:
     assert result["forwarded_audio_streams"] == 2 * (9 + 40)
     # every participant got a frame of every stream it should within 30 s (it took 5 to
     # 18 s here), and they kept flowing
-    assert result["streams_never_received"] == 0
+    # (the sections that brought nothing say whether the server sent on them at all)
+    assert result["streams_never_received"] == 0, result["silent_sections"]
     assert result["seconds_to_every_stream"] < 30
     assert result["frames_delivered_percent"] > 80
     assert result["loss_percent"] < 5
