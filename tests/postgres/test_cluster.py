@@ -4,6 +4,10 @@ Two real server processes (nodes A and B) on free ports, in one directory so tha
 share the API keys (meetcore-keys.json), on one fresh PostgreSQL schema. Participants
 are the Python client, connected to either node; REST goes to either node with a token
 from `/get-token` (--dev). A third node is started to be killed with SIGKILL.
+
+The participants join SIGNALLING_ONLY, so that each stays on the node it connects to:
+a participant with media is sent on to its meeting's media node (`redirect`), which
+`test_cluster_media.py` tests.
 """
 
 from __future__ import annotations
@@ -128,10 +132,15 @@ async def clients() -> AsyncIterator[list[Meeting]]:
 def participant(
     clients: list[Meeting], node: ServeProcess, token: str, room: str, name: str, **options: Any
 ) -> Meeting:
+    options.setdefault("mode", "SIGNALLING_ONLY")  # stays where it connects
     meeting = init_meeting(base_url=node.url, token=token, meeting_id=room, name=name, **options)
     meeting.reconnect_delays = (0.1, 0.2)  # a dead node: give up soon
     clients.append(meeting)
     return meeting
+
+
+def ws_of(node: ServeProcess) -> str:
+    return node.url.replace("http://", "ws://") + "/ws"
 
 
 def left(outcomes: dict[str, int], key: str, reason: Any) -> None:
@@ -161,6 +170,7 @@ async def test_a_participant_on_one_node_sees_the_other_nodes_join_leave_and_end
     (newcomer,) = await sees_bob
     assert (newcomer.id, newcomer.display_name) == (bob.participant_id, "Bob on B")
     assert list(bob.participants) == [alice.participant_id]  # from the welcome
+    assert (alice.url, bob.url) == (ws_of(a), ws_of(b))
     assert bob.session_id == alice.session_id
 
     left = alice.wait_for("participant-left")
@@ -172,8 +182,9 @@ async def test_a_participant_on_one_node_sees_the_other_nodes_join_leave_and_end
     sees_carol = alice.wait_for("participant-joined")
     await carol.join()
     await sees_carol
-    await carol.enable_webcam()  # a request on B, seen on A
-    await eventually(lambda: alice.participants[carol.participant_id].webcam_on, 5)
+    await carol.change_mode("RECV_ONLY")  # a request on B, seen on A
+    await eventually(lambda: alice.participants[carol.participant_id].mode == "RECV_ONLY", 5)
+    assert (alice.url, carol.url) == (ws_of(a), ws_of(b))  # nobody sends: nothing moved
 
     carol_out = carol.wait_for("meeting-left")
     await alice.end()  # on A: everyone on B is out too

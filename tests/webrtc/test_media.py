@@ -635,7 +635,8 @@ async def test_a_stream_back_before_its_old_section_was_seen_free_has_one_msid(
 
 async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running) -> None:
     alice = running.meeting("Alice", webcam_enabled=True, custom_camera_video_track=small_camera())
-    bob = running.meeting("Bob", webcam_enabled=True, custom_camera_video_track=small_camera())
+    camera = small_camera()
+    bob = running.meeting("Bob", webcam_enabled=True, custom_camera_video_track=camera)
     await alice.join()
 
     def peer_of(participant_id: str) -> list[Any]:
@@ -663,8 +664,11 @@ async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running)
     check_video(await frames(bob_sees.live["alice", "video"], 2), 160, 120)
     (new,) = peer_of("bob")
     assert new is not old and old.closed  # the server replaced its side
-    # Alice still gets Bob's video, from his new connection
+    # Alice still gets Bob's video, from his new connection: his camera was not stopped
+    # with the old one (aiortc stops a closing sender's track)
     await until(lambda: new.publications["video"].subscribers != set())
+    await until(lambda: new.publications["video"].frames > 5)
+    assert camera.readyState == "live"
     check_video(await frames(alice_sees.live["bob", "video"], 2), 160, 120)
 
 

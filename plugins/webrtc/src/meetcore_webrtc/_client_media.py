@@ -103,6 +103,23 @@ class RemoteTrack(MediaStreamTrack):
         super().stop()
 
 
+class _Lent(MediaStreamTrack):
+    """A local source as one sender reads it. aiortc stops a sender's track when the
+    sender stops (its connection closes): that must not end the source, which the next
+    connection sends (after a restart, or on another node) and the application may hold
+    (a custom camera)."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self._source.recv()
+
+
 class ClientMedia:
     """One participant's media connection to the server; made and driven by `Meeting`."""
 
@@ -150,7 +167,7 @@ class ClientMedia:
         self._publishing[kind] = enabled
         transceiver = self._transceivers.get(kind)
         if transceiver is not None:
-            transceiver.sender.replaceTrack(self._source(kind) if enabled else None)
+            transceiver.sender.replaceTrack(_Lent(self._source(kind)) if enabled else None)
         self._local_stream(kind, enabled)
 
     def answered(self) -> None:
@@ -251,7 +268,7 @@ class ClientMedia:
             prefer_forwarded_codecs(transceiver)
             self._transceivers[kind] = transceiver
             if self._publishing[kind]:
-                transceiver.sender.replaceTrack(self._source(kind))
+                transceiver.sender.replaceTrack(_Lent(self._source(kind)))
         offer = await pc.createOffer()
         with _ice.gathering_on(self._addresses):
             await pc.setLocalDescription(offer)

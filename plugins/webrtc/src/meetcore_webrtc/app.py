@@ -42,6 +42,11 @@ class Server:
 
     `media` sets how the media connections gather ICE candidates (`docs/media.md`);
     by default `MediaConfig.from_env()`: no STUN server, every interface.
+
+    `public_url` is the URL clients reach this server at. On a store that places
+    meetings' media on nodes (`meetcore.MediaPlacement`: PostgreSQL), the server
+    announces it to the cluster and sends each join to its meeting's media node
+    (`docs/deploy.md`); without it, it serves every meeting itself.
     """
 
     def __init__(
@@ -51,11 +56,12 @@ class Server:
         dev: bool = False,
         secret: bytes | None = None,
         media: MediaConfig | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.engine = engine
         self.dev = dev
         self.rooms = RoomsView(engine.store)
-        self.signaling = Signaling(engine, secret=secret, media=media)
+        self.signaling = Signaling(engine, secret=secret, media=media, public_url=public_url)
         routes: list[BaseRoute] = [
             *rest.routes(self),
             WebSocketRoute("/ws", self.signaling.endpoint),
@@ -95,6 +101,7 @@ def create_app(
     dev: bool = False,
     secret: bytes | None = None,
     media: MediaConfig | None = None,
+    public_url: str | None = None,
 ) -> Starlette:
     """The ASGI app of a meeting server on `engine` (see `Server`)."""
-    return Server(engine, dev=dev, secret=secret, media=media).app
+    return Server(engine, dev=dev, secret=secret, media=media, public_url=public_url).app

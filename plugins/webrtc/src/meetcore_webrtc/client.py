@@ -88,6 +88,10 @@ REQUEST_TIMEOUT = 15.0
 #: Delays between reconnection attempts, in seconds; then the client gives up (1102).
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0)
 
+#: Redirects (`protocol.Redirect`: a cluster's node sending the client to its meeting's
+#: media node) a join or resume follows before it gives up.
+MAX_REDIRECTS = 3
+
 _ALPHABET = string.ascii_lowercase + string.digits
 _CONNECT: dict[str, Any] = {"max_size": None, "ping_interval": None, "compression": None}
 _encode = msgspec.json.Encoder().encode
@@ -284,6 +288,14 @@ def _ws_url(base_url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
 
 
+class _Redirected(Exception):
+    """The server sent the join or resume to another node (its WebSocket URL)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
 class Meeting(_Emitter):
     """One participant's view of a meeting; made by `init_meeting`."""
 
@@ -316,7 +328,11 @@ class Meeting(_Emitter):
         if meta_data is not None and not isinstance(meta_data, dict):
             raise Rejected(ErrorCode.INVALID_PARAMETER, "meta_data must be a dict")
         self.id = meeting_id
+        #: The WebSocket URL the client is connected to: `base_url`'s, or the node a
+        #: cluster sent it to (its meeting's media node).
         self.url = _ws_url(base_url)
+        self._entry_url = self.url
+        self._moved_to: str | None = None  # where a `redirect` said to resume
         self.token = token
         if participant_id is None:  # "" is sent as it is, and refused (4004)
             participant_id = "".join(secrets.choice(_ALPHABET) for _ in range(8))
@@ -378,17 +394,14 @@ class Meeting(_Emitter):
         self._phase = "joining"
         self._set_state("CONNECTING")
         try:
-            socket = await websockets.connect(self.url, **_CONNECT)
+            socket, welcome = await self._open(self._join, self.url)
         except (OSError, websockets.InvalidHandshake) as error:
             self._phase = "new"
             self._set_state("FAILED")
             message = f"cannot reach {self.url}: {error}"
             raise self._error(ErrorCode.UNABLE_TO_JOIN, message) from None
-        try:
-            welcome = await self._hello(socket, self._join)
         except Rejected as error:
             self._phase = "new"
-            await socket.close()
             self._set_state("FAILED")
             raise self._error(error.code, error.message) from None
         self._phase = "in"
@@ -400,6 +413,28 @@ class Meeting(_Emitter):
             self.joined = True
             self._emit("meeting-joined")
             self._sync_media()
+
+    async def _open(
+        self, hello: p.JoinRequest | p.ResumeRequest, url: str
+    ) -> tuple[ClientConnection, p.Welcome]:
+        """Connect to `url` and send `hello`, following a cluster's redirects; the socket
+        and its welcome (`self.url` is where it is). Raises OSError or InvalidHandshake
+        when a server cannot be reached, `Rejected` when one refuses."""
+        for _ in range(MAX_REDIRECTS + 1):
+            socket = await websockets.connect(url, **_CONNECT)
+            try:
+                welcome = await self._hello(socket, hello)
+            except _Redirected as redirect:
+                await socket.close()
+                url = redirect.url
+                continue
+            except BaseException:
+                await socket.close()
+                raise
+            self.url = url
+            return socket, welcome
+        why = f"more than {MAX_REDIRECTS} redirects from one node to another, the last to {url}"
+        raise Rejected(ErrorCode.UNABLE_TO_JOIN, why)
 
     async def _hello(
         self, socket: ClientConnection, hello: p.JoinRequest | p.ResumeRequest
@@ -413,6 +448,11 @@ class Meeting(_Emitter):
                         return message
                     if isinstance(message, p.ErrorReply):
                         raise Rejected(ErrorCode(message.code), message.message)
+                    if isinstance(message, p.Redirect):
+                        if urlsplit(message.base_url).scheme not in ("http", "https"):
+                            why = f"redirected to a URL that is not http(s): {message.base_url!r}"
+                            raise Rejected(ErrorCode.UNABLE_TO_JOIN, why[:300])
+                        raise _Redirected(_ws_url(message.base_url))
         except (TimeoutError, websockets.ConnectionClosed) as error:
             why = f"no welcome from the server: {error!r}"
             raise Rejected(ErrorCode.UNABLE_TO_JOIN, why) from None
@@ -475,14 +515,11 @@ class Meeting(_Emitter):
 
     async def _reconnect(self) -> bool:
         self._set_state("RECONNECTING")
+        was = self.url
         for delay in self.reconnect_delays:
             await asyncio.sleep(delay)
             if self._phase == "out":
                 return False
-            try:
-                socket = await websockets.connect(self.url, **_CONNECT)
-            except (OSError, websockets.InvalidHandshake):
-                continue
             resume = p.ResumeRequest(
                 token=self.token,
                 meeting_id=self.id,
@@ -491,17 +528,30 @@ class Meeting(_Emitter):
                 resume_token=self._resume_token,
                 last_seq=self.seq,
             )
+            first = self._moved_to or self.url
             try:
-                welcome = await self._hello(socket, resume)
+                try:
+                    socket, welcome = await self._open(resume, first)
+                except (OSError, websockets.InvalidHandshake):
+                    if first == self._entry_url:
+                        continue
+                    # the node it was sent to is gone: back to where it came in, which
+                    # sends it on to the meeting's new media node
+                    socket, welcome = await self._open(resume, self._entry_url)
+            except (OSError, websockets.InvalidHandshake):
+                continue
             except Rejected as error:
-                await socket.close()
                 if error.code == ErrorCode.UNABLE_TO_JOIN:
                     continue  # the server went away again: keep trying
                 self._emit("error", {"code": int(error.code), "message": error.message})
                 break
             self._socket = socket
+            self._moved_to = None
             self._welcome(welcome)
             self._set_state("CONNECTED")
+            if self.url != was:  # another node: its media connection is there
+                self._stop_media()
+                self._sync_media()
             return True
         self._out(Reason.of(LeaveReason.WEBSOCKET_CONNECTION_ATTEMPTS_EXHAUSTED))
         return False
@@ -533,6 +583,13 @@ class Meeting(_Emitter):
             future = self._pending.pop(message.request_id, None)  # type: ignore[arg-type]
             if future is not None and not future.done():
                 future.set_result(message)
+        elif isinstance(message, p.Redirect):  # media is on another node: resume there
+            if urlsplit(message.base_url).scheme in ("http", "https"):
+                self._moved_to = _ws_url(message.base_url)
+            future = self._pending.pop(message.request_id, None)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                why = "moving to the node of the meeting's media"
+                future.set_exception(Rejected(ErrorCode.MEETING_RECONNECTING, why))
         elif isinstance(message, p.OkReply | p.ErrorReply | p.Pong):
             future = self._pending.pop(message.request_id, None)  # type: ignore[arg-type]
             if isinstance(message, p.ErrorReply):

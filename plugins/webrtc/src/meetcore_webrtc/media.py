@@ -129,6 +129,10 @@ class _Slot:
         self.track = track
         self.kind: Kind = "audio" if track.kind == "audio" else "video"
         self.stream: tuple[str, Kind] | None = None
+        # The connection of the participant whose stream it carries: a participant who
+        # joins again (a second join replacing the first, 1011) sends a new stream, which
+        # the client must be offered although its (participant, kind) is the same.
+        self.source = ""
         self.confirmed = False
         self.reusable = False
         # The msid aiortc gave the section, which it shows while it carries nothing: a
@@ -463,7 +467,11 @@ class MediaServer:
                     wanted += [(member.participant_id, k) for k in KINDS if member.sends(k)]
         changed = False
         for slot in peer.slots:
-            if slot.stream is not None and slot.stream not in wanted:
+            if slot.stream is not None and slot.stream in wanted:
+                source = room.members[slot.stream[0]].connection_id
+                changed |= source != slot.source
+                slot.source = source
+            elif slot.stream is not None:
                 slot.stream = None
                 slot.confirmed = slot.reusable = False
                 slot.track.attach(None)  # at once: the log said so
@@ -479,6 +487,7 @@ class MediaServer:
             free = (s for s in peer.slots if s.kind == kind and s.stream is None and s.reusable)
             slot = next(free, None) or self._new_slot(peer, kind)
             slot.stream = stream
+            slot.source = room.members[participant_id].connection_id
             slot.reusable = False
             slot.transceiver.direction = "sendonly"
             sender = slot.transceiver.sender

@@ -45,6 +45,7 @@ __all__ = [
     "OkReply",
     "Ping",
     "Pong",
+    "Redirect",
     "RemoveRequest",
     "RespondEntryRequest",
     "ResumeRequest",
@@ -243,6 +244,16 @@ class Pong(_Message, frozen=True, kw_only=True, tag="pong"):
     request_id: RequestId = None
 
 
+class Redirect(_Message, frozen=True, kw_only=True, tag="redirect"):
+    """The reply to a `join` or `resume` on a node that does not carry the meeting's
+    media (a cluster, `docs/deploy.md`): connect to `baseUrl` (its `/ws`) and send the
+    same `join` or `resume` there. The server closes the socket after it (1000).
+    Nothing was recorded."""
+
+    request_id: RequestId = None
+    base_url: str
+
+
 class StreamSlot(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """What a media section of the server's SDP carries: `participantId`'s `kind`.
 
@@ -278,7 +289,9 @@ class MediaOffer(_Message, frozen=True, kw_only=True, tag="offer"):
     seq: int = 0
 
 
-ServerMessage = Welcome | EventsFrame | OkReply | ErrorReply | Pong | MediaAnswer | MediaOffer
+ServerMessage = (
+    Welcome | EventsFrame | OkReply | ErrorReply | Pong | MediaAnswer | MediaOffer | Redirect
+)
 
 client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)

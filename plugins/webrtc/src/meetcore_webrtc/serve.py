@@ -143,6 +143,18 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _public_url(url: str) -> str:
+    """`--public-url`, checked: an http(s) URL of a host that clients can reach."""
+    parts = urlsplit(url)
+    if len(url) > 2000 or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageProblem(f"--public-url: not an http(s) URL: {url[:200]!r}")
+    if parts.query or parts.fragment or any(c.isspace() for c in url):
+        raise UsageProblem(f"--public-url: a base URL has no query or spaces: {url[:200]!r}")
+    if parts.hostname in ("0.0.0.0", "::"):
+        raise UsageProblem(f"--public-url: clients cannot connect to {parts.hostname}")
+    return url.rstrip("/")
+
+
 def _start_lines(store: str, url: str, dev: bool) -> None:
     """Say where the log is, how to get a token, where the demo page and the quickstart
     are (the `serving on` line follows once uvicorn serves)."""
@@ -187,6 +199,7 @@ async def run(
     lease_ttl: float,
     plugins: list[object] | None = None,
     opened: Callable[[], object] = lambda: None,
+    public_url: str | None = None,
     **uvicorn_options: Any,
 ) -> None:
     """Open the engine on `store` (with `plugins`; default: webhooks as the environment
@@ -198,7 +211,12 @@ async def run(
         plugins = [*plugins, _logs.MeetingLog()]
     async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=plugins) as engine:
         opened()
-        server = Server(engine, dev=dev, secret=resume_secret())
+        server = Server(engine, dev=dev, secret=resume_secret(), public_url=public_url)
+        if server.signaling.clustered:
+            say(
+                f"a cluster node at {public_url}: each join goes to its meeting's media node",
+                extra={"publicUrl": public_url},
+            )
         config = uvicorn.Config(
             server.app,
             lifespan="on",
@@ -235,6 +253,13 @@ async def run(
     help="Seconds a silent connection keeps its participant in the meeting.",
 )
 @click.option(
+    "--public-url",
+    metavar="URL",
+    help="The URL clients reach this node at (default: the address it listens on). The "
+    "nodes of a cluster (a PostgreSQL store) announce it to each other and send each "
+    "join to the node that carries the meeting's media.",
+)
+@click.option(
     "--webhook-allow-network",
     "webhook_networks",
     multiple=True,
@@ -263,6 +288,7 @@ def serve(
     store: str,
     dev: bool,
     lease_ttl: float,
+    public_url: str | None,
     webhook_networks: tuple[str, ...],
     log_level: str,
     log_format: str,
@@ -281,6 +307,7 @@ def serve(
             say(f"created a development API key {api_key} in {DEFAULT_KEYS_FILE}")
     except KeysError as error:
         raise UsageProblem(str(error)) from None
+    checked = _public_url(public_url) if public_url is not None else None
     sock = listen(host, port)
     url = _url(sock)
     try:
@@ -292,6 +319,7 @@ def serve(
                 lease_ttl=lease_ttl,
                 plugins=plugins,
                 opened=lambda: _start_lines(store, url, dev),
+                public_url=checked or url,
             )
         )
     except (StoreError, ValueError) as error:

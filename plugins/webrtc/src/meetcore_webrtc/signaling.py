@@ -41,6 +41,7 @@ from meetcore import (
     Engine,
     ErrorCode,
     LeaveReason,
+    MediaPlacement,
     MeetingState,
     Participant,
     Principal,
@@ -103,6 +104,10 @@ LINGER_PER_CONNECTION = 0.0001
 LINGER = 0.1
 #: Seconds `close()` waits for connections to see their leave before closing them anyway.
 CLOSE_GRACE = 5.0
+#: A node of a cluster is live while it announced itself within a third of the lease
+#: time (at least this many seconds), so that the participants of a node that died are
+#: sent to the next one before their leases run out. It announces itself 4 times as often.
+MIN_NODE_TTL = 1.0
 
 _ALPHABET = string.ascii_lowercase + string.digits
 _encode = msgspec.json.Encoder().encode
@@ -243,9 +248,22 @@ class Signaling:
     """
 
     def __init__(
-        self, engine: Engine, *, secret: bytes | None = None, media: MediaConfig | None = None
+        self,
+        engine: Engine,
+        *,
+        secret: bytes | None = None,
+        media: MediaConfig | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.engine = engine
+        # In a cluster (a store with `MediaPlacement`), the URL clients reach this node
+        # at: the node announces it, and sends each join to its meeting's media node.
+        store = engine.store
+        self._cluster: tuple[MediaPlacement, str] | None = None
+        if public_url is not None and isinstance(store, MediaPlacement):
+            self._cluster = (store, public_url)
+        self.public_url = public_url
+        self.node_ttl = max(MIN_NODE_TTL, engine.lease_ttl_ms / 3000)
         self._hubs: dict[str, _Hub] = {}
         self._connections: dict[str, _Connection] = {}
         self._tasks: TaskGroup | None = None
@@ -262,15 +280,30 @@ class Signaling:
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
+            if self._cluster is not None:
+                await self._announce()  # before the first join
+                tasks.start_soon(self._keep_announcing)
             try:
                 yield
             finally:
+                if self._cluster is not None:
+                    placement, url = self._cluster
+                    with (
+                        anyio.move_on_after(CLOSE_GRACE, shield=True),
+                        contextlib.suppress(StoreError),
+                    ):  # otherwise it is gone once its announcements are old
+                        await placement.drop_node(url)
                 await self.close()
                 if self._media is not None:
                     await self._media.close()
                     self._media = None
                 tasks.cancel_scope.cancel()
                 self._tasks = None
+
+    @property
+    def clustered(self) -> bool:
+        """Whether this node sends joins to their meeting's media node (see `Server`)."""
+        return self._cluster is not None
 
     @property
     def connections(self) -> int:
@@ -281,6 +314,29 @@ class Signaling:
         """The secret a client shows to take its connection back after a drop."""
         message = f"{meeting_id}\n{connection_id}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    # -- the cluster -------------------------------------------------------------------
+
+    async def _announce(self) -> None:
+        if self._cluster is not None:
+            placement, url = self._cluster
+            await placement.announce_node(url)
+
+    async def _keep_announcing(self) -> None:
+        while True:
+            await anyio.sleep(self.node_ttl / 4)
+            try:
+                await self._announce()
+            except StoreError as failure:  # the next one may work; the store says why
+                log.warning("announcing this node failed: %s", one_line(str(failure), 300))
+
+    async def _media_node(self, meeting_id: str) -> str | None:
+        """The node this meeting's participants must connect to, when it is not this one."""
+        if self._cluster is None:
+            return None
+        placement, url = self._cluster
+        home = await placement.place_meeting(meeting_id, int(self.node_ttl * 1000))
+        return home if home not in (None, url) else None
 
     # -- the endpoint ------------------------------------------------------------------
 
@@ -402,6 +458,14 @@ class Signaling:
                 participant_id=hello.participant_id,
                 action="join",
             )
+            signalling_only = isinstance(hello, p.JoinRequest) and hello.mode in (
+                "SIGNALLING_ONLY",
+                "VIEWER",
+            )
+            home = None if signalling_only else await self._media_node(hello.meeting_id)
+            if home is not None:  # no media here: served anywhere
+                await self._redirect(websocket, hello, home)
+                return None
             if isinstance(hello, p.JoinRequest):
                 return await self._join(websocket, hello, principal)
             return await self._resume(websocket, hello, principal)
@@ -430,6 +494,23 @@ class Signaling:
             websocket, hello.request_id, refused.code, refused.message, reason=reason
         )
         return None
+
+    async def _redirect(
+        self, websocket: WebSocket, hello: p.JoinRequest | p.ResumeRequest, home: str
+    ) -> None:
+        what = "join" if isinstance(hello, p.JoinRequest) else "resume"
+        meeting_id = one_line(hello.meeting_id, 80)
+        log.info(
+            "sent a %s to meeting %s to its media node %s",
+            what,
+            meeting_id,
+            home,
+            extra={"meetingId": meeting_id, "client": client_of(websocket.client)},
+        )
+        reply = p.Redirect(request_id=hello.request_id, base_url=home)
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            await websocket.send_text(_encode(reply).decode())
+            await websocket.close(1000)
 
     def _log_refusal(
         self, websocket: WebSocket, what: str, error: Rejected, meeting_id: str | None = None
@@ -792,6 +873,13 @@ class Signaling:
             if connection.waiting:
                 raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "no media before being let in")
             if isinstance(message, p.OfferRequest):
+                home = await self._media_node(connection.meeting_id)
+                if home is not None:  # it joined without media, the media is elsewhere
+                    connection.reply(p.Redirect(request_id=message.request_id, base_url=home))
+                    connection.closing = 1000  # once sent: the client resumes there
+                    connection.gone = True
+                    connection.wake.set()
+                    return
                 answer = await self.media().offer(
                     connection.meeting_id,
                     connection.participant_id,

@@ -129,6 +129,9 @@ const SENDING_MODES = ["SEND_AND_RECV", "CONFERENCE"];
 
 /** Milliseconds a request waits for its answer before failing with 3079. */
 export const REQUEST_TIMEOUT = 15_000;
+/** Redirects (a cluster's node sending the client to its meeting's media node) a join or resume follows. */
+const MAX_REDIRECTS = 3;
+
 /** Milliseconds between reconnection attempts, as the Python client; then 1102. */
 export const RECONNECT_DELAYS = Object.freeze([100, 250, 500, 1000, 1000, 2000, 2000, 2000, 2000, 2000]);
 
@@ -375,8 +378,14 @@ export class Meeting extends Emitter {
     this.baseUrl = (options.baseUrl ?? defaultBaseUrl()).replace(/\/+$/, "");
     const ws = new URL(this.baseUrl + "/ws");
     ws.protocol = ws.protocol === "https:" ? "wss:" : "ws:";
-    /** The signaling WebSocket's URL. @type {string} */
+    /**
+     * The signaling WebSocket's URL: `baseUrl`'s, or the node a cluster sent the client to
+     * (its meeting's media node). @type {string}
+     */
     this.url = ws.href;
+    this._entryUrl = ws.href;
+    /** Where a `redirect` said to resume. @type {string | null} */
+    this._movedTo = null;
     const multistream = options.multistream ?? options.multiStream ?? true;
     /** @type {string} */
     this.participantId = options.participantId ?? newParticipantId();
@@ -462,8 +471,7 @@ export class Meeting extends Emitter {
     let welcome;
     try {
       await this.media.prepare();
-      socket = await openSocket(this.url);
-      welcome = await this._greet(socket, this._hello);
+      [socket, welcome] = await this._open(this._hello, this.url);
     } catch (error) {
       socket?.close();
       this._phase = "new";
@@ -479,6 +487,30 @@ export class Meeting extends Emitter {
     this._setState("CONNECTED");
     addEventListener("pagehide", this._onPageHide);
     if (!this.waiting) this._admitted();
+  }
+
+  /**
+   * Connect to `url` and send the join or resume, following a cluster's redirects (to
+   * the meeting's media node, at most MAX_REDIRECTS); `this.url` is where it is then.
+   * @param {object} hello
+   * @param {string} url
+   * @returns {Promise<[WebSocket, object]>} the socket and its welcome
+   */
+  async _open(hello, url) {
+    for (let redirects = 0; redirects <= MAX_REDIRECTS; redirects++) {
+      const socket = await openSocket(url);
+      try {
+        const welcome = await this._greet(socket, hello);
+        this.url = url;
+        return [socket, welcome];
+      } catch (error) {
+        socket.close();
+        if (!(error instanceof Redirected)) throw error;
+        url = error.url;
+      }
+    }
+    const why = `more than ${MAX_REDIRECTS} redirects from one node to another, the last to ${url}`;
+    throw new MeetCoreError(ErrorCode.UNABLE_TO_JOIN, why);
   }
 
   /**
@@ -513,6 +545,8 @@ export class Meeting extends Emitter {
           resolve(data);
         } else if (data.type === "error") {
           fail(new MeetCoreError(data.code, data.message));
+        } else if (data.type === "redirect") {
+          fail(redirectOf(data.baseUrl));
         }
       };
       socket.onclose = (event) => {
@@ -626,15 +660,10 @@ export class Meeting extends Emitter {
 
   async _reconnect() {
     this._setState("RECONNECTING");
+    const was = this.url;
     for (const delay of this.reconnectDelays) {
       await sleep(delay);
       if (this._phase === "out") return;
-      let socket;
-      try {
-        socket = await openSocket(this.url);
-      } catch {
-        continue;
-      }
       const resume = {
         type: "resume",
         token: this.token,
@@ -644,11 +673,17 @@ export class Meeting extends Emitter {
         resumeToken: this._resumeToken,
         lastSeq: this.seq,
       };
+      let socket;
       let welcome;
       try {
-        welcome = await this._greet(socket, resume);
+        const first = this._movedTo ?? this.url;
+        [socket, welcome] = await this._open(resume, first).catch((error) => {
+          // the node it was sent to is gone: back to where it came in, which sends it on
+          // to the meeting's new media node
+          if (!(error instanceof Unreachable) || first === this._entryUrl) throw error;
+          return this._open(resume, this._entryUrl);
+        });
       } catch (error) {
-        socket.close();
         if (error.code === ErrorCode.UNABLE_TO_JOIN) continue; // the server went away again
         this.emit("error", { code: error.code, message: error.message });
         break;
@@ -658,9 +693,11 @@ export class Meeting extends Emitter {
         return;
       }
       this._leaseTtl = welcome.leaseTtl; // the heartbeat's pace: set before it starts
+      this._movedTo = null;
       this._attach(socket);
       this._welcome(welcome);
       this._setState("CONNECTED");
+      if (this.url !== was) this.media.moved(); // another node: its media connection is there
       this.media.resumed();
       return;
     }
@@ -684,10 +721,17 @@ export class Meeting extends Emitter {
         this._welcome(message);
         if (!this.waiting && !this.joined) this._admitted();
         break;
+      case "redirect": // media is on another node: resume there once the socket closes
       case "ok":
       case "answer": // the server's answer to our media offer
       case "pong":
       case "error": {
+        if (message.type === "redirect") {
+          const moved = redirectOf(message.baseUrl);
+          if (moved instanceof Redirected) this._movedTo = moved.url;
+          message = { ...message, type: "error", code: ErrorCode.MEETING_RECONNECTING };
+          message.message = "moving to the node of the meeting's media";
+        }
         const pending = this._pending.get(message.requestId);
         if (pending) {
           this._pending.delete(message.requestId);
@@ -1259,6 +1303,11 @@ class MediaSession {
     this._sync();
   }
 
+  /** The signaling connection resumed on another node: make the media connection there. */
+  moved() {
+    this._disconnect();
+  }
+
   /**
    * A media message from the server: its `offer` (renegotiation).
    * @param {object} message
@@ -1467,9 +1516,46 @@ function openSocket(url) {
     };
     socket.onerror = socket.onclose = () => {
       socket.onopen = socket.onerror = socket.onclose = null;
-      reject(new MeetCoreError(ErrorCode.UNABLE_TO_JOIN, `cannot reach ${url}`));
+      reject(new Unreachable(url));
     };
   });
+}
+
+/** A server that cannot be reached (the socket did not open). */
+class Unreachable extends MeetCoreError {
+  /** @param {string} url */
+  constructor(url) {
+    super(ErrorCode.UNABLE_TO_JOIN, `cannot reach ${url}`);
+  }
+}
+
+/** The server sent the join or resume to another node (its WebSocket URL in `url`). */
+class Redirected extends Error {
+  /** @param {string} url */
+  constructor(url) {
+    super(`redirected to ${url}`);
+    this.url = url;
+  }
+}
+
+/**
+ * A `redirect` message's base URL as a WebSocket URL (`Redirected`), or the refusal of
+ * one that is not http(s).
+ * @param {unknown} baseUrl
+ */
+function redirectOf(baseUrl) {
+  let ws;
+  try {
+    ws = new URL(String(baseUrl).replace(/\/+$/, "") + "/ws");
+  } catch {
+    ws = null;
+  }
+  if (!ws || (ws.protocol !== "http:" && ws.protocol !== "https:")) {
+    const why = `redirected to a URL that is not http(s): ${String(baseUrl).slice(0, 200)}`;
+    return new MeetCoreError(ErrorCode.UNABLE_TO_JOIN, why);
+  }
+  ws.protocol = ws.protocol === "https:" ? "wss:" : "ws:";
+  return new Redirected(ws.href);
 }
 
 /** Where this module was loaded from (the meetcore server), else the page's origin. */

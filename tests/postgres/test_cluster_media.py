@@ -1,0 +1,194 @@
+"""One URL for a cluster (issue 20): participants who come in through different nodes of
+a PostgreSQL deployment get each other's media, and when the node carrying a meeting's
+media dies, the meeting's media moves and the participants who come back get it again.
+
+Real `meetcore serve` processes (nodes A and B) on one fresh PostgreSQL schema, every
+ICE candidate on 127.0.0.1; the participants are the Python client with its own
+synthetic camera, frames decoded. Each meeting's room is drawn so that the node to
+kill carries its media (`media_node`, the rule the nodes use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from meetcore_postgres import media_node
+from meetcore_webrtc.client import Meeting, init_meeting
+from meetcore_webrtc.testing import ServeProcess
+from meetcore_webrtc.tracks import SyntheticVideoTrack
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
+]
+
+#: Seconds: a node is then dead 2 s after its last announcement (a third of it).
+LEASE_TTL = 6.0
+LOOPBACK = {"MEETCORE_ICE_ADDRESSES": "127.0.0.1"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, database: str) -> Iterator[list[ServeProcess]]:
+    """Nodes A and B on a fresh schema, in one folder (A creates the keys B reads)."""
+    store = f"{database}?schema=media_{secrets.token_hex(3)}"
+    started: list[ServeProcess] = []
+    try:
+        for _ in range(2):
+            node = ServeProcess(tmp_path, store=store, lease_ttl=LEASE_TTL, env=LOOPBACK)
+            started.append(node.wait_ready())
+        yield started
+    finally:
+        for node in started:
+            if node.process.poll() is None:
+                assert node.terminate() == 0, node.output
+                assert "Traceback" not in node.output, node.output
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Meeting]]:
+    made: list[Meeting] = []
+    try:
+        yield made
+    finally:
+        for meeting in made:
+            with contextlib.suppress(Exception):
+                await meeting.close()
+
+
+async def token_and_room(node: ServeProcess, carried_by: ServeProcess, nodes: list[str]) -> Any:
+    """A token, and a new room whose media the rule puts on `carried_by`."""
+    async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+        token = (await http.get("/get-token")).json()["token"]
+        while True:
+            created = await http.post("/v2/rooms", headers={"Authorization": token})
+            room = created.json()["roomId"]
+            if media_node(room, nodes) == carried_by.url:
+                return token, room
+
+
+def participant(
+    clients: list[Meeting], node: ServeProcess, token: str, room: str, name: str
+) -> Meeting:
+    meeting = init_meeting(
+        base_url=node.url,
+        token=token,
+        meeting_id=room,
+        participant_id=name,
+        webcam_enabled=True,
+        custom_camera_video_track=SyntheticVideoTrack(width=160, height=120, fps=15),
+        ice_addresses=["127.0.0.1"],
+    )
+    clients.append(meeting)
+    return meeting
+
+
+async def sees_video_of(meeting: Meeting, participant_id: str, within: float = 15.0) -> None:
+    """`meeting` decodes frames of `participant_id`'s video (a stream that ends, as
+    when the media connection moves, is waited out)."""
+    async with asyncio.timeout(within):
+        while True:
+            there = meeting.participants.get(participant_id)
+            stream = there.streams.get(f"{participant_id}:video") if there else None
+            if stream is None or stream.ended:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                for _ in range(3):
+                    await stream.track.recv()
+            except MediaStreamError:
+                continue
+            return
+
+
+def ws(node: ServeProcess) -> str:
+    return node.url.replace("http://", "ws://") + "/ws"
+
+
+async def test_participants_of_different_nodes_meet_on_the_media_node(
+    nodes: list[ServeProcess], clients: list[Meeting]
+) -> None:
+    a, b = nodes
+    for carrier, other in ((a, b), (b, a)):
+        token, room = await token_and_room(other, carrier, [a.url, b.url])
+        alice = participant(clients, other, token, room, "alice")  # sent on to the carrier
+        bob = participant(clients, carrier, token, room, "bob")
+        await alice.join()
+        await bob.join()
+        assert alice.url == bob.url == ws(carrier)
+        await sees_video_of(alice, "bob")
+        await sees_video_of(bob, "alice")
+        assert f"sent a join to meeting {room} to its media node {carrier.url}" in other.output
+
+
+async def test_a_signalling_only_participant_stays_where_it_came_in(
+    nodes: list[ServeProcess], clients: list[Meeting]
+) -> None:
+    """It needs no media node; when it turns media on, it is sent there and its media
+    flows."""
+    a, b = nodes
+    token, room = await token_and_room(a, a, [a.url, b.url])
+    bob = participant(clients, a, token, room, "bob")
+    await bob.join()
+    watcher = init_meeting(
+        base_url=b.url,
+        token=token,
+        meeting_id=room,
+        participant_id="watcher",
+        mode="SIGNALLING_ONLY",
+        ice_addresses=["127.0.0.1"],
+    )
+    clients.append(watcher)
+    await watcher.join()
+    assert watcher.url == ws(b)
+    assert "bob" in watcher.participants
+    await watcher.change_mode("RECV_ONLY")
+    await sees_video_of(watcher, "bob")
+    assert watcher.url == ws(a)
+    assert watcher.joined
+
+
+async def test_when_the_media_node_dies_the_meeting_moves_and_media_comes_back(
+    nodes: list[ServeProcess], clients: list[Meeting]
+) -> None:
+    a, b = nodes
+    token, room = await token_and_room(b, a, [a.url, b.url])  # its media on A
+    alice = participant(clients, b, token, room, "alice")  # comes in through B
+    bob = participant(clients, a, token, room, "bob")  # through A itself
+    await alice.join()
+    await bob.join()
+    await sees_video_of(alice, "bob")
+    await sees_video_of(bob, "alice")
+    left: list[int] = []
+    alice.on("meeting-left", lambda reason: left.append(reason.code))
+
+    a.process.send_signal(signal.SIGKILL)
+    assert a.process.wait(10) == -signal.SIGKILL
+    # Alice resumes through B, which now carries the meeting; Bob, who came in
+    # through the dead node, has nowhere to go: he leaves (1001, by his lease) and joins
+    # again through B.
+    async with asyncio.timeout(LEASE_TTL * 2 + 10):
+        while alice.state != "CONNECTED" or alice.url != ws(b):
+            await asyncio.sleep(0.05)
+    bob_back = participant(clients, b, token, room, "bob")
+    await bob_back.join()
+    assert bob_back.url == ws(b)
+    await sees_video_of(alice, "bob")
+    await sees_video_of(bob_back, "alice")
+    assert left == []  # Alice never left: she resumed
+    assert alice.joined
