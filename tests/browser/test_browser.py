@@ -1212,3 +1212,77 @@ async def test_a_publishing_page_that_turns_its_camera_off_and_on_reaches_everyo
     await off_and_on(resume=True)
     await until_true(subscriber, "async () => window.demo.meeting.state === 'CONNECTED'")
     assert pages.errors() == [], pages.console
+
+
+# ---------------------------------------------------------------------------
+# One URL for a cluster (issue 20): the page comes in through one node of a PostgreSQL
+# cluster and is sent on to its meeting's media node; when that node dies, it resumes
+# through the node it came in by, which carries the meeting from then on.
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[list[ServeProcess]]:
+    """Nodes A and B of a cluster on a new schema of this machine's PostgreSQL (the
+    `postgres` database; the schema is dropped at the end)."""
+    psycopg = pytest.importorskip("psycopg")
+    server = os.environ.get("MEETCORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+    schema = f"browser_{os.getpid()}_{id(tmp_path):x}"
+    store = f"{server}/postgres?schema={schema}"
+    started: list[ServeProcess] = []
+    try:
+        for _ in range(2):
+            node = ServeProcess(
+                tmp_path, store=store, lease_ttl=6.0, env={"MEETCORE_ICE_ADDRESSES": LOOPBACK}
+            )
+            started.append(node.wait_ready())
+        yield started
+    finally:
+        for node in started:
+            if node.process.poll() is None:
+                node.terminate()
+            assert not unexpected_tracebacks(node.output), node.output
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_a_page_in_through_another_node_gets_media_and_follows_a_failover(
+    two_nodes: list[ServeProcess], pages: Pages, clients: Clients
+) -> None:
+    from meetcore_postgres import media_node
+
+    a, b = two_nodes
+    token = await dev_token(b)
+    room = await create_room(b, token)
+    while media_node(room, [a.url, b.url]) != a.url:  # a room whose media A carries
+        room = await create_room(b, token)
+    max_brod = clients.new(a, token, room, participant_id="max", webcam_enabled=True)
+    await max_brod.join()
+    page = await pages.new(f"{b.url}/?meetingId={room}")  # the page and its SDK from B
+    await join_from_demo(page, room, "Franz Kafka", media=True)
+    ws_a, ws_b = (f"{node.url}/ws".replace("http://", "ws://") for node in (a, b))
+    assert await page.evaluate("() => window.demo.meeting.url") == ws_a
+    kafka = await page.evaluate("() => window.demo.meeting.localParticipant.id")
+    await until_true(page, f"async () => (await ({INBOUND_VIDEO})('max')) > 5")
+    video = await stream_of(max_brod.participants[kafka], "video")
+    with anyio.fail_after(10):
+        await video.track.recv()
+
+    # A dies: the page resumes through B, which carries the meeting from then on; Max,
+    # who came in through A, joins again through B
+    pages.expected_errors.append("WebSocket connection to")  # Chromium's word on A's death
+    a.process.kill()
+    assert a.process.wait(10) != 0
+    await until_true(
+        page,
+        f"() => window.demo.meeting.url === {json.dumps(ws_b)}"
+        " && window.demo.meeting.state === 'CONNECTED'",
+        20,
+    )
+    max_back = clients.new(b, token, room, participant_id="max", webcam_enabled=True)
+    await max_back.join()
+    await until_true(page, f"async () => (await ({INBOUND_VIDEO})('max')) > 5", 15)
+    await page.wait_for_function(f"() => ({RENDERED})('max')", timeout=10_000)
+    video = await stream_of(max_back.participants[kafka], "video")
+    with anyio.fail_after(10):
+        await video.track.recv()
+    assert await page.locator("#log >> text=meeting-left").count() == 0  # it resumed

@@ -134,6 +134,10 @@ async def test_participants_of_different_nodes_meet_on_the_media_node(
         await sees_video_of(alice, "bob")
         await sees_video_of(bob, "alice")
         assert f"sent a join to meeting {room} to its media node {carrier.url}" in other.output
+    for node in nodes:
+        assert f"a cluster node at {node.url}: each join goes to its meeting's media node" in (
+            node.output
+        )
 
 
 async def test_a_signalling_only_participant_stays_where_it_came_in(

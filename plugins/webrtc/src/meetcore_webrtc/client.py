@@ -421,7 +421,12 @@ class Meeting(_Emitter):
         and its welcome (`self.url` is where it is). Raises OSError or InvalidHandshake
         when a server cannot be reached, `Rejected` when one refuses."""
         for _ in range(MAX_REDIRECTS + 1):
-            socket = await websockets.connect(url, **_CONNECT)
+            try:
+                socket = await websockets.connect(url, **_CONNECT)
+            except (websockets.InvalidURI, UnicodeError):  # a URL that names no server
+                raise Rejected(
+                    ErrorCode.UNABLE_TO_JOIN, f"cannot connect to {url[:200]!r}"
+                ) from None
             try:
                 welcome = await self._hello(socket, hello)
             except _Redirected as redirect:
