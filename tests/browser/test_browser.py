@@ -374,6 +374,42 @@ async def test_a_refused_join_rejects_with_the_servers_code(
     assert await seen(page) == [["state", "CONNECTING"], ["state", "FAILED"], ["error", 4003]]
 
 
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        (None, "more than 3 redirects"),  # to itself, again and again
+        ("javascript:alert(1)", "redirected to a URL that is not http(s)"),
+        ("ws://127.0.0.1:1", "redirected to a URL that is not http(s)"),
+        ("http://exa mple.com", "redirected to a URL that is not http(s)"),
+    ],
+)
+async def test_the_sdk_follows_no_redirect_loop_and_no_redirect_elsewhere_than_http(
+    server: ServeProcess, pages: Pages, target: str | None, why: str
+) -> None:
+    """A cluster node's `redirect` (docs/protocol.md), from a fake server: the SDK
+    follows at most 3 in a row, and refuses one that is not http(s), with 3047
+    (UNABLE_TO_JOIN)."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    joins = []
+
+    async def redirect(socket: ServerConnection) -> None:
+        joins.append(json.loads(await socket.recv())["type"])
+        await socket.send(json.dumps({"type": "redirect", "baseUrl": target or fake_url}))
+
+    async with serve(redirect, LOOPBACK, 0) as fake:
+        fake_url = f"http://{LOOPBACK}:{next(iter(fake.sockets)).getsockname()[1]}"
+        token = await dev_token(server)
+        page = await sdk_page(pages, server, token, meetingId="abc-def-ghi", baseUrl=fake_url)
+        refused = await page.evaluate(
+            "window.meeting.join().then(() => 'joined', (e) => [e.code, e.message])"
+        )
+    assert refused[0] == 3047
+    assert why in refused[1]
+    assert joins == ["join"] * (4 if target is None else 1)
+    assert await seen(page) == [["state", "CONNECTING"], ["state", "FAILED"], ["error", 3047]]
+
+
 # ---------------------------------------------------------------------------
 # The demo page with a Python participant
 

@@ -1,7 +1,7 @@
 """The Python client and a cluster's `redirect` (docs/protocol.md), against fake servers
 on 127.0.0.1 that answer a join with what a test wants: it follows a redirect to the
 node that welcomes it, at most 3 in a row, and refuses one that is not http(s) or
-names no server, with 4001 (UNABLE_TO_JOIN) and without connecting anywhere else."""
+names no server, with 3047 (UNABLE_TO_JOIN) and without connecting anywhere else."""
 
 from __future__ import annotations
 

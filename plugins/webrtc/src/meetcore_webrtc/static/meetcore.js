@@ -1550,7 +1550,8 @@ function redirectOf(baseUrl) {
   } catch {
     ws = null;
   }
-  if (!ws || (ws.protocol !== "http:" && ws.protocol !== "https:")) {
+  const http = ws?.protocol === "http:" || ws?.protocol === "https:";
+  if (!http || /\s/.test(String(baseUrl))) {
     const why = `redirected to a URL that is not http(s): ${String(baseUrl).slice(0, 200)}`;
     return new MeetCoreError(ErrorCode.UNABLE_TO_JOIN, why);
   }
