@@ -10,6 +10,7 @@ What each limit is and why: docs/security.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -121,7 +122,7 @@ def garbage_tokens(rng: random.Random) -> list[str]:
     tokens = ["x", "eyJ", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "Bearer x", "null"]
     tokens += ["".join(rng.choice(printable) for _ in range(rng.randint(1, 400))) for _ in range(8)]
     tokens += ["eyJ" + "".join(rng.choice(printable) for _ in range(rng.randint(10, 200)))]
-    tokens.append("A" * 100_000)  # past MAX_TOKEN_CHARS
+    tokens.append("A" * 12_000)  # past MAX_TOKEN_CHARS (8192), within HTTP's header limit
     return tokens
 
 
@@ -134,6 +135,15 @@ async def bad_tokens_over_rest(target: Target, rng: random.Random) -> None:
         assert answer.status_code == 401, (token[:40], answer.text)
         assert answer.json()["code"] == 4002, answer.text
         assert len(answer.text) < 1000, "the refusal does not echo a long token"
+    # Headers past 16 KiB (h11's limit) never reach the API: uvicorn answers 400 and
+    # closes the connection, which the client may find closed while it still sends its
+    # headers (then it sees no answer: 1 run in 3 here).
+    try:
+        answer = await target.rest("GET", "/v2/rooms", "A" * 100_000)
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+        pass
+    else:
+        assert answer.status_code in (400, 401, 431), answer.text
 
 
 async def bad_tokens_at_join(target: Target, rng: random.Random) -> None:
@@ -206,7 +216,10 @@ async def bad_websocket_messages(target: Target, rng: random.Random) -> None:
     assert (await next_of(raw, "error"))["code"] == 3035
     await raw.send('{"type": "ping", "requestId": 2}')  # still open, still answering
     assert await next_of(raw, "pong") == {"type": "pong", "requestId": 2}
-    await raw.send("x" * (2 << 20))  # past the 1 MiB frame limit: closed
+    # past the 1 MiB frame limit: closed, possibly before the frame is all sent (the
+    # send then fails after the server's close frame came; seen in CI)
+    with contextlib.suppress(websockets.ConnectionClosed):
+        await raw.send("x" * (2 << 20))
     _, code = await closed(raw)
     assert code == 1009
 
