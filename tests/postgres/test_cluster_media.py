@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from meetcore import ErrorCode, Rejected
 from meetcore_postgres import media_node
 from meetcore_webrtc.client import Meeting, init_meeting
 from meetcore_webrtc.testing import ServeProcess
@@ -196,3 +198,23 @@ async def test_when_the_media_node_dies_the_meeting_moves_and_media_comes_back(
     await sees_video_of(bob_back, "alice")
     assert left == []  # Alice never left: she resumed
     assert alice.joined
+
+
+async def test_a_join_to_no_meeting_is_refused_where_it_arrives_and_places_nothing(
+    nodes: list[ServeProcess], clients: list[Meeting], database: str
+) -> None:
+    a, b = nodes
+    async with httpx.AsyncClient(base_url=a.url, timeout=10) as http:
+        token = (await http.get("/get-token")).json()["token"]
+    for node in (a, b):
+        for meeting_id in ("zzz-zzz-zzz", "x" * 2000, "ünïcödé"):
+            stray = init_meeting(base_url=node.url, token=token, meeting_id=meeting_id)
+            clients.append(stray)
+            with pytest.raises(Rejected) as refused:
+                await stray.join()
+            assert refused.value.code == ErrorCode.INVALID_MEETING_ID, refused.value
+            assert stray.url == ws(node)  # refused where it arrived, not sent anywhere
+    schema = nodes[0].store.split("schema=")[1]
+    with psycopg.connect(database) as connection:
+        rows = connection.execute(f'SELECT count(*) FROM "{schema}".placements').fetchone()
+    assert rows == (0,)

@@ -332,8 +332,8 @@ class Signaling:
 
     async def _media_node(self, meeting_id: str) -> str | None:
         """The node this meeting's participants must connect to, when it is not this one."""
-        if self._cluster is None:
-            return None
+        if self._cluster is None or await self.engine.state(meeting_id) is None:
+            return None  # no such meeting: this node refuses the join, nothing is placed
         placement, url = self._cluster
         home = await placement.place_meeting(meeting_id, int(self.node_ttl * 1000))
         return home if home not in (None, url) else None
