@@ -169,9 +169,12 @@ async def test_a_signalling_only_participant_stays_where_it_came_in(
     assert watcher.joined
 
 
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 async def test_when_the_media_node_dies_the_meeting_moves_and_media_comes_back(
-    nodes: list[ServeProcess], clients: list[Meeting]
+    nodes: list[ServeProcess], clients: list[Meeting], how: signal.Signals
 ) -> None:
+    """Killed, or stopped (a rolling restart: it leaves nobody's leave in the log, so
+    that the participants resume elsewhere)."""
     a, b = nodes
     token, room = await token_and_room(b, a, [a.url, b.url])  # its media on A
     alice = participant(clients, b, token, room, "alice")  # comes in through B
@@ -183,8 +186,8 @@ async def test_when_the_media_node_dies_the_meeting_moves_and_media_comes_back(
     left: list[int] = []
     alice.on("meeting-left", lambda reason: left.append(reason.code))
 
-    a.process.send_signal(signal.SIGKILL)
-    assert a.process.wait(10) == -signal.SIGKILL
+    a.process.send_signal(how)
+    assert a.process.wait(10) in (-signal.SIGKILL, 0)
     # Alice resumes through B, which now carries the meeting; Bob, who came in
     # through the dead node, has nowhere to go: he leaves (1001, by his lease) and joins
     # again through B.
@@ -218,3 +221,41 @@ async def test_a_join_to_no_meeting_is_refused_where_it_arrives_and_places_nothi
     with psycopg.connect(database) as connection:
         rows = connection.execute(f'SELECT count(*) FROM "{schema}".placements').fetchone()
     assert rows == (0,)
+
+
+async def test_a_media_node_that_stalled_sends_its_participants_to_where_the_meeting_moved(
+    nodes: list[ServeProcess], clients: list[Meeting]
+) -> None:
+    """A stops for longer than a node may stay silent (2 s here) but less than the lease:
+    a join meanwhile places the meeting on B. A, back, sends its participants to B, so
+    the meeting's media is not split between the two nodes."""
+    a, b = nodes
+    token, room = await token_and_room(b, a, [a.url, b.url])
+    bob = participant(clients, a, token, room, "bob")
+    await bob.join()
+    async with asyncio.timeout(10):  # his media connection to A is up
+        while not (bob._media and bob._media.pc and bob._media.pc.connectionState == "connected"):
+            await asyncio.sleep(0.05)
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(3)
+        eve = participant(clients, b, token, room, "eve")
+        await eve.join()
+        assert eve.url == ws(b)
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+    await sees_video_of(eve, "bob", 20)
+    await sees_video_of(bob, "eve")
+    assert bob.url == ws(b)
+    assert bob.joined
+    assert f"meeting {room} has moved to {b.url}" in a.output
+
+
+def test_a_node_on_every_interface_is_no_cluster_node_without_a_public_url(
+    tmp_path: Path, database: str
+) -> None:
+    store = f"{database}?schema=wild_{secrets.token_hex(3)}"
+    with ServeProcess(tmp_path, store=store, host="0.0.0.0").wait_ready() as node:
+        assert node.process.poll() is None
+    assert "not a cluster node: it listens on every interface" in node.output
+    assert "a cluster node at" not in node.output

@@ -23,11 +23,19 @@ SERVE = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--store"
         ("", "not an http(s) URL"),
         ("http://", "not an http(s) URL"),
         ("http://" + "x" * 3000, "not an http(s) URL"),
-        ("http://example.com/?room=1", "no query or spaces"),
-        ("http://example.com/#top", "no query or spaces"),
-        ("http://exa mple.com", "no query or spaces"),
+        ("http://example.com/?room=1", "no query, fragment"),
+        ("http://example.com/?", "no query, fragment"),
+        ("http://example.com/#top", "no query, fragment"),
+        ("http://example.com#", "no query, fragment"),
+        ("http://exa mple.com", "no query, fragment"),
+        ("http://user:secret@example.com", "no query, fragment"),  # sent to every client
+        ("http://example.com\\x", "no query, fragment"),
+        ("http://%00", "no query, fragment"),
+        ("http://example.com:abc", "not a port"),
+        ("http://example.com:99999", "not a port"),
         ("http://0.0.0.0:8700", "clients cannot connect to 0.0.0.0"),
         ("http://[::]:8700", "clients cannot connect to ::"),
+        ("http://[::ffff:0.0.0.0]:1", "clients cannot connect to ::ffff:0.0.0.0"),
     ],
 )
 def test_a_public_url_clients_cannot_use_is_refused(tmp_path: Path, value: str, why: str) -> None:

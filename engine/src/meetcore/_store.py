@@ -216,9 +216,11 @@ class MediaPlacement(Protocol):
     connect to that node. Each node announces the URL clients reach it at, every
     fraction of `ttl_ms`; a node is live while its last announcement is younger than
     `ttl_ms`. `place_meeting` keeps a meeting on the node it was placed on while that
-    node lives (a node that starts later takes no meeting in progress), and otherwise
-    places it on a live node by a rule every node applies alike. Times are the store's
-    clock. `meetcore.testing.MediaPlacementContract` is its contract.
+    node lives and someone is in the meeting (a connection holds a lease: a node that
+    starts later takes no meeting in progress), and otherwise places it on a live node
+    by a rule every node applies alike (so a room used again is spread like a new one).
+    Times are the store's clock. `meetcore.testing.MediaPlacementContract` is its
+    contract.
     """
 
     async def announce_node(self, url: str) -> None:
@@ -231,9 +233,9 @@ class MediaPlacement(Protocol):
 
     async def place_meeting(self, meeting_id: str, ttl_ms: int) -> str | None:
         """The URL of the node that carries the meeting's media: the one it was placed
-        on, if that node announced itself within `ttl_ms`; otherwise a live node, now
-        recorded as its place (atomic against every other caller). None when no node
-        is live."""
+        on, if that node announced itself within `ttl_ms` and someone is in the meeting;
+        otherwise a live node, now recorded as its place (atomic against every other
+        caller). None when no node is live."""
         ...
 
 

@@ -620,6 +620,8 @@ class MediaPlacementContract:
         await store.announce_node("http://n1")
         await other.announce_node("http://n2")
         placed = {m: await store.place_meeting(m, 60_000) for m in ("m-1", "m-2", "m-3", "m-4")}
+        for meeting_id in placed:  # someone joins each
+            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
         assert set(placed.values()) <= {"http://n1", "http://n2"}
         for meeting_id, node in placed.items():  # any node asking gets the same answer
             assert await other.place_meeting(meeting_id, 60_000) == node
@@ -637,6 +639,8 @@ class MediaPlacementContract:
         meetings = [f"m-{n}" for n in range(20)]
         placed = {m: await store.place_meeting(m, 60_000) for m in meetings}
         assert set(placed.values()) == {"http://n1", "http://n2"}  # 20 meetings: both used
+        for meeting_id in meetings:  # someone joins each
+            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
         await store.drop_node("http://n1")
         for meeting_id in meetings:
             assert await other.place_meeting(meeting_id, 60_000) == "http://n2"
@@ -688,6 +692,26 @@ class MediaPlacementContract:
         await store.drop_node("http://n2")
         for meeting_id in meetings:  # moved at once, all to the same one
             assert await placed_at_once(meeting_id) == ["http://n3"] * 8
+
+    async def test_a_meeting_nobody_is_in_is_placed_again_by_the_rule(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        """A room used again later is spread over the nodes live then, like a new one;
+        one with participants stays where it is."""
+        assert isinstance(store, MediaPlacement)
+        assert isinstance(other, MediaPlacement)
+        await store.announce_node("http://n1")
+        empty = [f"e-{n}" for n in range(20)]
+        attended = [f"a-{n}" for n in range(20)]
+        for meeting_id in empty + attended:
+            assert await store.place_meeting(meeting_id, 60_000) == "http://n1"
+        for meeting_id in attended:
+            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+        await other.announce_node("http://n2")
+        again = {await other.place_meeting(m, 60_000) for m in empty}
+        assert again == {"http://n1", "http://n2"}
+        for meeting_id in attended:
+            assert await other.place_meeting(meeting_id, 60_000) == "http://n1"
 
     async def test_dropping_an_unknown_node_does_nothing(self, store: EventStore) -> None:
         assert isinstance(store, MediaPlacement)

@@ -17,7 +17,8 @@ Tables, in their own PostgreSQL schema (`meetcore` unless the URL says `?schema=
 - `checkpoints`: small named values (the `meetcore.Checkpoints` capability).
 - `nodes` and `placements` (schema 2): the URL of each node and when it last said it
   was live; the node each meeting's media was placed on (the `MediaPlacement`
-  capability: `routing.media_node` over the live nodes, kept while its node lives).
+  capability: `routing.media_node` over the live nodes, kept while its node lives and
+  someone is in the meeting).
 
 Writing: appends queue up; whichever caller finds no commit running takes every queued
 append into one transaction (group commit), checks versions, inserts, updates `head`,
@@ -39,7 +40,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -295,8 +303,9 @@ class _Sql:
             ON CONFLICT (url) DO UPDATE SET renewed_at = excluded.renewed_at"""
         self.drop_node = f"DELETE FROM {s}.nodes WHERE url = %s"
         self.placement = f"""SELECT
-            (SELECT url FROM {s}.placements WHERE meeting_id = %s),
-            ARRAY(SELECT url FROM {s}.nodes WHERE renewed_at > {_NOW_MS} - %s)"""
+            (SELECT url FROM {s}.placements WHERE meeting_id = %(m)s),
+            ARRAY(SELECT url FROM {s}.nodes WHERE renewed_at > {_NOW_MS} - %(ttl)s),
+            EXISTS (SELECT 1 FROM {s}.leases WHERE meeting_id = %(m)s)"""
         # compare and set: only if nobody placed it meanwhile
         self.place = f"""INSERT INTO {s}.placements AS p (meeting_id, url) VALUES (%s, %s)
             ON CONFLICT (meeting_id) DO UPDATE SET url = excluded.url
@@ -467,7 +476,9 @@ class PostgresStore:
                     with anyio.CancelScope(shield=True):
                         await connection.close()
 
-    async def _run(self, sql: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
+    async def _run(
+        self, sql: str, parameters: Sequence[object] | Mapping[str, object]
+    ) -> list[tuple[Any, ...]]:
         """Run one statement on a pool connection; its rows. A connection lost meanwhile
         (a server restart) is replaced once; then `StoreError`."""
         for attempt in (1, 2):
@@ -818,11 +829,14 @@ class PostgresStore:
 
     async def place_meeting(self, meeting_id: str, ttl_ms: int) -> str | None:
         for _ in range(3):  # another node may place it between our read and our write
-            ((placed, live),) = await self._run(self._sql.placement, (meeting_id, max(ttl_ms, 0)))
-            if placed in live or not live:
-                return placed if live else None
-            chosen = media_node(meeting_id, live)
-            if await self._run(self._sql.place, (meeting_id, chosen, placed)):
+            found = await self._run(self._sql.placement, {"m": meeting_id, "ttl": max(ttl_ms, 0)})
+            ((placed, live, attended),) = found
+            if not live:
+                return None
+            if placed in live and attended:  # in progress on a live node: it stays
+                return str(placed)
+            chosen = media_node(meeting_id, live)  # new, its node gone, or nobody in it
+            if chosen == placed or await self._run(self._sql.place, (meeting_id, chosen, placed)):
                 return chosen
         raise self._fail(f"could not place meeting {meeting_id!r}: other nodes kept moving it")
 

@@ -431,6 +431,9 @@ class Meeting(_Emitter):
                 welcome = await self._hello(socket, hello)
             except _Redirected as redirect:
                 await socket.close()
+                if url.startswith("wss:") and not redirect.url.startswith("wss:"):
+                    why = f"refused a redirect from TLS to plain text: {redirect.url[:200]}"
+                    raise Rejected(ErrorCode.UNABLE_TO_JOIN, why) from None
                 url = redirect.url
                 continue
             except BaseException:

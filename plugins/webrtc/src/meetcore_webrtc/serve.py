@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -27,7 +28,7 @@ import anyio
 import click
 import uvicorn
 
-from meetcore import Engine, StoreError
+from meetcore import Engine, MediaPlacement, StoreError
 from meetcore_webrtc import _logs
 from meetcore_webrtc._http import MeetcoreH11
 from meetcore_webrtc.app import Server
@@ -146,13 +147,29 @@ def _url(sock: socket.socket) -> str:
 def _public_url(url: str) -> str:
     """`--public-url`, checked: an http(s) URL of a host that clients can reach."""
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError:
+        raise UsageProblem(f"--public-url: not a port: {url[:200]!r}") from None
     if len(url) > 2000 or parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageProblem(f"--public-url: not an http(s) URL: {url[:200]!r}")
-    if parts.query or parts.fragment or any(c.isspace() for c in url):
-        raise UsageProblem(f"--public-url: a base URL has no query or spaces: {url[:200]!r}")
-    if parts.hostname in ("0.0.0.0", "::"):
+    if any(c in url for c in "?#@\\%") or any(c.isspace() or ord(c) < 32 for c in url):
+        why = "a base URL has no query, fragment, user, escapes or spaces"
+        raise UsageProblem(f"--public-url: {why}: {url[:200]!r}")
+    if not _reachable(parts.hostname):
         raise UsageProblem(f"--public-url: clients cannot connect to {parts.hostname}")
     return url.rstrip("/")
+
+
+def _reachable(host: str) -> bool:
+    """Whether clients could connect to `host` (not 0.0.0.0, ::, or such)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_unspecified
 
 
 def _start_lines(store: str, url: str, dev: bool) -> None:
@@ -216,6 +233,11 @@ async def run(
             say(
                 f"a cluster node at {public_url}: each join goes to its meeting's media node",
                 extra={"publicUrl": public_url},
+            )
+        elif isinstance(engine.store, MediaPlacement):
+            say(
+                "not a cluster node: it listens on every interface, so the other nodes "
+                "would not know where to send its meetings' participants; give --public-url"
             )
         config = uvicorn.Config(
             server.app,
@@ -310,6 +332,9 @@ def serve(
     checked = _public_url(public_url) if public_url is not None else None
     sock = listen(host, port)
     url = _url(sock)
+    # By default a node tells the others to send clients to the address it listens on,
+    # unless that is every interface: then it is no cluster node without --public-url.
+    default = url if _reachable(urlsplit(url).hostname or "") else None
     try:
         anyio.run(
             lambda: run(
@@ -319,7 +344,7 @@ def serve(
                 lease_ttl=lease_ttl,
                 plugins=plugins,
                 opened=lambda: _start_lines(store, url, dev),
-                public_url=checked or url,
+                public_url=checked or default,
             )
         )
     except (StoreError, ValueError) as error:

@@ -280,13 +280,15 @@ class Signaling:
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
+            announcing = anyio.CancelScope()
             if self._cluster is not None:
                 await self._announce()  # before the first join
-                tasks.start_soon(self._keep_announcing)
+                tasks.start_soon(self._keep_announcing, announcing)
             try:
                 yield
             finally:
                 if self._cluster is not None:
+                    announcing.cancel()  # no announcement after the node has gone
                     placement, url = self._cluster
                     with (
                         anyio.move_on_after(CLOSE_GRACE, shield=True),
@@ -322,13 +324,44 @@ class Signaling:
             placement, url = self._cluster
             await placement.announce_node(url)
 
-    async def _keep_announcing(self) -> None:
-        while True:
-            await anyio.sleep(self.node_ttl / 4)
-            try:
-                await self._announce()
-            except StoreError as failure:  # the next one may work; the store says why
-                log.warning("announcing this node failed: %s", one_line(str(failure), 300))
+    async def _keep_announcing(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            while True:
+                await anyio.sleep(self.node_ttl / 4)
+                try:
+                    await self._announce()
+                    await self._send_away_moved_meetings()
+                except StoreError as failure:  # the next one may work; the store says why
+                    log.warning("announcing this node failed: %s", one_line(str(failure), 300))
+
+    async def _send_away_moved_meetings(self) -> None:
+        """Send the participants with media here of each meeting now placed on another
+        node there (`redirect`; they resume on it). A node that could not announce
+        itself for a while (a stall, the database unreachable) counted as gone, and its
+        meetings were placed again: without this, their media would stay split."""
+        if self._media is None:
+            return
+        for meeting_id in list(self._media.rooms):
+            home = await self._media_node(meeting_id)
+            if home is None:
+                continue
+            log.warning(
+                "meeting %s has moved to %s: sending its participants there",
+                one_line(meeting_id, 80),
+                home,
+            )
+            for connection in list(self._connections.values()):
+                if connection.meeting_id == meeting_id and not connection.gone:
+                    self._send_away(connection, home)
+
+    def _send_away(
+        self, connection: _Connection, home: str, request_id: p.RequestId = None
+    ) -> None:
+        """Tell the connection to resume on `home`, and close it once that is sent."""
+        connection.reply(p.Redirect(request_id=request_id, base_url=home))
+        connection.closing = 1000
+        connection.gone = True
+        connection.wake.set()
 
     async def _media_node(self, meeting_id: str) -> str | None:
         """The node this meeting's participants must connect to, when it is not this one."""
@@ -875,10 +908,7 @@ class Signaling:
             if isinstance(message, p.OfferRequest):
                 home = await self._media_node(connection.meeting_id)
                 if home is not None:  # it joined without media, the media is elsewhere
-                    connection.reply(p.Redirect(request_id=message.request_id, base_url=home))
-                    connection.closing = 1000  # once sent: the client resumes there
-                    connection.gone = True
-                    connection.wake.set()
+                    self._send_away(connection, home, message.request_id)
                     return
                 answer = await self.media().offer(
                     connection.meeting_id,
@@ -977,13 +1007,20 @@ class Signaling:
     # -- shutting down ---------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Server shutdown: every connected participant leaves (1001) and sees it first."""
+        """Server shutdown: every connected participant leaves (1001) and sees it first.
+
+        A node of a cluster closes the connections without a leave (1012, service
+        restart): the participants resume on another node within their lease."""
         self._closing = True
         for connection in list(self._connections.values()):
-            connection.closing = 1001
-            if not await self._leave(connection, LeaveReason.WEBSOCKET_DISCONNECTED):
-                connection.gone = True
-                connection.wake.set()
+            if self._cluster is not None:
+                connection.closing = 1012
+            else:
+                connection.closing = 1001
+                if await self._leave(connection, LeaveReason.WEBSOCKET_DISCONNECTED):
+                    continue  # closed once it has seen its leave
+            connection.gone = True
+            connection.wake.set()
         with anyio.move_on_after(CLOSE_GRACE):
             while self._connections:
                 await anyio.sleep(0.02)

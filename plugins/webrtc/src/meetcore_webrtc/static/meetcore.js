@@ -506,6 +506,10 @@ export class Meeting extends Emitter {
       } catch (error) {
         socket.close();
         if (!(error instanceof Redirected)) throw error;
+        if (url.startsWith("wss:") && !error.url.startsWith("wss:")) {
+          const why = `refused a redirect from TLS to plain text: ${error.url.slice(0, 200)}`;
+          throw new MeetCoreError(ErrorCode.UNABLE_TO_JOIN, why);
+        }
         url = error.url;
       }
     }
