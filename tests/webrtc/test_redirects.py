@@ -110,3 +110,14 @@ async def test_a_redirect_that_names_no_http_server_is_refused(target: str) -> N
         assert len(refused.value.message) < 400
         assert entry.joins == 1
         assert meeting.state == "FAILED"
+
+
+async def test_a_redirect_to_a_node_that_cannot_be_reached_names_that_node() -> None:
+    """As when the meeting's media node has just died: the message names it, not the
+    node the client came in by."""
+    async with fake(redirect("http://127.0.0.1:1")) as entry:
+        meeting = init_meeting(base_url=entry.url, token="t", meeting_id="m")
+        with pytest.raises(Rejected) as refused:
+            await meeting.join()
+        assert refused.value.code == ErrorCode.UNABLE_TO_JOIN
+        assert refused.value.message.startswith("cannot reach ws://127.0.0.1:1/ws"), refused.value

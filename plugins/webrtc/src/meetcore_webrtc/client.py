@@ -333,6 +333,7 @@ class Meeting(_Emitter):
         self.url = _ws_url(base_url)
         self._entry_url = self.url
         self._moved_to: str | None = None  # where a `redirect` said to resume
+        self._trying = self.url  # the URL being connected to
         self.token = token
         if participant_id is None:  # "" is sent as it is, and refused (4004)
             participant_id = "".join(secrets.choice(_ALPHABET) for _ in range(8))
@@ -398,7 +399,7 @@ class Meeting(_Emitter):
         except (OSError, websockets.InvalidHandshake) as error:
             self._phase = "new"
             self._set_state("FAILED")
-            message = f"cannot reach {self.url}: {error}"
+            message = f"cannot reach {self._trying}: {error}"
             raise self._error(ErrorCode.UNABLE_TO_JOIN, message) from None
         except Rejected as error:
             self._phase = "new"
@@ -421,6 +422,7 @@ class Meeting(_Emitter):
         and its welcome (`self.url` is where it is). Raises OSError or InvalidHandshake
         when a server cannot be reached, `Rejected` when one refuses."""
         for _ in range(MAX_REDIRECTS + 1):
+            self._trying = url  # for the message when it cannot be reached
             try:
                 socket = await websockets.connect(url, **_CONNECT)
             except (websockets.InvalidURI, UnicodeError):  # a URL that names no server
