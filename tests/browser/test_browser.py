@@ -1295,8 +1295,7 @@ async def test_a_page_in_through_another_node_gets_media_and_follows_a_failover(
     await max_brod.join()
     page = await pages.new(f"{b.url}/?meetingId={room}")  # the page and its SDK from B
     await join_from_demo(page, room, "Franz Kafka", media=True)
-    ws_a, ws_b = (f"{node.url}/ws".replace("http://", "ws://") for node in (a, b))
-    assert await page.evaluate("() => window.demo.meeting.url") == ws_a
+    assert await page.evaluate("() => window.demo.meeting.url") == a.ws_url
     kafka = await page.evaluate("() => window.demo.meeting.localParticipant.id")
     await until_true(page, f"async () => (await ({INBOUND_VIDEO})('max')) > 5")
     video = await stream_of(max_brod.participants[kafka], "video")
@@ -1310,7 +1309,7 @@ async def test_a_page_in_through_another_node_gets_media_and_follows_a_failover(
     assert a.process.wait(10) != 0
     await until_true(
         page,
-        f"() => window.demo.meeting.url === {json.dumps(ws_b)}"
+        f"() => window.demo.meeting.url === {json.dumps(b.ws_url)}"
         " && window.demo.meeting.state === 'CONNECTED'",
         20,
     )

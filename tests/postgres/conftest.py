@@ -8,13 +8,17 @@ server these tests are skipped, except in CI (CI=true), where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
+import anyio
 import psycopg
 import pytest
+
+from meetcore_webrtc.client import Meeting
 
 SERVER = os.environ.get("MEETCORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 _schemas = itertools.count(1)
@@ -54,3 +58,19 @@ def fresh_url(database: str) -> Callable[[], str]:
 def url(fresh_url: Callable[[], str]) -> str:
     """The URL of a new, empty store for this test."""
     return fresh_url()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Meeting]]:
+    """Python clients a test makes; each still in its meeting leaves it (3 s at most),
+    then is closed."""
+    made: list[Meeting] = []
+    try:
+        yield made
+    finally:
+        for meeting in made:
+            with contextlib.suppress(Exception):
+                with anyio.move_on_after(3):
+                    if meeting.joined and meeting.state == "CONNECTED":
+                        await meeting.leave()
+                await meeting.close()

@@ -13,13 +13,12 @@ a participant with media is sent on to its meeting's media node (`redirect`), wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,20 +114,6 @@ def comparable(value: Any, node: ServeProcess) -> Any:
     return value
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[list[Meeting]]:
-    made: list[Meeting] = []
-    try:
-        yield made
-    finally:
-        for meeting in made:
-            with contextlib.suppress(Exception):
-                with anyio.move_on_after(3):
-                    if meeting.joined and meeting.state == "CONNECTED":
-                        await meeting.leave()
-                await meeting.close()
-
-
 def participant(
     clients: list[Meeting], node: ServeProcess, token: str, room: str, name: str, **options: Any
 ) -> Meeting:
@@ -137,10 +122,6 @@ def participant(
     meeting.reconnect_delays = (0.1, 0.2)  # a dead node: give up soon
     clients.append(meeting)
     return meeting
-
-
-def ws_of(node: ServeProcess) -> str:
-    return node.url.replace("http://", "ws://") + "/ws"
 
 
 def left(outcomes: dict[str, int], key: str, reason: Any) -> None:
@@ -170,7 +151,7 @@ async def test_a_participant_on_one_node_sees_the_other_nodes_join_leave_and_end
     (newcomer,) = await sees_bob
     assert (newcomer.id, newcomer.display_name) == (bob.participant_id, "Bob on B")
     assert list(bob.participants) == [alice.participant_id]  # from the welcome
-    assert (alice.url, bob.url) == (ws_of(a), ws_of(b))
+    assert (alice.url, bob.url) == (a.ws_url, b.ws_url)
     assert bob.session_id == alice.session_id
 
     left = alice.wait_for("participant-left")
@@ -184,7 +165,7 @@ async def test_a_participant_on_one_node_sees_the_other_nodes_join_leave_and_end
     await sees_carol
     await carol.change_mode("RECV_ONLY")  # a request on B, seen on A
     await eventually(lambda: alice.participants[carol.participant_id].mode == "RECV_ONLY", 5)
-    assert (alice.url, carol.url) == (ws_of(a), ws_of(b))  # nobody sends: nothing moved
+    assert (alice.url, carol.url) == (a.ws_url, b.ws_url)  # nobody sends: nothing moved
 
     carol_out = carol.wait_for("meeting-left")
     await alice.end()  # on A: everyone on B is out too

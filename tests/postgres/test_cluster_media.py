@@ -11,11 +11,10 @@ kill carries its media (`media_node`, the rule the nodes use).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +59,6 @@ def nodes(tmp_path: Path, database: str) -> Iterator[list[ServeProcess]]:
             if node.process.poll() is None:
                 assert node.terminate() == 0, node.output
                 assert "Traceback" not in node.output, node.output
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[Meeting]]:
-    made: list[Meeting] = []
-    try:
-        yield made
-    finally:
-        for meeting in made:
-            with contextlib.suppress(Exception):
-                await meeting.close()
 
 
 async def token_and_room(node: ServeProcess, carried_by: ServeProcess, nodes: list[str]) -> Any:
@@ -118,10 +106,6 @@ async def sees_video_of(meeting: Meeting, participant_id: str, within: float = 1
             return
 
 
-def ws(node: ServeProcess) -> str:
-    return node.url.replace("http://", "ws://") + "/ws"
-
-
 async def test_participants_of_different_nodes_meet_on_the_media_node(
     nodes: list[ServeProcess], clients: list[Meeting]
 ) -> None:
@@ -132,7 +116,7 @@ async def test_participants_of_different_nodes_meet_on_the_media_node(
         bob = participant(clients, carrier, token, room, "bob")
         await alice.join()
         await bob.join()
-        assert alice.url == bob.url == ws(carrier)
+        assert alice.url == bob.url == carrier.ws_url
         await sees_video_of(alice, "bob")
         await sees_video_of(bob, "alice")
         assert f"sent a join to meeting {room} to its media node {carrier.url}" in other.output
@@ -161,11 +145,11 @@ async def test_a_signalling_only_participant_stays_where_it_came_in(
     )
     clients.append(watcher)
     await watcher.join()
-    assert watcher.url == ws(b)
+    assert watcher.url == b.ws_url
     assert "bob" in watcher.participants
     await watcher.change_mode("RECV_ONLY")
     await sees_video_of(watcher, "bob")
-    assert watcher.url == ws(a)
+    assert watcher.url == a.ws_url
     assert watcher.joined
 
 
@@ -192,11 +176,11 @@ async def test_when_the_media_node_dies_the_meeting_moves_and_media_comes_back(
     # through the dead node, has nowhere to go: he leaves (1001, by his lease) and joins
     # again through B.
     async with asyncio.timeout(LEASE_TTL * 2 + 10):
-        while alice.state != "CONNECTED" or alice.url != ws(b):
+        while alice.state != "CONNECTED" or alice.url != b.ws_url:
             await asyncio.sleep(0.05)
     bob_back = participant(clients, b, token, room, "bob")
     await bob_back.join()
-    assert bob_back.url == ws(b)
+    assert bob_back.url == b.ws_url
     await sees_video_of(alice, "bob")
     await sees_video_of(bob_back, "alice")
     assert left == []  # Alice never left: she resumed
@@ -216,7 +200,7 @@ async def test_a_join_to_no_meeting_is_refused_where_it_arrives_and_places_nothi
             with pytest.raises(Rejected) as refused:
                 await stray.join()
             assert refused.value.code == ErrorCode.INVALID_MEETING_ID, refused.value
-            assert stray.url == ws(node)  # refused where it arrived, not sent anywhere
+            assert stray.url == node.ws_url  # refused where it arrived, not sent anywhere
     schema = nodes[0].store.split("schema=")[1]
     with psycopg.connect(database) as connection:
         rows = connection.execute(f'SELECT count(*) FROM "{schema}".placements').fetchone()
@@ -241,12 +225,12 @@ async def test_a_media_node_that_stalled_sends_its_participants_to_where_the_mee
         await asyncio.sleep(3)
         eve = participant(clients, b, token, room, "eve")
         await eve.join()
-        assert eve.url == ws(b)
+        assert eve.url == b.ws_url
     finally:
         a.process.send_signal(signal.SIGCONT)
     await sees_video_of(eve, "bob", 20)
     await sees_video_of(bob, "eve")
-    assert bob.url == ws(b)
+    assert bob.url == b.ws_url
     assert bob.joined
     assert f"meeting {room} has moved to {b.url}" in a.output
 

@@ -279,7 +279,8 @@ def test_two_engine_processes_never_both_win_a_version(url: str) -> None:
 # -- the schema --------------------------------------------------------------------
 
 
-async def test_the_schema_is_created_once_and_versioned(url: str, database: str) -> None:
+def open_at_once(url: str, nodes: int) -> list[BaseException]:
+    """Open and close a store on `url` from `nodes` threads at once; what they raised."""
     errors: list[BaseException] = []
 
     def open_and_close() -> None:
@@ -288,12 +289,16 @@ async def test_the_schema_is_created_once_and_versioned(url: str, database: str)
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=open_and_close) for _ in range(4)]  # nodes at once
+    threads = [threading.Thread(target=open_and_close) for _ in range(nodes)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+async def test_the_schema_is_created_once_and_versioned(url: str, database: str) -> None:
+    assert open_at_once(url, 4) == []  # nodes starting together
     async with opened(url) as store:
         rows = await sql(database, f'SELECT key, value FROM "{store.schema}".meta')
         assert dict(rows)["schema_version"] == str(SCHEMA_VERSION)
@@ -321,20 +326,7 @@ async def test_a_schema_1_database_is_upgraded_and_keeps_its_log(url: str, datab
         schema = store.schema
     await sql(database, f'DROP TABLE "{schema}".nodes, "{schema}".placements')
     await sql(database, f"UPDATE \"{schema}\".meta SET value = '1' WHERE key = 'schema_version'")
-    errors: list[BaseException] = []
-
-    def open_and_close() -> None:
-        try:
-            anyio.run(PostgresStore(url).close)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=open_and_close) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert open_at_once(url, 3) == []
     async with opened(url) as store:
         rows = await sql(database, f'SELECT key, value FROM "{schema}".meta')
         assert dict(rows)["schema_version"] == "2"

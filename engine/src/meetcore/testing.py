@@ -29,7 +29,7 @@ Requires pytest; importing this module does nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import anyio
 import pytest
@@ -601,6 +601,12 @@ class SharedStorageContract:
         assert [r.position for r in await other.read_all()] == list(range(1, 16))
 
 
+async def _someone_joins(store: EventStore, meetings: Iterable[str]) -> None:
+    """A participant joins each meeting (its connection holds a lease)."""
+    for meeting_id in meetings:
+        await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+
+
 class MediaPlacementContract:
     """Tests every store with the `MediaPlacement` capability passes; subclass it with
     `store` and `other` fixtures (two nodes' store objects on the same storage)."""
@@ -620,8 +626,7 @@ class MediaPlacementContract:
         await store.announce_node("http://n1")
         await other.announce_node("http://n2")
         placed = {m: await store.place_meeting(m, 60_000) for m in ("m-1", "m-2", "m-3", "m-4")}
-        for meeting_id in placed:  # someone joins each
-            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+        await _someone_joins(store, placed)
         assert set(placed.values()) <= {"http://n1", "http://n2"}
         for meeting_id, node in placed.items():  # any node asking gets the same answer
             assert await other.place_meeting(meeting_id, 60_000) == node
@@ -639,8 +644,7 @@ class MediaPlacementContract:
         meetings = [f"m-{n}" for n in range(20)]
         placed = {m: await store.place_meeting(m, 60_000) for m in meetings}
         assert set(placed.values()) == {"http://n1", "http://n2"}  # 20 meetings: both used
-        for meeting_id in meetings:  # someone joins each
-            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+        await _someone_joins(store, meetings)
         await store.drop_node("http://n1")
         for meeting_id in meetings:
             assert await other.place_meeting(meeting_id, 60_000) == "http://n2"
@@ -705,8 +709,7 @@ class MediaPlacementContract:
         attended = [f"a-{n}" for n in range(20)]
         for meeting_id in empty + attended:
             assert await store.place_meeting(meeting_id, 60_000) == "http://n1"
-        for meeting_id in attended:
-            await store.append(meeting_id, 0, sample_events(meeting_id, count=3), None)
+        await _someone_joins(store, attended)
         await other.announce_node("http://n2")
         again = {await other.place_meeting(m, 60_000) for m in empty}
         assert again == {"http://n1", "http://n2"}

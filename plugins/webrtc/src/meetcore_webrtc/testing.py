@@ -111,6 +111,11 @@ class ServeProcess:
         self._ready.set()  # the process is gone: stop waiting
 
     @property
+    def ws_url(self) -> str:
+        """The server's signaling WebSocket URL (`url` + `/ws`)."""
+        return self.url.replace("http://", "ws://", 1) + "/ws"
+
+    @property
     def output(self) -> str:
         """Everything the server printed so far."""
         return "".join(self.lines)
