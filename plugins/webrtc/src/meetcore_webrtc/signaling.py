@@ -335,8 +335,8 @@ class Signaling:
                     log.warning("announcing this node failed: %s", one_line(str(failure), 300))
 
     async def _send_away_moved_meetings(self) -> None:
-        """Send the participants with media here of each meeting now placed on another
-        node there (`redirect`; they resume on it). A node that could not announce
+        """Send the connections here of each meeting with media here that is now placed
+        on another node there (`redirect`; they resume on it). A node that could not announce
         itself for a while (a stall, the database unreachable) counted as gone, and its
         meetings were placed again: without this, their media would stay split."""
         if self._media is None:
