@@ -102,6 +102,9 @@ WINDOW = 4096
 #: connection to wake, up to `LINGER`: a big meeting batches more.
 LINGER_PER_CONNECTION = 0.0001
 LINGER = 0.1
+#: Seconds a connection that is out waits for the request in hand to be answered.
+REPLY_GRACE = 10.0
+
 #: Seconds `close()` waits for connections to see their leave before closing them anyway.
 CLOSE_GRACE = 5.0
 #: A node of a cluster is live while it announced itself within a third of the lease
@@ -211,6 +214,8 @@ class _Connection:
         self.wake = anyio.Event()
         self.replies: list[tuple[int, bytes]] = []  # (send after seq, encoded reply)
         self.replies_sent = anyio.Event()  # set each time the sender takes replies
+        self.handled = anyio.Event()  # set when no request is being handled
+        self.handled.set()
         self.moderator = _moderates(principal.permissions)
         self.waiting = False  # an ask_join request not answered yet: it sees only its own
         self.admitted = False  # its request was just allowed: send it a snapshot
@@ -767,6 +772,11 @@ class Signaling:
                     connection.seq = state.version
                     await self._welcome(connection, None, state)
                     continue
+            if connection.gone and not connection.handled.is_set():
+                # out (its leave, say, reached the hub before `execute` returned): the
+                # request in hand is answered before the close
+                with anyio.move_on_after(REPLY_GRACE):
+                    await connection.handled.wait()
             if connection.replies:
                 # a reply follows the events its request caused; all go once it is out
                 ready = [r for r in connection.replies if r[0] <= connection.seq or connection.gone]
@@ -822,12 +832,15 @@ class Signaling:
                 self.engine.renew(connection.meeting_id, connection.connection_id)
                 if isinstance(message, p.ErrorReply):
                     connection.reply(message)
-                else:
-                    try:
-                        await self._handle(connection, message)
-                    except Exception:
-                        self._failed(connection, message)
-                        return
+                    continue
+                connection.handled = anyio.Event()
+                try:
+                    await self._handle(connection, message)
+                except Exception:
+                    self._failed(connection, message)
+                    return
+                finally:
+                    connection.handled.set()
         except WebSocketDisconnect:
             scope.cancel()
 
