@@ -21,7 +21,9 @@ The bare servers exchange SDP with this process over their stdin and stdout.
 P publishers, each sending a 640x480 VP8 video at 30 fps and 500 kbps (`--size`,
 `--fps`, `--bitrate`; frames encoded once and replayed, so that publishing costs no
 encoder) and with `--audio [N]` its microphone's Opus too (every publisher's, or the
-first N's), and S subscribers (RECV_ONLY,
+first N's; `--speaking K`: only the first K of those send a tone, the others silence;
+the server forwards each participant the `--audio-streams` loudest, 3 as by
+default), and S subscribers (RECV_ONLY,
 the client's `decode=False`: encoded frames counted, nothing decoded) spread over
 `--processes` child processes; the publishers receive each other too. For each S: the
 seconds until every subscriber and publisher got a frame of every stream it should
@@ -68,7 +70,7 @@ from aiortc.contrib.media import MediaRelay
 from meetcore_webrtc import _forward, _ice
 from meetcore_webrtc.client import Meeting, init_meeting
 from meetcore_webrtc.testing import ServeProcess
-from meetcore_webrtc.tracks import SyntheticVideoTrack
+from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
 
 LOOPBACK = ["127.0.0.1"]
 WIDTH, HEIGHT, FPS = 640, 480, 30
@@ -294,16 +296,25 @@ async def run_meetcore(subscribers: int, seconds: float) -> dict[str, Any]:
 class Shape:
     """What each publisher of `--many` sends: a WIDTHxHEIGHT VP8 video at `fps` and
     `bitrate`; the first `audio` publishers their microphone too (Opus, 50 packets a
-    second)."""
+    second), the first `speaking` of those a tone, the others silence (None: all a
+    tone); the server forwards each participant the `audio_streams` loudest (0: all)."""
 
     width: int = WIDTH
     height: int = HEIGHT
     fps: int = FPS
     bitrate: int = 500_000
     audio: int = 0
+    speaking: int | None = None
+    audio_streams: int = 3
 
     def __str__(self) -> str:
-        audio = f", {self.audio} of them with Opus audio" if self.audio else ""
+        audio = ""
+        if self.audio:
+            speaking = self.audio if self.speaking is None else min(self.speaking, self.audio)
+            audio = (
+                f", {self.audio} of them with Opus audio ({speaking} speaking;"
+                f" the server forwards {self.audio_streams or 'all'} each)"
+            )
         return (
             f"{self.width}x{self.height} VP8 at {self.fps} fps, {self.bitrate // 1000} kbps{audio}"
         )
@@ -389,11 +400,22 @@ def video_frames(meeting: Meeting) -> int:
     )
 
 
-async def inbound(meetings: list[Meeting]) -> dict[str, float]:
+async def inbound(meetings: list[Meeting]) -> dict[str, Any]:
     """What clients have received so far: video frames (taken first, at `at` on the
-    machine's monotonic clock, which every process shares) and the packets received and
-    lost on their inbound audio and video, from their getStats()."""
-    counts = {"at": time.monotonic(), "frames": sum(video_frames(m) for m in meetings)}
+    machine's monotonic clock, which every process shares), audio frames per stream, and
+    the packets received and lost on their inbound audio and video, from getStats()."""
+    counts: dict[str, Any] = {
+        "at": time.monotonic(),
+        "frames": sum(video_frames(m) for m in meetings),
+        # the audio frames each client got of each other one's microphone
+        "audio": {
+            f"{meeting.participant_id}<{stream.participant_id}": stream.track.received
+            for meeting in meetings
+            for participant in meeting.participants.values()
+            for stream in participant.streams.values()
+            if stream.kind == "audio"
+        },
+    }
     counts["received"] = counts["lost"] = 0
     for meeting in meetings:
         media = meeting._media
@@ -489,7 +511,8 @@ async def subscriber_process(order: dict[str, Any]) -> None:
 async def run_many(
     shape: Shape, publishers: int, subscribers: int, seconds: float, processes: int
 ) -> dict[str, Any]:
-    async with meetcore_room("--log-level", "warning") as (serve, options):
+    limit = ("--audio-streams", str(shape.audio_streams))
+    async with meetcore_room("--log-level", "warning", *limit) as (serve, options):
         server = serve.process
         url, token, room = options["base_url"], options["token"], options["meeting_id"]
         meetings: list[Meeting] = []
@@ -502,6 +525,9 @@ async def run_many(
                     **options,
                     webcam_enabled=True,
                     mic_enabled=number < shape.audio,
+                    custom_microphone_audio_track=ToneAudioTrack(
+                        volume=0.1 if shape.speaking is None or number < shape.speaking else 0
+                    ),
                     custom_camera_video_track=camera,
                     ice_addresses=LOOPBACK,
                     decode=False,
@@ -512,11 +538,24 @@ async def run_many(
             shares = [
                 subscribers // processes + (i < subscribers % processes) for i in range(processes)
             ]
-            speakers = min(shape.audio, publishers)
+            voices = min(shape.audio, publishers)  # microphones on
+            speaking = voices if shape.speaking is None else min(shape.speaking, voices)
+            limit = shape.audio_streams
+            every = not limit or voices <= limit  # each gets every other voice
+
+            def voices_for(publisher: int | None) -> int:
+                """The audio streams a participant gets (a subscriber: None): every
+                other one, or the `limit` loudest others that are not silent."""
+                if publisher is None:
+                    return voices if every else min(limit, speaking)
+                if every:
+                    return voices - (publisher < voices)
+                return min(limit, speaking - (publisher < speaking))
+
             joining = time.monotonic()
             for share in (s for s in shares if s):
                 order = {"url": url, "token": token, "room": room, "count": share}
-                order["streams"] = publishers + speakers
+                order["streams"] = publishers + voices_for(None)
                 child = await asyncio.create_subprocess_exec(
                     sys.executable,
                     __file__,
@@ -536,7 +575,7 @@ async def run_many(
                 report = json.loads(line)
                 lacking += sum(report.get("lacking", []))
                 silent += report.get("silent", [])
-            expected = [publishers - 1 + speakers - (n < speakers) for n in range(publishers)]
+            expected = [publishers - 1 + voices_for(n) for n in range(publishers)]
             try:
                 async with asyncio.timeout(READY_WITHIN):  # the publishers get one another
                     while any(receiving(p) < n for p, n in zip(meetings, expected, strict=True)):
@@ -547,7 +586,7 @@ async def run_many(
                     silent += await silent_sections(publisher)
             ready = time.monotonic() - joining
 
-            async def counts() -> list[dict[str, float]]:
+            async def counts() -> list[dict[str, Any]]:
                 """Each process's counts, taken at once: subscribers' and publishers'."""
                 for child in children:
                     assert child.stdin is not None
@@ -559,9 +598,7 @@ async def run_many(
                     found.append(json.loads(await child.stdout.readline()))
                 return found
 
-            def rate(
-                before: list[dict[str, float]], after: list[dict[str, float]], key: str
-            ) -> float:
+            def rate(before: list[dict[str, Any]], after: list[dict[str, Any]], key: str) -> float:
                 """Per second, summed over the processes, each over its own window."""
                 return sum(
                     (b[key] - a[key]) / (b["at"] - a["at"])
@@ -586,11 +623,20 @@ async def run_many(
             after = await counts()
             received, lost = (rate(before, after, key) for key in ("received", "lost"))
             frames = rate(before, after, "frames")
+            flowing = sum(  # audio streams that brought frames in the window
+                1
+                for a, b in zip(before, after, strict=True)
+                for key, count in b["audio"].items()
+                if count > a["audio"].get(key, count)
+            )
             streams = publishers * (publishers - 1) + publishers * subscribers
             core = cpu / elapsed
             return {
                 "forwarded_streams": streams,
-                "forwarded_audio_streams": speakers * (publishers - 1 + subscribers),
+                # the audio streams each participant should get, and those that flowed
+                "forwarded_audio_streams": subscribers * voices_for(None)
+                + sum(voices_for(n) for n in range(publishers)),
+                "audio_streams_flowing": flowing,
                 "seconds_to_every_stream": round(ready, 1),
                 "streams_never_received": lacking,
                 "silent_sections": silent[:20],
@@ -626,7 +672,7 @@ async def many(args: argparse.Namespace) -> dict[str, Any]:
     publishers, *counts = args.many
     width, height = (int(n) for n in args.size.split("x"))
     audio = args.many[0] if args.audio == -1 else args.audio
-    shape = Shape(width, height, args.fps, args.bitrate, audio)
+    shape = Shape(width, height, args.fps, args.bitrate, audio, args.speaking, args.audio_streams)
     results: dict[str, Any] = {
         "publisher": f"{shape}, replayed",
         "seconds": args.seconds,
@@ -643,6 +689,8 @@ async def many(args: argparse.Namespace) -> dict[str, Any]:
         if not args.json:
             print(
                 f"many {publishers}x{count:<3} {result['forwarded_streams']:4} streams"
+                f" and {result['audio_streams_flowing']} of"
+                f" {result['forwarded_audio_streams']} audio"
                 f" (all flowing {result['seconds_to_every_stream']} s after the first"
                 f" subscriber joined, {result['streams_never_received']} never): server"
                 f" {result['server_cpu_percent']:5.1f}% of a core,"
@@ -711,6 +759,19 @@ if __name__ == "__main__":
         default=0,
         metavar="N",
         help="--many's publishers (or the first N) send audio too",
+    )
+    parser.add_argument(
+        "--speaking",
+        type=int,
+        metavar="N",
+        help="of those, the first N send a tone, the others silence (default: all a tone)",
+    )
+    parser.add_argument(
+        "--audio-streams",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the server's --audio-streams: the loudest N forwarded to each (0: all)",
     )
     parser.add_argument("--bare-server", choices=["forward", "relay"], help=argparse.SUPPRESS)
     parser.add_argument("--subscriber-process", type=json.loads, help=argparse.SUPPRESS)

@@ -38,7 +38,7 @@ from meetcore_webrtc import _forward, hookspecs, plugin
 from meetcore_webrtc.app import Server
 from meetcore_webrtc.client import EncodedFrame, Meeting, Participant, Stream, init_meeting
 from meetcore_webrtc.media import MediaConfig, MediaServer
-from meetcore_webrtc.tracks import SyntheticVideoTrack
+from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
 
 pytestmark = pytest.mark.anyio
 
@@ -80,8 +80,8 @@ class Running:
         return meeting
 
 
-async def serve(plugins: list[object]) -> AsyncIterator[Running]:
-    config = MediaConfig(ice_servers=(), addresses=LOOPBACK)  # iceServers empty
+async def serve(plugins: list[object], audio_streams: int = 3) -> AsyncIterator[Running]:
+    config = MediaConfig(ice_servers=(), addresses=LOOPBACK, audio_streams=audio_streams)
     async with Engine.open(
         store="memory://", plugins=[JWTAuth(KEYS), *plugins], autoload=False
     ) as engine:
@@ -672,6 +672,79 @@ async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running)
     check_video(await frames(alice_sees.live["bob", "video"], 2), 160, 120)
 
 
+class Voice(ToneAudioTrack):
+    """A microphone the test makes speak (a tone at `volume`) or not (all-zero samples:
+    -127 dBov, the level of a muted microphone)."""
+
+    def __init__(self, volume: float, speaking: bool = True) -> None:
+        super().__init__(volume=volume)
+        self.speaking = speaking
+
+    async def recv(self) -> Any:
+        frame = await super().recv()
+        if not self.speaking:
+            frame.planes[0].update(bytes(frame.samples * 2))
+        return frame
+
+
+@pytest.fixture
+async def running_two_voices() -> AsyncIterator[Running]:
+    """A server that forwards each participant two audio streams."""
+    async for running in serve([], audio_streams=2):
+        yield running
+
+
+async def test_a_listener_gets_the_loudest_voices_as_they_change(
+    running_two_voices: Running,
+) -> None:
+    """A server that forwards two audio streams to each participant, four microphones
+    on: a listener gets the two speaking, not the two silent ones; when one of those
+    speaks louder, it gets that one instead of the quieter speaker. Each speaker gets
+    the other speaker and the loudest of the rest (it does not count itself)."""
+    running = running_two_voices
+    voices = {"ann": Voice(0.3), "ben": Voice(0.1), "cat": Voice(0.5, False), "dan": Voice(0)}
+    people = {}
+    for name, voice in voices.items():
+        people[name] = running.meeting(
+            name.title(), mic_enabled=True, custom_microphone_audio_track=voice
+        )
+        await people[name].join()
+    listener = running.meeting("Listener", mode="RECV_ONLY", decode=False)
+    await listener.join()
+    sees = Streams(listener)
+    await sees.have(*[(name, "audio") for name in voices])
+
+    async def listening(heard: set[str]) -> None:
+        """Until a half second in which the listener got packets of `heard` only."""
+        async with asyncio.timeout(10):
+            while True:
+                tracks = {name: sees.live[name, "audio"].track for name in voices}
+                before = {name: track.received for name, track in tracks.items()}
+                await asyncio.sleep(0.5)
+                got = {name for name, track in tracks.items() if track.received > before[name]}
+                if got == heard:
+                    return
+
+    await listening({"ann", "ben"})
+    voices["cat"].speaking = True  # louder than ann and ben
+    await listening({"cat", "ann"})
+    held = {
+        peer.participant_id: peer.publications["audio"].held
+        for peer in running.media.peers.values()
+        if "audio" in peer.publications
+    }
+    assert held["dan"] > 0 and held["ann"] == 0  # the quietest, to nobody at all
+    # a speaker gets the other speaker and the third loudest: two others
+    ann_sees = Streams(people["ann"])
+    await ann_sees.have(*[(name, "audio") for name in voices if name != "ann"])
+    for name in ("ben", "cat"):
+        stream = ann_sees.live[name, "audio"]
+        async with asyncio.timeout(5):  # past what it queued while cat was silent
+            while not any(bytes((await stream.track.recv()).planes[0])):
+                pass
+        check_audio(await frames(stream, 5))
+
+
 async def test_recv_only_receives_and_signalling_only_has_no_media(running: Running) -> None:
     alice = running.meeting("Alice", webcam_enabled=True, mic_enabled=True)
     viewer = running.meeting("Viewer", mode="RECV_ONLY", webcam_enabled=True)
@@ -854,6 +927,100 @@ async def test_key_frame_requests_are_throttled_and_audio_needs_none() -> None:
     audio.push(b"opus", 960)
     assert bytes(await track.recv()) == b"opus"  # no key frame to wait for
     assert _forward.is_keyframe("video", b"\x10") and not _forward.is_keyframe("video", b"\x11")
+
+
+class Loud:
+    """A publication as `Loudest` ranks it: its packets' levels, and who gets its frames."""
+
+    def __init__(self, loudest: _forward.Loudest, who: str, level: int | None) -> None:
+        self.publication = _forward.Publication(who, "audio")
+        loudest.add(self.publication)
+        self.level = level
+        self.tracks: dict[str, _forward.ForwardTrack] = {}
+        self.got: Counter[str] = Counter()
+        self.frames = 0
+
+    def listen(self, *listeners: str) -> None:
+        for listener in listeners:
+            if listener != self.publication.participant_id:
+                track = _forward.ForwardTrack("audio", owner=listener)
+                track.attach(self.publication)
+                self.tracks[listener] = track
+
+    def speak(self) -> None:
+        """One 20 ms packet."""
+        if self.level is not None:
+            self.publication.heard(self.level)
+        self.publication.push(b"opus", 960 * self.frames)
+        self.frames += 1
+        for listener, track in self.tracks.items():
+            while not track._queue.empty():
+                track._queue.get_nowait()
+                self.got[listener] += 1
+
+
+def test_each_participant_gets_the_loudest_audio_of_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four participants speaking, two streams each: the two loudest (levels 10 and 20,
+    in -dBov) go to everyone else; the third goes only to those two (who do not get
+    themselves); the quietest to nobody, and is counted held. A plugin's track gets
+    every frame. Turned up, a quiet one takes its place at the next ranking; one that
+    stops sending is not ranked; with two publishers, everything is forwarded; silence
+    goes to nobody, and one that starts to speak is ranked at once."""
+    now = [100.0]
+    monkeypatch.setattr(_forward.time, "monotonic", lambda: now[0])
+    loudest = _forward.Loudest(2)
+    levels = {"a": 10, "b": 20, "c": 40, "d": 60}
+    voices = {who: Loud(loudest, who, level) for who, level in levels.items()}
+    for voice in voices.values():
+        voice.listen(*voices, "listener")
+    recorder = voices["d"].publication.subscribe()
+
+    def talk(ticks: int, who: str = "abcd") -> dict[str, dict[str, int]]:
+        """What each one's packets reached in the last 10 of `ticks` 20 ms ticks."""
+        for tick in range(ticks):
+            if tick == ticks - 10:
+                for voice in voices.values():
+                    voice.got.clear()
+            now[0] += 0.02
+            for speaker in who:
+                voices[speaker].speak()
+        return {w: dict(v.got) for w, v in voices.items()}
+
+    got = talk(50)  # 1 s: the levels settle
+    assert got["a"] == {"b": 10, "c": 10, "d": 10, "listener": 10}
+    assert got["b"] == {"a": 10, "c": 10, "d": 10, "listener": 10}
+    assert got["c"] == {"a": 10, "b": 10}  # third: only for the two loudest
+    assert got["d"] == {}
+    assert voices["d"].publication.held >= 10 and voices["a"].publication.held == 0
+    assert recorder._queue.qsize() == 50  # a plugin's track: every frame
+    assert loudest.speakers == {"a", "b"}
+
+    voices["d"].level = 0  # d speaks up: the loudest at the next ranking
+    got = talk(50)
+    assert loudest.speakers == {"d", "a"}
+    assert got["d"]["listener"] == 10 and "listener" not in got["b"]
+    assert got["b"] == {"a": 10, "d": 10}  # third now, for the two loudest
+
+    got = talk(50, who="bcd")  # a stops sending: silent after 0.5 s, it is not ranked
+    assert loudest.speakers == {"d", "b"}
+    assert got["c"] == {"b": 10, "d": 10}
+
+    for who in "bc":  # two left: each gets all of the other one
+        loudest.discard(voices[who].publication)
+    assert voices["b"].publication.loudest is None
+    got = talk(20, who="ad")
+    assert got["a"]["listener"] == got["a"]["d"] == got["d"]["listener"] == got["d"]["a"] == 10
+
+    voices["e"] = Loud(loudest, "e", 127)  # a third, silent (a muted microphone)
+    voices["e"].listen("a", "d", "listener")
+    got = talk(50, who="ade")
+    assert got["e"] == {}  # silence goes to nobody, not even as the third
+    voices["e"].level = 30  # e speaks: ranked again at its first packet, not 0.3 s later
+    voices["e"].got.clear()
+    voices["e"].speak()
+    assert voices["e"].got == {"a": 1, "d": 1}
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -5,6 +5,7 @@ exchange audio and video through it, with no STUN server and every candidate on
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from meetcore_webrtc.client import Meeting, Stream, init_meeting
-from meetcore_webrtc.testing import ServeProcess
-from meetcore_webrtc.tracks import SyntheticVideoTrack
+from meetcore_webrtc.testing import ServeProcess, clean_env
+from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
 
 pytestmark = [
     pytest.mark.anyio,
@@ -115,3 +116,66 @@ async def test_two_clients_exchange_media_through_meetcore_serve(
         for meeting in (alice, bob):
             if meeting.joined:
                 await meeting.leave()
+
+
+async def test_audio_streams_sets_how_many_voices_each_participant_gets(tmp_path: Path) -> None:
+    """`meetcore serve --audio-streams 1`, three microphones on, one of them speaking:
+    a listener gets the speaker's audio only (the others' packets are held)."""
+    env = {"MEETCORE_ICE_ADDRESSES": "127.0.0.1"}
+    with ServeProcess(tmp_path, args=["--audio-streams", "1"], env=env).wait_ready() as serve:
+        async with httpx.AsyncClient(base_url=serve.url, timeout=10) as http:
+            token = (await http.get("/get-token")).json()["token"]
+            room_id = (await http.post("/v2/rooms", headers={"Authorization": token})).json()[
+                "roomId"
+            ]
+        options: dict[str, Any] = {
+            "base_url": serve.url,
+            "token": token,
+            "meeting_id": room_id,
+            "ice_addresses": ["127.0.0.1"],
+        }
+        meetings = [
+            init_meeting(
+                **options,
+                participant_id=name,
+                mic_enabled=True,
+                custom_microphone_audio_track=ToneAudioTrack(volume=volume),
+            )
+            for name, volume in (("loud", 0.3), ("mute1", 0.0), ("mute2", 0.0))
+        ]
+        listener = init_meeting(**options, participant_id="ear", mode="RECV_ONLY", decode=False)
+        try:
+            for meeting in [*meetings, listener]:
+                await meeting.join()
+            tracks = {
+                name: (await stream_of(listener, name, "audio")).track
+                for name in ("loud", "mute1", "mute2")
+            }
+            async with asyncio.timeout(10):  # until a second with the speaker's packets only
+                while True:
+                    before = {name: track.received for name, track in tracks.items()}
+                    await asyncio.sleep(1)
+                    got = {name for name, track in tracks.items() if track.received > before[name]}
+                    if got == {"loud"}:
+                        break
+        finally:
+            for meeting in [*meetings, listener]:
+                if meeting.joined:
+                    await meeting.leave()
+    assert "Traceback" not in serve.output
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "", "99999999999999999999", "1.5"])
+def test_a_bad_audio_streams_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--audio-streams", value],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert "--audio-streams" in line and len(line) < 400

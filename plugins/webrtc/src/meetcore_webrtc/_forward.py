@@ -19,6 +19,11 @@ frames instead:
   subscriber (or one attached to another publisher) drops frames until the next
   key frame and asks for one at once, so it gets a picture within a round trip,
   not at the publisher's next periodic key frame.
+- Audio: in a meeting where more participants send audio than each may get
+  (`MediaConfig.audio_streams`), a `Loudest` ranks a meeting's audio publications
+  by the level (RFC 6464) their clients put in each RTP packet, which
+  `watch_audio_levels` reads, and only the loudest are forwarded: a meeting's audio
+  costs the server what that many streams cost, however many have their mic on.
 
 This relies on aiortc internals, so the version is pinned (`AIORTC_VERSION`) and
 `check_internals()` fails loudly when they change (a test calls it).
@@ -32,6 +37,7 @@ import copy
 import fractions
 import inspect
 import logging
+import math
 import queue
 import time
 from collections.abc import Callable
@@ -49,6 +55,7 @@ from aiortc import (
     rtcpeerconnection,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
@@ -57,6 +64,7 @@ __all__ = [
     "AIORTC_VERSION",
     "FORWARDED_CODECS",
     "ForwardTrack",
+    "Loudest",
     "Publication",
     "check_internals",
     "create_offer",
@@ -67,6 +75,7 @@ __all__ = [
     "negotiated_extensions",
     "prefer_forwarded_codecs",
     "restrict_to_forwarded",
+    "watch_audio_levels",
 ]
 
 log = logging.getLogger("meetcore.media")
@@ -83,6 +92,19 @@ FRAME_TICKS = {"audio": 960, "video": 3000}
 MAX_QUEUED = 60
 #: Seconds between two key-frame requests to the same publisher.
 KEYFRAME_INTERVAL = 0.25
+#: Seconds between two rankings of a meeting's audio by loudness (`Loudest`).
+RANK_INTERVAL = 0.3
+#: Seconds without a packet after which a publication is not ranked (it sends nothing).
+SILENT_AFTER = 0.5
+#: Loudness (dB above -127 dBov) under which audio is silence: a muted microphone's
+#: digital zeros, not a quiet room (about 50 dB above).
+SILENCE_DB = 1.0
+#: Decibels a stream that is forwarded is credited when ranked: two about as loud do
+#: not take turns every ranking.
+HYSTERESIS_DB = 3.0
+#: The weight of each packet's level in a publication's loudness (a moving average:
+#: about the last 10 packets, 0.2 s of 20 ms packets).
+LEVEL_WEIGHT = 0.1
 
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
@@ -111,6 +133,16 @@ def check_internals() -> list[str]:
     needs(RTCRtpReceiver.__init__, "self.__started", "the receiver's started flag")
     needs(RTCRtpReceiver.receive, "self.__decoder_queue", "the decoder thread reads that queue")
     needs(RTCRtpReceiver, "async def _send_rtcp_pli(self, media_ssrc", "the receiver sends PLIs")
+    needs(
+        RTCDtlsTransport._handle_rtp_data,
+        "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)",
+        "the transport hands each parsed RTP packet to its receiver's _handle_rtp_packet",
+    )
+    needs(
+        aiortc.rtp.HeaderExtensionsMap.get,
+        "values.audio_level = (vad_level & 0x80 == 0x80, vad_level & 0x7F)",
+        "a parsed packet's audio level is (voice activity, -dBov)",
+    )
     needs(
         RTCRtpSender._next_encoded_frame,
         "self.__encoder.pack(data)",
@@ -322,6 +354,20 @@ def install_tap(
     setattr(receiver, _RECEIVER_QUEUE, _EncodedTap(deliver))
 
 
+def watch_audio_levels(receiver: RTCRtpReceiver, publication: Publication) -> None:
+    """Tell `publication` the audio level of each RTP packet the receiver gets (the
+    ssrc-audio-level header extension, when the client sends it)."""
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            publication.heard(level[1])
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
 def hook_keyframe_requests(sender: RTCRtpSender, track: ForwardTrack) -> None:
     """Pass the PLI and FIR the sender's peer sends on to the track's publisher."""
     original = sender._send_keyframe
@@ -360,6 +406,16 @@ class Publication:
         self.frames = 0
         self.keyframes = 0
         self.keyframe_requests = 0
+        #: Frames not forwarded to anyone: too quiet among the meeting's audio.
+        self.held = 0
+        #: Audio: how loud it is (dB above -127 dBov, a moving average of the packets'
+        #: levels), whether its packets carry levels at all, when one last came, and its
+        #: place among the meeting's audio (0: the loudest), from its `Loudest`.
+        self.loudness = 0.0
+        self.levels = False
+        self.heard_at = -math.inf
+        self.rank = 0
+        self.loudest: Loudest | None = None
         self._receiver = receiver
         self._last_request = -KEYFRAME_INTERVAL
         self._warned = False
@@ -382,17 +438,41 @@ class Publication:
             return
         self.push(bytes(frame.data), int(frame.timestamp))
 
+    def heard(self, level: int) -> None:
+        """A packet's audio level: 0 (0 dBov, the loudest) to 127 (-127 dBov, silence)."""
+        now = time.monotonic()
+        quiet = self.loudness < SILENCE_DB or now - self.heard_at > SILENT_AFTER
+        self.levels = True
+        self.heard_at = now
+        self.loudness += (127 - level - self.loudness) * LEVEL_WEIGHT
+        if quiet and self.loudness >= SILENCE_DB and self.loudest is not None:
+            self.loudest.stale()  # it speaks (again): ranked at once, not 0.3 s later
+
     def push(self, data: bytes, timestamp: int) -> None:
-        """Forward one encoded frame, with its RTP timestamp, to every subscriber."""
+        """Forward one encoded frame, with its RTP timestamp, to every subscriber (audio
+        too quiet among the meeting's to the participants it is held from)."""
         keyframe = is_keyframe(self.kind, data)
         self.frames += 1
         self.keyframes += keyframe and self.kind == "video"
+        loudest = self.loudest
+        if loudest is not None and loudest.ranks(self) >= loudest.limit:
+            if self.rank > loudest.limit:
+                self.held += 1
+            for track in list(self.subscribers):
+                # participants get the `limit` loudest of the others: the next one too
+                # when they are among the loudest themselves; a plugin's track, all
+                if track.owner is None or (
+                    self.rank == loudest.limit and track.owner in loudest.speakers
+                ):
+                    track.push(data, timestamp, keyframe)
+            return
         for track in list(self.subscribers):
             track.push(data, timestamp, keyframe)
 
     def subscribe(self) -> ForwardTrack:
         """A new track of this publication's encoded frames (as `av.Packet`), for a plugin
-        that records or relays them; `stop()` it when done."""
+        that records or relays them (all of them: no audio is held from it); `stop()` it
+        when done."""
         track = ForwardTrack(self.kind)
         track.attach(self)
         return track
@@ -421,17 +501,92 @@ class Publication:
         self._receiver = None
 
 
+class Loudest:
+    """A meeting's audio publications on this node, ranked by loudness, so that each
+    participant gets the audio of the `limit` loudest others only.
+
+    Ranked at most every `RANK_INTERVAL` seconds, as frames come: a publication's rank
+    is its place by loudness (0: the loudest), with `HYSTERESIS_DB` more for those
+    forwarded already; silence (under `SILENCE_DB`, or nothing heard for
+    `SILENT_AFTER` seconds) ranks past `limit`, held from everyone: it would take the
+    place of someone speaking for nothing. A publication that starts to speak (again)
+    has them ranked at once. With `limit` publications or fewer, everyone gets every
+    one: all rank 0. Those whose packets carry no audio level cannot be ranked: they
+    rank 0, always forwarded.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"Loudest(limit={limit}): at least one stream")
+        self.limit = limit
+        self.publications: set[Publication] = set()
+        #: The participants whose audio ranks under `limit`.
+        self.speakers: frozenset[str] = frozenset()
+        self._ranked_at = -math.inf
+
+    def add(self, publication: Publication) -> None:
+        publication.loudest = self
+        self.publications.add(publication)
+        self.stale()
+
+    def discard(self, publication: Publication) -> None:
+        if publication.loudest is self:
+            publication.loudest = None
+        self.publications.discard(publication)
+        self.stale()
+
+    def stale(self) -> None:
+        """Rank them again before the next frame is forwarded."""
+        self._ranked_at = -math.inf
+
+    def ranks(self, publication: Publication) -> int:
+        """The publication's rank, ranking them all again when it is time."""
+        now = time.monotonic()
+        if now - self._ranked_at >= RANK_INTERVAL:
+            self.rank(now)
+        return publication.rank
+
+    def rank(self, now: float) -> None:
+        self._ranked_at = now
+        ranked: list[Publication] = []
+        for publication in self.publications:
+            if publication.levels:
+                ranked.append(publication)
+            else:  # sends nothing yet, or no levels: cannot be ranked, always forwarded
+                publication.rank = 0
+        if len(ranked) > self.limit:
+
+            def silent(publication: Publication) -> bool:
+                # not sending (its microphone off, or gone) is as silent as zeros
+                stale = now - publication.heard_at > SILENT_AFTER
+                return stale or publication.loudness < SILENCE_DB
+
+            def loudness(publication: Publication) -> float:
+                credit = HYSTERESIS_DB if publication.rank < self.limit else 0.0
+                return -1.0 if silent(publication) else publication.loudness + credit
+
+            ranked.sort(key=loudness, reverse=True)
+            for place, publication in enumerate(ranked):
+                publication.rank = self.limit + 1 + place if silent(publication) else place
+        else:
+            for publication in ranked:
+                publication.rank = 0
+        self.speakers = frozenset(p.participant_id for p in ranked if p.rank < self.limit)
+
+
 class ForwardTrack(MediaStreamTrack):
     """A subscriber's outgoing track: the encoded frames of whichever publication it is
     attached to, as `av.Packet`s, which its sender packetizes without encoding.
 
     Timestamps are rebased so that they keep increasing across attachments: the
     subscriber's decoder sees one stream on one SSRC. Detached, `recv()` waits.
+    `owner`: the participant it is sent to (None: a plugin's).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, owner: str | None = None) -> None:
         super().__init__()
         self.kind = kind
+        self.owner = owner
         self.source: Publication | None = None
         #: Packets handed to the sender.
         self.packets = 0

@@ -21,7 +21,7 @@ from meetcore_webrtc.rooms import RoomsView
 from meetcore_webrtc.signaling import Signaling
 
 if TYPE_CHECKING:
-    from meetcore_webrtc.media import MediaConfig
+    from meetcore_webrtc._config import MediaConfig
 
 __all__ = ["NO_GET_TOKEN", "Server", "create_app"]
 

@@ -29,8 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
@@ -45,9 +44,11 @@ from meetcore.events import (
 )
 from meetcore_webrtc import _ice, hookspecs
 from meetcore_webrtc import protocol as p
+from meetcore_webrtc._config import MediaConfig
 from meetcore_webrtc._forward import (
     AIORTC_VERSION,
     ForwardTrack,
+    Loudest,
     Publication,
     check_internals,
     create_offer,
@@ -57,6 +58,7 @@ from meetcore_webrtc._forward import (
     negotiated_extensions,
     prefer_forwarded_codecs,
     restrict_to_forwarded,
+    watch_audio_levels,
 )
 
 __all__ = ["MEDIA_EVENTS", "MediaConfig", "MediaServer"]
@@ -74,24 +76,6 @@ KINDS: tuple[Kind, ...] = ("audio", "video")
 #: Sends a message to a connection once it has been sent the events up to `seq`;
 #: False when the connection is not on this node (any more).
 Send = Callable[[str, p.MediaOffer, int], bool]
-
-
-@dataclass(frozen=True)
-class MediaConfig:
-    """How the server's peer connections gather ICE candidates.
-
-    `ice_servers`: STUN/TURN servers (URLs, or dicts with `urls`, `username`,
-    `credential`); none by default: host candidates only. `addresses`: the
-    addresses to gather host candidates on (None: every interface but loopback).
-    `from_env()` reads `MEETCORE_ICE_SERVERS` and `MEETCORE_ICE_ADDRESSES`.
-    """
-
-    ice_servers: Sequence[_ice.IceServer] = ()
-    addresses: Sequence[str] | None = None
-
-    @classmethod
-    def from_env(cls) -> MediaConfig:
-        return cls(ice_servers=_ice.servers_from_env(), addresses=_ice.addresses_from_env())
 
 
 class _Member:
@@ -166,8 +150,10 @@ class _Peer:
 class _Room:
     """A meeting with media on this node: its members as the log has them, its peers."""
 
-    def __init__(self, meeting_id: str) -> None:
+    def __init__(self, meeting_id: str, audio_streams: int) -> None:
         self.meeting_id = meeting_id
+        # which audio is forwarded when more participants send it than each may get
+        self.loudest = Loudest(audio_streams) if audio_streams else None
         self.members: dict[str, _Member] = {}
         self.version = 0
         self.peers: dict[str, _Peer] = {}
@@ -291,6 +277,8 @@ class MediaServer:
                 transceiver.direction = "recvonly"
                 publication = Publication(participant_id, kind, transceiver.receiver)
                 install_tap(transceiver.receiver, publication.feed)
+                if kind == "audio" and room.loudest is not None:
+                    watch_audio_levels(transceiver.receiver, publication)
                 peer.publications[kind] = publication
             answer = await pc.createAnswer()
             with _ice.gathering_on(self.config.addresses):
@@ -314,6 +302,9 @@ class MediaServer:
 
         room.peers[connection_id] = peer
         self.peers[connection_id] = peer
+        audio = peer.publications.get("audio")
+        if audio is not None and room.loudest is not None:
+            room.loudest.add(audio)
         self._schedule(room)
         return p.MediaAnswer(sdp=pc.localDescription.sdp)
 
@@ -359,7 +350,7 @@ class MediaServer:
     async def _room(self, meeting_id: str) -> _Room:
         room = self.rooms.get(meeting_id)
         if room is None:
-            room = self.rooms[meeting_id] = _Room(meeting_id)
+            room = self.rooms[meeting_id] = _Room(meeting_id, self.config.audio_streams)
             try:
                 state = await self.engine.state(meeting_id)
             except BaseException:
@@ -497,7 +488,7 @@ class MediaServer:
         return changed
 
     def _new_slot(self, peer: _Peer, kind: Kind) -> _Slot:
-        track = ForwardTrack(kind)
+        track = ForwardTrack(kind, owner=peer.participant_id)
         transceiver = peer.pc.addTransceiver(track, direction="sendonly")
         prefer_forwarded_codecs(transceiver)
         hook_keyframe_requests(transceiver.sender, track)
@@ -541,6 +532,8 @@ class MediaServer:
             del self.peers[peer.connection_id]
         for publication in peer.publications.values():
             publication.close()
+            if room.loudest is not None:
+                room.loudest.discard(publication)
         for slot in peer.slots:
             slot.track.stop()
         try:

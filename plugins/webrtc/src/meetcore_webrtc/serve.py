@@ -30,6 +30,7 @@ import uvicorn
 
 from meetcore import Engine, MediaPlacement, StoreError
 from meetcore_webrtc import _logs
+from meetcore_webrtc._config import AUDIO_STREAMS, MediaConfig
 from meetcore_webrtc._http import MeetcoreH11
 from meetcore_webrtc.app import Server
 
@@ -217,6 +218,7 @@ async def run(
     plugins: list[object] | None = None,
     opened: Callable[[], object] = lambda: None,
     public_url: str | None = None,
+    audio_streams: int = AUDIO_STREAMS,
     **uvicorn_options: Any,
 ) -> None:
     """Open the engine on `store` (with `plugins`; default: webhooks as the environment
@@ -228,7 +230,13 @@ async def run(
         plugins = [*plugins, _logs.MeetingLog()]
     async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=plugins) as engine:
         opened()
-        server = Server(engine, dev=dev, secret=resume_secret(), public_url=public_url)
+        server = Server(
+            engine,
+            dev=dev,
+            secret=resume_secret(),
+            public_url=public_url,
+            media=MediaConfig.from_env(audio_streams),
+        )
         if server.signaling.clustered:
             say(
                 f"a cluster node at {public_url}: each join goes to its meeting's media node",
@@ -282,6 +290,14 @@ async def run(
     "join to the node that carries the meeting's media.",
 )
 @click.option(
+    "--audio-streams",
+    default=AUDIO_STREAMS,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="How many others' audio each participant gets when more send it: the loudest "
+    "(0: all of them).",
+)
+@click.option(
     "--webhook-allow-network",
     "webhook_networks",
     multiple=True,
@@ -311,6 +327,7 @@ def serve(
     dev: bool,
     lease_ttl: float,
     public_url: str | None,
+    audio_streams: int,
     webhook_networks: tuple[str, ...],
     log_level: str,
     log_format: str,
@@ -345,6 +362,7 @@ def serve(
                 plugins=plugins,
                 opened=lambda: _start_lines(store, url, dev),
                 public_url=checked or default,
+                audio_streams=audio_streams,
             )
         )
     except (StoreError, ValueError) as error:

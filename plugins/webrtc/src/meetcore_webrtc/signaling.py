@@ -73,7 +73,8 @@ from meetcore_webrtc._auth import authenticate
 from meetcore_webrtc._logs import client_of
 
 if TYPE_CHECKING:
-    from meetcore_webrtc.media import MediaConfig, MediaServer
+    from meetcore_webrtc._config import MediaConfig
+    from meetcore_webrtc.media import MediaServer
 
 __all__ = ["Signaling", "new_participant_id"]
 
