@@ -1311,6 +1311,11 @@ async def test_a_page_in_through_another_node_gets_media_and_follows_a_failover(
     pages.expected_errors.append("WebSocket connection to")  # Chromium's word on A's death
     a.process.kill()
     assert a.process.wait(10) != 0
+    # a page joining through B at once is sent to A first (B counts A alive for a third
+    # of the lease): the SDK asks B again until B carries the meeting, and gets in there
+    late = await pages.new(f"{b.url}/?meetingId={room}")
+    await join_from_demo(late, room, "Late Comer", media=False)
+    assert await late.evaluate("() => window.demo.meeting.url") == b.ws_url
     await until_true(
         page,
         f"() => window.demo.meeting.url === {json.dumps(b.ws_url)}"

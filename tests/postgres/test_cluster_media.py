@@ -187,6 +187,28 @@ async def test_when_the_media_node_dies_the_meeting_moves_and_media_comes_back(
     assert alice.joined
 
 
+async def test_a_join_sent_to_a_media_node_that_just_died_comes_back_and_gets_in(
+    nodes: list[ServeProcess], clients: list[Meeting]
+) -> None:
+    """Until its announcement lapses (a third of the lease), the other nodes still send
+    the dead node's meetings' joins there: the client asks the node it came in by
+    again until that one places the meeting on a live node (it used to fail, 3047)."""
+    a, b = nodes
+    token, room = await token_and_room(b, a, [a.url, b.url])  # its media on A
+    bob = participant(clients, a, token, room, "bob")
+    await bob.join()
+    a.process.kill()
+    assert a.process.wait(10) == -signal.SIGKILL
+    carol = participant(clients, b, token, room, "carol")
+    await carol.join()  # first sent to A, which is gone
+    assert carol.url == b.ws_url
+    assert f"sent a join to meeting {room} to its media node {a.url}" in b.output
+    dave = participant(clients, b, token, room, "dave")
+    await dave.join()
+    await sees_video_of(carol, "dave")
+    await sees_video_of(dave, "carol")
+
+
 async def test_a_join_to_no_meeting_is_refused_where_it_arrives_and_places_nothing(
     nodes: list[ServeProcess], clients: list[Meeting], database: str
 ) -> None:

@@ -91,6 +91,10 @@ RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0)
 #: Redirects (`protocol.Redirect`: a cluster's node sending the client to its meeting's
 #: media node) a join or resume follows before it gives up.
 MAX_REDIRECTS = 3
+#: Seconds a join keeps going back to the node it came in by when the node that node
+#: sent it to cannot be reached (it died: until its announcement lapses, a third of
+#: the lease, its meetings are still sent there; then they are placed on a live node).
+DEAD_NODE_RETRY = 15.0
 
 _ALPHABET = string.ascii_lowercase + string.digits
 _CONNECT: dict[str, Any] = {"max_size": None, "ping_interval": None, "compression": None}
@@ -419,9 +423,12 @@ class Meeting(_Emitter):
         self, hello: p.JoinRequest | p.ResumeRequest, url: str
     ) -> tuple[ClientConnection, p.Welcome]:
         """Connect to `url` and send `hello`, following a cluster's redirects; the socket
-        and its welcome (`self.url` is where it is). Raises OSError or InvalidHandshake
-        when a server cannot be reached, `Rejected` when one refuses."""
-        for _ in range(MAX_REDIRECTS + 1):
+        and its welcome (`self.url` is where it is). A node it is sent to that cannot be
+        reached (dead) makes it ask `url` again, for up to `DEAD_NODE_RETRY` seconds.
+        Raises OSError or InvalidHandshake when a server cannot be reached, `Rejected`
+        when one refuses."""
+        entry, redirects, tries, waited = url, 0, 0, 0.0
+        while True:
             self._trying = url  # for the message when it cannot be reached
             try:
                 socket = await websockets.connect(url, **_CONNECT)
@@ -429,12 +436,30 @@ class Meeting(_Emitter):
                 raise Rejected(
                     ErrorCode.UNABLE_TO_JOIN, f"cannot connect to {url[:200]!r}"
                 ) from None
+            except (OSError, websockets.InvalidHandshake):
+                if url == entry or waited >= DEAD_NODE_RETRY:
+                    raise
+                # the node it was sent to is gone: ask the entry node again, which places
+                # the meeting on a live node once the dead one's announcement lapses
+                delay = RECONNECT_DELAYS[min(tries, len(RECONNECT_DELAYS) - 1)]
+                tries += 1
+                await asyncio.sleep(delay)
+                waited += delay
+                url, redirects = entry, 0
+                continue
             try:
                 welcome = await self._hello(socket, hello)
             except _Redirected as redirect:
                 await socket.close()
                 if url.startswith("wss:") and not redirect.url.startswith("wss:"):
                     why = f"refused a redirect from TLS to plain text: {redirect.url[:200]}"
+                    raise Rejected(ErrorCode.UNABLE_TO_JOIN, why) from None
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    why = (
+                        f"more than {MAX_REDIRECTS} redirects from one node to another, "
+                        f"the last to {redirect.url[:200]}"
+                    )
                     raise Rejected(ErrorCode.UNABLE_TO_JOIN, why) from None
                 url = redirect.url
                 continue
@@ -443,8 +468,6 @@ class Meeting(_Emitter):
                 raise
             self.url = url
             return socket, welcome
-        why = f"more than {MAX_REDIRECTS} redirects from one node to another, the last to {url}"
-        raise Rejected(ErrorCode.UNABLE_TO_JOIN, why)
 
     async def _hello(
         self, socket: ClientConnection, hello: p.JoinRequest | p.ResumeRequest
@@ -459,8 +482,14 @@ class Meeting(_Emitter):
                     if isinstance(message, p.ErrorReply):
                         raise Rejected(ErrorCode(message.code), message.message)
                     if isinstance(message, p.Redirect):
-                        if urlsplit(message.base_url).scheme not in ("http", "https"):
-                            why = f"redirected to a URL that is not http(s): {message.base_url!r}"
+                        base = message.base_url
+                        parts = urlsplit(base)
+                        if (
+                            parts.scheme not in ("http", "https")
+                            or not parts.hostname
+                            or any(c.isspace() or ord(c) < 32 for c in base)
+                        ):
+                            why = f"redirected to a URL that is not http(s): {base!r}"
                             raise Rejected(ErrorCode.UNABLE_TO_JOIN, why[:300])
                         raise _Redirected(_ws_url(message.base_url))
         except (TimeoutError, websockets.ConnectionClosed) as error:

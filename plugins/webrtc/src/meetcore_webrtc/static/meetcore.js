@@ -131,6 +131,12 @@ const SENDING_MODES = ["SEND_AND_RECV", "CONFERENCE"];
 export const REQUEST_TIMEOUT = 15_000;
 /** Redirects (a cluster's node sending the client to its meeting's media node) a join or resume follows. */
 const MAX_REDIRECTS = 3;
+/**
+ * Milliseconds a join keeps asking the node it came in by again when the node that sent
+ * it to cannot be reached (it died: its meetings are sent there until its announcement
+ * lapses, a third of the lease; then they are placed on a live node).
+ */
+const DEAD_NODE_RETRY = 15_000;
 
 /** Milliseconds between reconnection attempts, as the Python client; then 1102. */
 export const RECONNECT_DELAYS = Object.freeze([100, 250, 500, 1000, 1000, 2000, 2000, 2000, 2000, 2000]);
@@ -492,13 +498,32 @@ export class Meeting extends Emitter {
   /**
    * Connect to `url` and send the join or resume, following a cluster's redirects (to
    * the meeting's media node, at most MAX_REDIRECTS); `this.url` is where it is then.
+   * A node it is sent to that cannot be reached (dead) makes it ask `url` again, for
+   * up to DEAD_NODE_RETRY.
    * @param {object} hello
    * @param {string} url
    * @returns {Promise<[WebSocket, object]>} the socket and its welcome
    */
   async _open(hello, url) {
-    for (let redirects = 0; redirects <= MAX_REDIRECTS; redirects++) {
-      const socket = await openSocket(url);
+    const entry = url;
+    let redirects = 0;
+    let tries = 0;
+    let waited = 0;
+    while (redirects <= MAX_REDIRECTS) {
+      let socket;
+      try {
+        socket = await openSocket(url);
+      } catch (error) {
+        if (url === entry || waited >= DEAD_NODE_RETRY) throw error;
+        // the node it was sent to is gone: ask the entry node again, which places the
+        // meeting on a live node once the dead one's announcement lapses
+        const delay = RECONNECT_DELAYS[Math.min(tries++, RECONNECT_DELAYS.length - 1)];
+        await sleep(delay);
+        waited += delay;
+        url = entry;
+        redirects = 0;
+        continue;
+      }
       try {
         const welcome = await this._greet(socket, hello);
         this.url = url;
@@ -511,6 +536,7 @@ export class Meeting extends Emitter {
           throw new MeetCoreError(ErrorCode.UNABLE_TO_JOIN, why);
         }
         url = error.url;
+        redirects++;
       }
     }
     const why = `more than ${MAX_REDIRECTS} redirects from one node to another, the last to ${url}`;
