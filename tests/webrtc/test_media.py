@@ -31,13 +31,14 @@ import websockets
 from aiortc.codecs import opus, vpx
 from aiortc.mediastreams import MediaStreamError
 
-from meetcore import Engine, Record, hookimpl
+from meetcore import Engine, ErrorCode, Record, Rejected, hookimpl
 from meetcore.commands import InitMeeting
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_webrtc import _forward, hookspecs, plugin
 from meetcore_webrtc.app import Server
 from meetcore_webrtc.client import EncodedFrame, Meeting, Participant, Stream, init_meeting
 from meetcore_webrtc.media import MediaConfig, MediaServer
+from meetcore_webrtc.protocol import OfferRequest
 from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
 
 pytestmark = pytest.mark.anyio
@@ -688,20 +689,21 @@ class Voice(ToneAudioTrack):
 
 
 @pytest.fixture
-async def running_two_voices() -> AsyncIterator[Running]:
-    """A server that forwards each participant two audio streams."""
-    async for running in serve([], audio_streams=2):
+async def running_voices(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
+    """A server that forwards each participant `request.param` audio streams."""
+    async for running in serve([], audio_streams=request.param):
         yield running
 
 
+@pytest.mark.parametrize("running_voices", [2], indirect=True)
 async def test_a_listener_gets_the_loudest_voices_as_they_change(
-    running_two_voices: Running,
+    running_voices: Running,
 ) -> None:
     """A server that forwards two audio streams to each participant, four microphones
     on: a listener gets the two speaking, not the two silent ones; when one of those
     speaks louder, it gets that one instead of the quieter speaker. Each speaker gets
     the other speaker and the loudest of the rest (it does not count itself)."""
-    running = running_two_voices
+    running = running_voices
     voices = {"ann": Voice(0.3), "ben": Voice(0.1), "cat": Voice(0.5, False), "dan": Voice(0)}
     people = {}
     for name, voice in voices.items():
@@ -743,6 +745,52 @@ async def test_a_listener_gets_the_loudest_voices_as_they_change(
             while not any(bytes((await stream.track.recv()).planes[0])):
                 pass
         check_audio(await frames(stream, 5))
+
+
+@pytest.mark.parametrize("running_voices", [1], indirect=True)
+async def test_a_voice_the_log_says_is_off_takes_no_place(running_voices: Running) -> None:
+    """A server forwarding one voice: Ann speaks; Mallory turns her microphone off, but
+    her client (hostile, or broken) keeps sending a louder one. The server forwards it
+    to nobody, and it takes no place from Ann: only the voices the log says are on are
+    ranked (it took the one place, and the listener heard nobody)."""
+    running = running_voices
+    ann = running.meeting("Ann", mic_enabled=True, custom_microphone_audio_track=Voice(0.1))
+    await ann.join()
+    listener = running.meeting("Listener", mode="RECV_ONLY", decode=False)
+    await listener.join()
+    mallory = running.meeting("Mallory", mic_enabled=True, custom_microphone_audio_track=Voice(0.9))
+    await mallory.join()
+    sees = Streams(listener)
+    await sees.have(("ann", "audio"), ("mallory", "audio"))
+    media = mallory._media
+    assert media is not None
+    sending = media.publish
+    media.publish = lambda kind, enabled: sending(kind, enabled or kind == "audio")  # type: ignore[method-assign]
+    await mallory.mute_mic()
+    await until(lambda: "mallory" not in {who for who, _ in sees.live})
+    (room,) = running.media.rooms.values()
+    assert room.loudest is not None
+    await until(lambda: {p.participant_id for p in room.loudest.publications} == {"ann"})
+    ann_audio = sees.live["ann", "audio"].track
+    before = ann_audio.received
+    await asyncio.sleep(1)
+    assert ann_audio.received - before > 20  # 50 a second
+    assert room.loudest.speakers == {"ann"}
+
+
+async def test_a_refused_offer_leaves_no_media_room_behind(running: Running) -> None:
+    """An offer the server cannot use made the meeting's media room, which follows its
+    log, and left it there for good: one per meeting a client could join."""
+    alice = running.meeting("Alice")
+    await alice.join()
+    with pytest.raises(Rejected) as refused:
+        await alice._request(OfferRequest(sdp="v=0 garbage"))
+    assert refused.value.code == ErrorCode.INVALID_PARAMETER
+    assert running.media.rooms == {}
+    bob = running.meeting("Bob", webcam_enabled=True, custom_camera_video_track=small_camera())
+    await bob.join()  # media works in the meeting as before
+    await Streams(alice).have(("bob", "video"))
+    assert list(running.media.rooms) == [ROOM]
 
 
 async def test_recv_only_receives_and_signalling_only_has_no_media(running: Running) -> None:
@@ -1021,6 +1069,35 @@ def test_each_participant_gets_the_loudest_audio_of_the_others(
     voices["e"].got.clear()
     voices["e"].speak()
     assert voices["e"].got == {"a": 1, "d": 1}
+
+
+def test_a_voice_louder_than_the_one_forwarded_is_ranked_at_its_packet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One voice forwarded: a held voice that speaks up is ranked again as soon as it is
+    louder than the forwarded one (with its credit), at its packet, not at the next
+    ranking 0.3 s later: the first word is not cut."""
+    now = [100.0]
+    monkeypatch.setattr(_forward.time, "monotonic", lambda: now[0])
+    loudest = _forward.Loudest(1)
+    voices = {who: Loud(loudest, who, level) for who, level in {"a": 70, "b": 80, "c": 90}.items()}
+    for voice in voices.values():
+        voice.listen("listener")
+    for _ in range(50):
+        now[0] += 0.02
+        for voice in voices.values():
+            voice.speak()
+    assert loudest.speakers == {"a"}
+    loudest.rank(now[0])  # the next ranking is 0.3 s, 15 packets, away
+    voices["c"].level = 0
+    voices["c"].got.clear()
+    packets = 0
+    while not voices["c"].got["listener"] and packets < 10:
+        now[0] += 0.02
+        packets += 1
+        for voice in voices.values():
+            voice.speak()
+    assert packets <= 4 and loudest.speakers == {"c"}  # 57 dB + 3 passed at the 3rd packet
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:

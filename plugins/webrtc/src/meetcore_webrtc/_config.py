@@ -35,7 +35,8 @@ class MediaConfig:
     audio_streams: int = AUDIO_STREAMS
 
     def __post_init__(self) -> None:
-        if not isinstance(self.audio_streams, int) or self.audio_streams < 0:
+        streams = self.audio_streams
+        if not isinstance(streams, int) or isinstance(streams, bool) or streams < 0:
             raise ValueError(f"audio_streams must be 0 (all) or more, not {self.audio_streams!r}")
 
     @classmethod

@@ -441,12 +441,16 @@ class Publication:
     def heard(self, level: int) -> None:
         """A packet's audio level: 0 (0 dBov, the loudest) to 127 (-127 dBov, silence)."""
         now = time.monotonic()
-        quiet = self.loudness < SILENCE_DB or now - self.heard_at > SILENT_AFTER
+        loudness = 127 - level
+        if self.loudness < SILENCE_DB or now - self.heard_at > SILENT_AFTER:
+            self.loudness = loudness  # it speaks (again): from its first packet
+        else:
+            self.loudness += (loudness - self.loudness) * LEVEL_WEIGHT
         self.levels = True
         self.heard_at = now
-        self.loudness += (127 - level - self.loudness) * LEVEL_WEIGHT
-        if quiet and self.loudness >= SILENCE_DB and self.loudest is not None:
-            self.loudest.stale()  # it speaks (again): ranked at once, not 0.3 s later
+        loudest = self.loudest
+        if loudest is not None and loudest.passes(self):
+            loudest.stale()  # louder than one forwarded: ranked at once, not 0.3 s later
 
     def push(self, data: bytes, timestamp: int) -> None:
         """Forward one encoded frame, with its RTP timestamp, to every subscriber (audio
@@ -509,10 +513,10 @@ class Loudest:
     is its place by loudness (0: the loudest), with `HYSTERESIS_DB` more for those
     forwarded already; silence (under `SILENCE_DB`, or nothing heard for
     `SILENT_AFTER` seconds) ranks past `limit`, held from everyone: it would take the
-    place of someone speaking for nothing. A publication that starts to speak (again)
-    has them ranked at once. With `limit` publications or fewer, everyone gets every
-    one: all rank 0. Those whose packets carry no audio level cannot be ranked: they
-    rank 0, always forwarded.
+    place of someone speaking for nothing. A publication that becomes louder than the
+    one ranked above it (`bars`) has them ranked at once, at its packet. With
+    `limit` publications or fewer, everyone gets every one: all rank 0. Those whose
+    packets carry no audio level cannot be ranked: they rank 0, always forwarded.
     """
 
     def __init__(self, limit: int) -> None:
@@ -522,6 +526,9 @@ class Loudest:
         self.publications: set[Publication] = set()
         #: The participants whose audio ranks under `limit`.
         self.speakers: frozenset[str] = frozenset()
+        #: The loudness a voice must pass to be forwarded to everyone (from rank `limit`,
+        #: forwarded to the loudest only) and to the loudest (from past it).
+        self.bars = (math.inf, math.inf)
         self._ranked_at = -math.inf
 
     def add(self, publication: Publication) -> None:
@@ -538,6 +545,12 @@ class Loudest:
     def stale(self) -> None:
         """Rank them again before the next frame is forwarded."""
         self._ranked_at = -math.inf
+
+    def passes(self, publication: Publication) -> bool:
+        """Whether a voice not forwarded to everyone is now louder than the one it must
+        pass (as of the last ranking)."""
+        rank, limit = publication.rank, self.limit
+        return rank >= limit and publication.loudness > self.bars[rank > limit]
 
     def ranks(self, publication: Publication) -> int:
         """The publication's rank, ranking them all again when it is time."""
@@ -568,9 +581,17 @@ class Loudest:
             ranked.sort(key=loudness, reverse=True)
             for place, publication in enumerate(ranked):
                 publication.rank = self.limit + 1 + place if silent(publication) else place
+            # a voice louder than the one it must pass (with that one's credit; silence
+            # is passed by any sound) is ranked at once
+            bars = []
+            for last in (ranked[self.limit - 1], ranked[self.limit]):
+                credit = HYSTERESIS_DB if last.rank < self.limit else 0.0
+                bars.append(SILENCE_DB if silent(last) else last.loudness + credit)
+            self.bars = (bars[0], bars[1])
         else:
             for publication in ranked:
                 publication.rank = 0
+            self.bars = (math.inf, math.inf)  # everyone forwarded: nothing to pass
         self.speakers = frozenset(p.participant_id for p in ranked if p.rank < self.limit)
 
 

@@ -157,6 +157,7 @@ class _Room:
         self.members: dict[str, _Member] = {}
         self.version = 0
         self.peers: dict[str, _Peer] = {}
+        self.connecting = 0  # offers being answered: peers to be
         self.live: dict[tuple[str, Kind], Publication] = {}
         self.loaded = asyncio.Event()
         self.follower: asyncio.Future[None] | None = None
@@ -252,6 +253,25 @@ class MediaServer:
         if old is not None:  # a new connection replaces it
             await self._close_peer(old)
         room = await self._room(meeting_id)
+        room.connecting += 1
+        try:
+            pc = await self._connect(room, participant_id, connection_id, sdp)
+        except Rejected:
+            room.connecting -= 1
+            await self._forget_room(room)  # a refused offer leaves nothing behind
+            raise
+        except BaseException:
+            room.connecting -= 1
+            raise
+        room.connecting -= 1
+        return p.MediaAnswer(sdp=pc.localDescription.sdp)
+
+    async def _connect(
+        self, room: _Room, participant_id: str, connection_id: str, sdp: str
+    ) -> RTCPeerConnection:
+        """The participant's media connection in `room`, answering its offer (`Rejected`
+        when it cannot have one, or the offer cannot be used)."""
+        meeting_id = room.meeting_id
         state = await self.engine.state(meeting_id)
         try:
             await room.caught_up(state.version if state is not None else 0)
@@ -302,11 +322,8 @@ class MediaServer:
 
         room.peers[connection_id] = peer
         self.peers[connection_id] = peer
-        audio = peer.publications.get("audio")
-        if audio is not None and room.loudest is not None:
-            room.loudest.add(audio)
         self._schedule(room)
-        return p.MediaAnswer(sdp=pc.localDescription.sdp)
+        return pc
 
     async def answer(self, connection_id: str, sdp: str) -> None:
         """The client's answer to our last offer."""
@@ -430,6 +447,13 @@ class MediaServer:
                     live[member.participant_id, kind] = publication
         gone = [key for key, was in room.live.items() if live.get(key) is not was]
         new = [key for key, now in live.items() if room.live.get(key) is not now]
+        if room.loudest is not None:  # only the voices the log says are on are ranked
+            for key in gone:
+                if key[1] == "audio":
+                    room.loudest.discard(room.live[key])
+            for key in new:
+                if key[1] == "audio":
+                    room.loudest.add(live[key])
         room.live = live
         for participant_id, kind in gone:
             await self._call(
@@ -533,7 +557,7 @@ class MediaServer:
         for publication in peer.publications.values():
             publication.close()
             if room.loudest is not None:
-                room.loudest.discard(publication)
+                room.loudest.discard(publication)  # at once, not at the next _publish
         for slot in peer.slots:
             slot.track.stop()
         try:
@@ -542,13 +566,17 @@ class MediaServer:
             log.exception("closing the media connection of %s failed", peer.participant_id)
         if room.peers:
             self._schedule(room)
-        elif self.rooms.get(room.meeting_id) is room:
-            del self.rooms[room.meeting_id]
-            if room.follower is not None:
-                room.follower.cancel()
-            await self._publish_none(room)
+        else:
+            await self._forget_room(room)
 
-    async def _publish_none(self, room: _Room) -> None:
+    async def _forget_room(self, room: _Room) -> None:
+        """A room without media connections: stop following its log, and tell plugins
+        its tracks are gone (`_room` makes it again on the next offer)."""
+        if room.peers or room.connecting or self.rooms.get(room.meeting_id) is not room:
+            return
+        del self.rooms[room.meeting_id]
+        if room.follower is not None:
+            room.follower.cancel()
         room.members.clear()
         await self._publish(room)
 
