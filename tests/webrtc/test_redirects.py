@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from meetcore import ErrorCode, Rejected
+from meetcore_webrtc import client
 from meetcore_webrtc.client import MAX_REDIRECTS, init_meeting
 
 pytestmark = pytest.mark.anyio
@@ -112,12 +113,17 @@ async def test_a_redirect_that_names_no_http_server_is_refused(target: str) -> N
         assert meeting.state == "FAILED"
 
 
-async def test_a_redirect_to_a_node_that_cannot_be_reached_names_that_node() -> None:
-    """As when the meeting's media node has just died: the message names it, not the
-    node the client came in by."""
+async def test_a_redirect_to_a_node_that_cannot_be_reached_names_that_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As when the meeting's media node has just died and the node the client came in by
+    keeps sending it there: the client asks that node again for `DEAD_NODE_RETRY`
+    seconds (1 here), then gives up with a message naming the dead node."""
+    monkeypatch.setattr(client, "DEAD_NODE_RETRY", 1.0)
     async with fake(redirect("http://127.0.0.1:1")) as entry:
         meeting = init_meeting(base_url=entry.url, token="t", meeting_id="m")
         with pytest.raises(Rejected) as refused:
             await meeting.join()
         assert refused.value.code == ErrorCode.UNABLE_TO_JOIN
         assert refused.value.message.startswith("cannot reach ws://127.0.0.1:1/ws"), refused.value
+        assert entry.joins > 2  # asked again
