@@ -2,6 +2,9 @@
 
 Not a test: it measures and reports, and never fails because something is slow.
 
+`evolve` here is the engine's own, which updates the state in place (O(1) an event); the
+public `meetcore.evolve` copies the state it is given first and costs O(participants).
+
 Sections (run all, or pick with `--only NAME`):
 
 - `churn`: `decide` + `evolve` over a join/leave churn of many meetings (one grows to
@@ -58,7 +61,8 @@ from eventsourcing.persistence import Recording
 
 import meetcore
 import meetcore._record
-from meetcore import Engine, ErrorCode, LeaveReason, MeetingState, Rejected, decide, evolve
+from meetcore import Engine, ErrorCode, LeaveReason, MeetingState, Rejected, decide
+from meetcore._decider import _evolve as evolve  # in place (see the docstring)
 from meetcore.commands import AnyCommand, Command, InitMeeting, Join, Leave
 from meetcore.events import AnyEvent
 

@@ -16,12 +16,12 @@ import random
 from typing import Any
 
 import msgspec
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import meetcore
-from meetcore import TRANSITIONS, Record, Rejected, Rule, phase_of
+from meetcore import TRANSITIONS, LeaveReason, Record, Rejected, Rule, phase_of
 from meetcore._decider import COMMON_CODES
 from meetcore.commands import (
     Activate,
@@ -43,6 +43,7 @@ from meetcore.events import (
     EntryResponded,
     EntryWithdrawn,
     Event,
+    MeetingDeactivated,
     ParticipantJoined,
     ParticipantLeft,
     SessionEnded,
@@ -143,7 +144,11 @@ class MeetingMachine(RuleBasedStateMachine):
         assert state == before, "decide mutated the state"
         for event in events:
             self.check_event(mid, event)
-            state = meetcore.evolve(state, event)
+            given = msgspec.json.encode(state) if state is not None else None
+            after = meetcore.evolve(state, event)
+            assert state is None or after is not state, "evolve returned the state it was given"
+            assert given is None or msgspec.json.encode(state) == given, "evolve changed its input"
+            state = after
             self.logs[mid].append(event)
         assert state is not None
         self.states[mid] = state
@@ -450,3 +455,51 @@ def test_a_long_random_walk_reaches_every_event() -> None:
     seen = {type(e) for log in machine.logs.values() for e in log}
     assert seen == set(EVENT_TYPES), set(EVENT_TYPES) - seen
     assert machine.sessions > 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_evolve_and_fold_never_change_the_state_they_are_given(data: st.DataObject) -> None:
+    """A meeting with people in it, then any event, valid or not (`InvalidLog`): the
+    state given to `evolve` or `fold` is as it was, whatever they return or raise."""
+    state = None
+    commands: list[Command] = [InitMeeting(meeting_id="m0", at=1)]
+    for n, pid in enumerate(data.draw(st.lists(st.sampled_from(PEOPLE), unique=True))):
+        commands.append(
+            Join(
+                meeting_id="m0",
+                at=2 + n,
+                participant_id=pid,
+                connection_id=f"c-{pid}",
+                session_id="s0",
+                name=pid,
+            )
+        )
+    for command in commands:
+        state = meetcore.fold(meetcore.decide(state, command), state)
+    assert state is not None
+    pid = data.draw(st.sampled_from(PEOPLE))
+    fresh = meetcore.fold(meetcore.decide(None, commands[0]))
+    join = Join(
+        meeting_id="m0", at=9, participant_id=pid, connection_id="c-new", session_id="s1", name=pid
+    )
+    joined = [e for e in meetcore.decide(fresh, join) if isinstance(e, ParticipantJoined)]
+    left = ParticipantLeft(
+        meeting_id="m0",
+        at=9,
+        participant_id=pid,
+        connection_id=data.draw(st.sampled_from([f"c-{pid}", "c-x"])),
+        reason=LeaveReason.MANUAL_LEAVE_CALLED,
+    )
+    ended = SessionEnded(meeting_id="m0", at=9, session_id="s0", reason="empty")
+    deactivated = MeetingDeactivated(meeting_id="m0", at=9)
+    event = data.draw(st.sampled_from([left, ended, *joined, deactivated]))
+    given = msgspec.json.encode(state)
+    for apply in (meetcore.evolve, lambda s, e: meetcore.fold([e, e], s)):
+        try:
+            after = apply(state, event)
+        except meetcore.InvalidLog:
+            pass
+        else:
+            assert after is not state
+        assert msgspec.json.encode(state) == given

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -1745,20 +1747,20 @@ def test_decide_never_mutates_the_state(make: Callable[[Room], Command]) -> None
     assert state == copy
     assert msgspec.json.encode(state) == encoded
     # and the events it gave still apply to the untouched state
-    meetcore.fold(events, state)
-    assert state.version == copy.version + len(events)
+    after = meetcore.fold(events, state)
+    assert after is not None and after.version == copy.version + len(events)
+    assert state == copy  # fold leaves it as it was too
 
 
-def test_evolve_updates_in_place_and_copy_keeps_a_snapshot() -> None:
+def test_evolve_gives_a_new_state_and_leaves_the_one_it_is_given() -> None:
     room = room_with("alice")
     state = room.s
-    snap = state.copy()
     (joined,) = meetcore.decide(state, room.join_cmd("bob"))
     result = meetcore.evolve(state, joined)
-    assert result is state
-    assert list(state.participants) == ["alice", "bob"]
-    assert list(snap.participants) == ["alice"]
-    assert snap.version == state.version - 1
+    assert result is not state
+    assert list(result.participants) == ["alice", "bob"]
+    assert list(state.participants) == ["alice"]
+    assert result.version == state.version + 1
 
 
 # ---------------------------------------------------------------------------
@@ -1893,7 +1895,7 @@ def test_fold() -> None:
     assert head is not None
     assert head.version == 3
     rest = meetcore.fold(room.log[3:], head)
-    assert rest is head
+    assert rest is not head and head.version == 3  # the state given is left as it was
     assert rest == whole == room.s
     assert [s.version for s in _prefix_states(room.log)] == list(range(1, len(room.log) + 1))
 
@@ -1902,7 +1904,7 @@ def _prefix_states(log: list[Event]) -> list[MeetingState]:
     states, state = [], None
     for event in log:
         state = meetcore.evolve(state, event)
-        states.append(state.copy())
+        states.append(state)
     return states
 
 
@@ -1927,3 +1929,16 @@ def test_evolve_leaves_the_state_untouched_when_it_refuses_an_event() -> None:
         with pytest.raises(meetcore.InvalidLog):
             meetcore.evolve(room.state, event)
         assert room.state == before
+
+
+def test_the_pure_core_imports_no_engine_machinery() -> None:
+    """`import meetcore` for `decide`/`evolve` loads neither anyio, pluggy nor click; the
+    `Engine` (and `hookimpl`) load them when first named."""
+    code = (
+        "import sys, meetcore;"
+        "loaded = {'anyio', 'pluggy', 'click'} & set(sys.modules);"
+        "assert not loaded, loaded;"
+        "meetcore.Engine, meetcore.hookimpl;"
+        "assert {'anyio', 'pluggy'} <= set(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -3,13 +3,17 @@
 The pure core: `decide(state, command)` gives the events a command causes (or
 raises `Rejected`), `evolve(state, event)` applies one, `fold(events)` applies
 many. Commands live in `meetcore.commands`, events in `meetcore.events`.
+
+`import meetcore` loads the pure core only (and msgspec): `Engine`, `plugin_manager`
+and `hookimpl`, which need anyio, pluggy and click, are imported on first use.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from meetcore import commands, events
 from meetcore._codes import ErrorCode, LeaveReason, Rejected
 from meetcore._decider import TRANSITIONS, InvalidLog, Refusal, Rule, decide, evolve, fold
-from meetcore._engine import Engine
-from meetcore._plugins import plugin_manager
 from meetcore._principal import Principal
 from meetcore._record import (
     Record,
@@ -36,7 +40,28 @@ from meetcore._store import (
 )
 from meetcore.commands import Command
 from meetcore.events import Event
-from meetcore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from meetcore._engine import Engine
+    from meetcore._plugins import plugin_manager
+    from meetcore.hookspecs import hookimpl
+
+#: What is imported on first use, and from where.
+_LAZY = {
+    "Engine": "meetcore._engine",
+    "plugin_manager": "meetcore._plugins",
+    "hookimpl": "meetcore.hookspecs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'meetcore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "TRANSITIONS",

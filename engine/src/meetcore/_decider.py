@@ -810,12 +810,28 @@ _APPLY: Final[dict[type[Event], Callable[[Any, Any], MeetingState]]] = {
 
 
 def evolve(state: MeetingState | None, event: Event) -> MeetingState:
-    """Apply `event` to `state` and return the new state.
+    """The state after `event`: a new state; `state` is left as it was.
 
-    Updates `state` in place (take `state.copy()` first to keep the old one) and
-    costs O(1) whatever the number of participants. Raises `InvalidLog` when
-    `event` cannot follow `state`.
+    Pure: it copies the state's tables of participants (O(participants)); to apply a
+    log, `fold` copies once. Raises `InvalidLog` when `event` cannot follow `state`.
     """
+    return _evolve(state.copy() if state is not None else None, event)
+
+
+def fold(events: Iterable[Event], state: MeetingState | None = None) -> MeetingState | None:
+    """The state after `events`, in order, from `state` (None: from nothing); `state`
+    is left as it was. O(1) per event."""
+    if state is not None:
+        state = state.copy()
+    for event in events:
+        state = _evolve(state, event)
+    return state
+
+
+def _evolve(state: MeetingState | None, event: Event) -> MeetingState:
+    """`evolve` in place: `state` becomes the new state (O(1) whatever the number of
+    participants). For the engine and folds over states they own; on `InvalidLog`,
+    `state` may be half changed."""
     apply = _APPLY.get(type(event))
     if apply is None:
         raise InvalidLog(f"{type(event).__name__} is not a meeting event")
@@ -832,11 +848,4 @@ def evolve(state: MeetingState | None, event: Event) -> MeetingState:
             f"{type(event).__name__} names {exc.args[0]!r}, who is not there"
         ) from None
     state.version += 1
-    return state
-
-
-def fold(events: Iterable[Event], state: MeetingState | None = None) -> MeetingState | None:
-    """Apply `events` in order to `state` (in place) and return the result."""
-    for event in events:
-        state = evolve(state, event)
     return state

@@ -34,7 +34,7 @@ import msgspec
 import pluggy
 
 from meetcore._codes import LeaveReason, Rejected
-from meetcore._decider import decide, evolve
+from meetcore._decider import _evolve, decide
 from meetcore._plugins import open_store, plugin_manager
 from meetcore._principal import Principal
 from meetcore._record import Record
@@ -376,7 +376,7 @@ class Engine:
                         self._interrupted(meeting_id, meeting, version, len(events))
                         raise
                     for event in events:
-                        state = evolve(state, event)
+                        state = _evolve(state, event)
                     meeting.state = state
                     self._appended(meeting, records)
                     return records
@@ -444,7 +444,7 @@ class Engine:
         after = state.version if state is not None else 0
         records = await self.store.read(meeting_id, after)
         for record in records:
-            state = evolve(state, record.event)
+            state = _evolve(state, record.event)
             self._index_command(meeting, record)
             self._track_lease(record)
         meeting.state = state

@@ -39,7 +39,7 @@ import msgspec
 import pluggy
 
 from meetcore._codes import Rejected
-from meetcore._decider import InvalidLog, decide, evolve
+from meetcore._decider import InvalidLog, _evolve, decide
 from meetcore._plugins import (
     AUTOLOAD_ENV,
     BUILTIN_PLUGINS,
@@ -404,7 +404,7 @@ class Replay:
             if self.recheck:
                 self._decide(track)
         try:
-            track.state = evolve(track.state, record.event)
+            track.state = _evolve(track.state, record.event)
         except InvalidLog as exc:
             raise BadRecord(record, str(exc)) from None
         track.last = record

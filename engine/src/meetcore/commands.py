@@ -11,6 +11,7 @@ The caller of a participant command is `participant_id` on `connection_id`; for
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 import msgspec
@@ -165,16 +166,6 @@ AnyCommand = (
     | Deactivate
     | Activate
 )
-COMMAND_TYPES: tuple[type[Command], ...] = (
-    InitMeeting,
-    Join,
-    Leave,
-    End,
-    RemoveParticipant,
-    SetMedia,
-    ChangeMode,
-    RespondEntry,
-    Deactivate,
-    Activate,
-)
+#: The command types, in the order of `AnyCommand` (which is where they are listed).
+COMMAND_TYPES: tuple[type[Command], ...] = typing.get_args(AnyCommand)
 __all__ += ["COMMAND_TYPES", "AnyCommand"]

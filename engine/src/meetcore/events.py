@@ -6,6 +6,7 @@ old shape is upcast when read. Field types are checked when an event is decoded.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 from meetcore._codes import LeaveReason
@@ -157,17 +158,5 @@ AnyEvent = (
     | MeetingDeactivated
     | MeetingActivated
 )
-EVENT_TYPES: tuple[type[Event], ...] = (
-    MeetingInitialized,
-    SessionStarted,
-    ParticipantJoined,
-    ParticipantLeft,
-    SessionEnded,
-    MediaChanged,
-    ModeChanged,
-    EntryRequested,
-    EntryResponded,
-    EntryWithdrawn,
-    MeetingDeactivated,
-    MeetingActivated,
-)
+#: The event types, in the order of `AnyEvent` (which is where they are listed).
+EVENT_TYPES: tuple[type[Event], ...] = typing.get_args(AnyEvent)

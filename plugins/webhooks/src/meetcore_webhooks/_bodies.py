@@ -16,7 +16,7 @@ from typing import Final, Literal, get_args
 
 import msgspec
 
-from meetcore import EventStore, InvalidLog, MeetingState, Record, evolve
+from meetcore import EventStore, InvalidLog, MeetingState, Record, evolve, fold
 from meetcore.events import ParticipantJoined, ParticipantLeft, SessionEnded, SessionStarted
 
 __all__ = [
@@ -150,12 +150,8 @@ class Projector:
 
     async def _catch_up(self, record: Record) -> MeetingState | None:
         """The meeting as it was just before `record`, folded from the store."""
-        state: MeetingState | None = None
-        for earlier in await self._store.read(record.meeting_id):
-            if earlier.version >= record.version:
-                break
-            state = evolve(state, earlier.event)
-        return state
+        earlier = await self._store.read(record.meeting_id)
+        return fold(r.event for r in earlier if r.version < record.version)
 
     def _apply(self, state: MeetingState | None, record: Record) -> Delivery | None:
         event = record.event
