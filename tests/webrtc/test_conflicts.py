@@ -37,7 +37,6 @@ from websockets.asyncio.client import ClientConnection
 import meetcore_postgres
 import meetcore_sqlite
 from meetcore import Engine, ErrorCode, EventStore, Record, StoreError, fold, hookimpl
-from meetcore.cli import Replay
 from meetcore.commands import (
     AnyCommand,
     ChangeMode,
@@ -50,6 +49,7 @@ from meetcore.commands import (
     SetMedia,
 )
 from meetcore.events import AnyEvent, ParticipantJoined, ParticipantLeft
+from meetcore.replay import Replay
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_webrtc.app import Server
 

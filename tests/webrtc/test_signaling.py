@@ -24,9 +24,9 @@ from websockets.asyncio.client import ClientConnection
 
 import meetcore_sqlite
 from meetcore import Engine, ErrorCode, LeaveReason, Rejected, fold
-from meetcore.cli import Replay
 from meetcore.commands import InitMeeting
 from meetcore.events import ParticipantLeft
+from meetcore.replay import Replay
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_webrtc.app import Server
 from meetcore_webrtc.client import init_meeting
