@@ -13,8 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +44,7 @@ from meetcore_webhooks import ConfigError, Webhooks
 from meetcore_webhooks._network import IPAddress, refusal
 from meetcore_webhooks._state import Lane
 from meetcore_webrtc.app import Server
-from meetcore_webrtc.testing import ServeProcess, clean_env
+from meetcore_webrtc.testing import ServeProcess, serve_refuses
 
 pytestmark = pytest.mark.anyio
 
@@ -369,27 +367,7 @@ def test_meetcore_serve_takes_allowed_networks_and_refuses_bad_ones(tmp_path: Pa
     assert isinstance(hooks, Webhooks)
     assert [str(n) for n in hooks.allowed] == ["127.0.0.0/8", "10.0.0.0/8"]
     networks = ["--webhook-allow-network", "127.0.0.0/8", "--webhook-allow-network", "10.0.0.1/8"]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meetcore.cli",
-            "serve",
-            "--port",
-            "0",
-            "--store",
-            "memory://",
-            *networks,
-        ],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    line = serve_refuses(tmp_path, "--port", "0", "--store", "memory://", *networks)
     assert line.startswith("meetcore: error: allowed webhook network '10.0.0.1/8'"), line
 
 

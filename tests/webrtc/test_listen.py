@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from meetcore_webrtc.serve import SEND_TIMEOUT, UsageProblem, listen
+from meetcore.cli import UsageProblem
+from meetcore_webrtc.serve import SEND_TIMEOUT, listen
 
 
 def accepted_option(level: int, option: int) -> int:

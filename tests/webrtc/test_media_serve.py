@@ -5,7 +5,6 @@ exchange audio and video through it, with no STUN server and every candidate on
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from meetcore_webrtc.client import Meeting, Stream, init_meeting
-from meetcore_webrtc.testing import ServeProcess, clean_env
+from meetcore_webrtc.testing import ServeProcess, serve_refuses
 from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
 
 pytestmark = [
@@ -167,15 +166,5 @@ async def test_audio_streams_sets_how_many_voices_each_participant_gets(tmp_path
 
 @pytest.mark.parametrize("value", ["-1", "abc", "", "99999999999999999999", "1.5"])
 def test_a_bad_audio_streams_is_a_usage_error(tmp_path: Path, value: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--audio-streams", value],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    line = serve_refuses(tmp_path, "--port", "0", "--audio-streams", value)
     assert "--audio-streams" in line and len(line) < 400

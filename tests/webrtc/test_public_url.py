@@ -4,15 +4,11 @@ one line), before anything starts."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from meetcore_webrtc.testing import ServeProcess, clean_env
-
-SERVE = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--store", "memory://"]
+from meetcore_webrtc.testing import ServeProcess, serve_refuses
 
 
 @pytest.mark.parametrize(
@@ -39,17 +35,7 @@ SERVE = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--store"
     ],
 )
 def test_a_public_url_clients_cannot_use_is_refused(tmp_path: Path, value: str, why: str) -> None:
-    done = subprocess.run(
-        [*SERVE, "--public-url", value],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    line = serve_refuses(tmp_path, "--port", "0", "--store", "memory://", "--public-url", value)
     assert line.startswith("meetcore: error: --public-url: "), line
     assert why in line
     assert len(line) < 400

@@ -91,7 +91,8 @@ class CliError(click.ClickException):
 
 
 class UsageProblem(click.ClickException):
-    """What the command line names cannot be opened (a file, a store URL): exit 2."""
+    """What the command line names cannot be used (a file, a store URL, a port): one
+    line on stderr, exit 2. Plugins' commands raise it too."""
 
     exit_code = 2
 

@@ -18,7 +18,7 @@ import msgspec
 import pluggy
 
 from meetcore import Checkpoints, EventStore, StoreError
-from meetcore.cli import CliError
+from meetcore.cli import CliError, UsageProblem
 from meetcore_webhooks._bodies import iso
 from meetcore_webhooks._state import (
     LEASE,
@@ -38,12 +38,6 @@ __all__ = ["webhooks"]
 T = TypeVar("T")
 #: Records counted past the cursor by `status` (more shows as "1000+").
 COUNT_LIMIT = 1000
-
-
-class UsageProblem(click.ClickException):
-    """The store named cannot be used: exit 2."""
-
-    exit_code = 2
 
 
 def _run(pm: pluggy.PluginManager, url: str, function: Callable[[Store], Awaitable[T]]) -> T:

@@ -29,6 +29,7 @@ import click
 import uvicorn
 
 from meetcore import Engine, MediaPlacement, StoreError
+from meetcore.cli import UsageProblem
 from meetcore_webrtc import _logs
 from meetcore_webrtc._config import AUDIO_STREAMS, MediaConfig
 from meetcore_webrtc._http import MeetcoreH11
@@ -82,12 +83,6 @@ class _Uvicorn(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self.meeting_server.close()
         await super().shutdown(sockets)
-
-
-class UsageProblem(click.ClickException):
-    """What the command line names cannot be used (a port, a store URL): exit 2."""
-
-    exit_code = 2
 
 
 def _without_password(url: str) -> str:

@@ -30,7 +30,7 @@ from typing import NoReturn, Self
 import anyio
 import anyio.to_thread
 
-__all__ = ["ServeProcess", "clean_env", "free_port"]
+__all__ = ["ServeProcess", "clean_env", "free_port", "serve_refuses"]
 
 #: The line that says the server serves, as text (`meetcore: serving on URL`) or JSON.
 _SERVING = re.compile(r'serving on (http://[^\s"]+)')
@@ -42,6 +42,25 @@ def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     clean["PYTHONUNBUFFERED"] = "1"
     clean.update(env or {})
     return clean
+
+
+def serve_refuses(directory: str | Path, *args: str) -> str:
+    """Run `meetcore serve *args` in `directory` (without MEETCORE_* variables), which
+    must refuse to start as a usage error: exit 2, no traceback, one line that says
+    "error" on stderr. That line; a `RuntimeError` with the output otherwise."""
+    done = subprocess.run(
+        [sys.executable, "-m", "meetcore.cli", "serve", *args],
+        cwd=directory,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    if done.returncode != 2 or "Traceback" in done.stderr or len(errors) != 1:
+        raise RuntimeError(f"meetcore serve {args} exited {done.returncode}: {done.stderr}")
+    return errors[0]
 
 
 def free_port() -> int:
