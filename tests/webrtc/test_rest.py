@@ -26,12 +26,12 @@ from starlette.applications import Starlette
 import meetcore_sqlite
 from meetcore import Engine, ErrorCode, LeaveReason, Rejected
 from meetcore import hookimpl as meetcore_hookimpl
+from meetcore import iso_time as iso
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.events import ParticipantLeft
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_webrtc import rest
 from meetcore_webrtc.app import Server
-from meetcore_webrtc.rest import iso
 
 pytestmark = pytest.mark.anyio
 

@@ -38,6 +38,7 @@ from meetcore._store import (
     StoreError,
     WatchableStore,
 )
+from meetcore._time import iso_time
 from meetcore.commands import Command
 from meetcore.events import Event
 
@@ -99,6 +100,7 @@ __all__ = [
     "fold_jsonl",
     "fold_msgpack",
     "hookimpl",
+    "iso_time",
     "phase_of",
     "plugin_manager",
     "read_jsonl",

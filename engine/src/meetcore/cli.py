@@ -28,7 +28,6 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar, cast
 from urllib.parse import quote
@@ -51,6 +50,7 @@ from meetcore._schemas import check as check_schemas
 from meetcore._schemas import write as write_schemas
 from meetcore._state import MeetingState
 from meetcore._store import EventStore, StoreError
+from meetcore._time import iso_time
 from meetcore.commands import Command
 from meetcore.events import (
     AnyEvent,
@@ -322,21 +322,6 @@ def _records(
 
 # ---------------------------------------------------------------------------
 # Showing records and states to a person
-
-
-@functools.lru_cache(maxsize=4096)
-def _second(seconds: int) -> str | None:
-    try:
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def iso_time(ms: int) -> str:
-    """Unix milliseconds as ISO-8601 UTC (`2023-11-14T22:13:20.000Z`)."""
-    seconds, millis = divmod(ms, 1000)
-    text = _second(seconds)
-    return f"{text}.{millis:03d}Z" if text is not None else f"{ms} ms"
 
 
 def _tag(message: Event | Command) -> str:

@@ -10,13 +10,12 @@ folded from the store up to the record first (after a restart, say).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 import msgspec
 
-from meetcore import EventStore, InvalidLog, MeetingState, Record, evolve, fold
+from meetcore import EventStore, InvalidLog, MeetingState, Record, evolve, fold, iso_time
 from meetcore.events import ParticipantJoined, ParticipantLeft, SessionEnded, SessionStarted
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "WebhookData",
     "WebhookType",
     "check_url",
-    "iso",
 ]
 
 log = logging.getLogger("meetcore_webhooks")
@@ -93,12 +91,6 @@ def check_url(url: str) -> str:
     ):
         raise ValueError(f"a webhook URL must be http(s)://... of at most {MAX_URL} characters")
     return url
-
-
-def iso(ms: int) -> str:
-    """Unix milliseconds as VideoSDK writes times: `2024-05-01T09:30:00.000Z`."""
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 _encoder = msgspec.json.Encoder()
@@ -177,7 +169,7 @@ class Projector:
             data = WebhookData(
                 meeting_id=meeting_id,
                 session_id=event.session_id,
-                start=iso(event.at),
+                start=iso_time(event.at),
                 participant_count=count,
             )
         elif isinstance(event, SessionEnded):
@@ -185,8 +177,8 @@ class Projector:
             data = WebhookData(
                 meeting_id=meeting_id,
                 session_id=event.session_id,
-                start=iso(started if started is not None else event.at),
-                end=iso(event.at),
+                start=iso_time(started if started is not None else event.at),
+                end=iso_time(event.at),
                 participant_count=count,
             )
         elif isinstance(event, ParticipantJoined):

@@ -17,9 +17,8 @@ import click
 import msgspec
 import pluggy
 
-from meetcore import Checkpoints, EventStore, StoreError
+from meetcore import Checkpoints, EventStore, StoreError, iso_time
 from meetcore.cli import CliError, UsageProblem
-from meetcore_webhooks._bodies import iso
 from meetcore_webhooks._state import (
     LEASE,
     RETRY,
@@ -151,9 +150,9 @@ async def _status(store: Store) -> StatusReport:
             status="parked" if lane.parked_at is not None else "pending",
             endpoint=lane.deliveries[0].url if lane.deliveries else "",
             attempts=lane.attempts,
-            next_at=iso(lane.next_at) if lane.next_at and lane.parked_at is None else None,
+            next_at=iso_time(lane.next_at) if lane.next_at and lane.parked_at is None else None,
             last_error=lane.last_error,
-            parked_at=iso(lane.parked_at) if lane.parked_at is not None else None,
+            parked_at=iso_time(lane.parked_at) if lane.parked_at is not None else None,
             deliveries=[
                 DeliveryReport(id=d.id, webhook_type=d.webhook_type, position=d.position)
                 for d in lane.deliveries
@@ -168,7 +167,7 @@ async def _status(store: Store) -> StatusReport:
         unscanned=len(ahead),
         delivered=state.delivered,
         deliverer=(
-            Deliverer(owner=lease.owner, expires_at=iso(lease.expires_at))
+            Deliverer(owner=lease.owner, expires_at=iso_time(lease.expires_at))
             if lease is not None and _held(lease)
             else None
         ),

@@ -31,7 +31,6 @@ import logging
 import re
 import secrets
 import string
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
@@ -42,7 +41,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from meetcore import Conflict, ErrorCode, Principal, Rejected, decide
+from meetcore import Conflict, ErrorCode, Principal, Rejected, decide, iso_time
 from meetcore.cli import one_line
 from meetcore.commands import (
     Activate,
@@ -92,7 +91,6 @@ __all__ = [
     "WebhookConfig",
     "exception_handlers",
     "generate_room_id",
-    "iso",
     "openapi",
     "routes",
 ]
@@ -336,12 +334,6 @@ def _invalid(message: str) -> Rejected:
     return Rejected(ErrorCode.INVALID_PARAMETER, message)
 
 
-def iso(ms: int) -> str:
-    """Unix milliseconds as VideoSDK writes times: `2024-05-01T09:30:00.000Z`."""
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
-
-
 def generate_room_id() -> str:
     """A fresh room id: `xxx-yyy-zzz`, three groups of three random lowercase letters."""
     letters = string.ascii_lowercase
@@ -532,8 +524,8 @@ class RestAPI:
             custom_room_id=room.custom_room_id,
             user_id=principal.api_key,
             disabled=room.disabled,
-            created_at=iso(room.created_at),
-            updated_at=iso(room.updated_at),
+            created_at=iso_time(room.created_at),
+            updated_at=iso_time(room.updated_at),
             id=room.room_id,
             links=Links(
                 get_room=f"{base}/v2/rooms/{room.room_id}",
@@ -551,7 +543,9 @@ class RestAPI:
             participant_id=participant.participant_id,
             name=participant.name,
             timelog=[
-                TimeLogEntry(start=iso(t.start), end=None if t.end is None else iso(t.end))
+                TimeLogEntry(
+                    start=iso_time(t.start), end=None if t.end is None else iso_time(t.end)
+                )
                 for t in participant.timelog
             ],
         )
@@ -562,8 +556,8 @@ class RestAPI:
             id=session.session_id,
             room_id=session.room_id,
             custom_room_id=session.custom_room_id,
-            start=iso(session.start),
-            end=None if session.end is None else iso(session.end),
+            start=iso_time(session.start),
+            end=None if session.end is None else iso_time(session.end),
             participants=[self._participant(p) for p in session.participants],
             status="ongoing" if session.ongoing else "ended",
             active_duration=session.active_duration(self.engine.clock()),
