@@ -1942,3 +1942,18 @@ def test_the_pure_core_imports_no_engine_machinery() -> None:
         "assert {'anyio', 'pluggy'} <= set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("sqlite:////tmp/meet core.db", "sqlite:////tmp/meet core.db"),
+        ("sqlite:///meetcore.db", "sqlite:///meetcore.db"),
+        ("postgresql://app:s%40cret@db:5432/m?schema=a", "postgresql://app:***@db:5432/m?schema=a"),
+        ("postgresql://app@db/m", "postgresql://app@db/m"),
+        ("postgresql://a:b@c@db/m", "postgresql://a:***@db/m"),
+        ("memory://", "memory://"),
+    ],
+)
+def test_a_store_url_is_printed_without_its_password(url: str, shown: str) -> None:
+    assert meetcore.without_password(url) == shown

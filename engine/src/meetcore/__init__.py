@@ -37,6 +37,7 @@ from meetcore._store import (
     StoreBusy,
     StoreError,
     WatchableStore,
+    without_password,
 )
 from meetcore._time import iso_time
 from meetcore.commands import Command
@@ -105,5 +106,6 @@ __all__ = [
     "plugin_manager",
     "read_jsonl",
     "to_json",
+    "without_password",
     "write_jsonl",
 ]

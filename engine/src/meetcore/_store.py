@@ -14,6 +14,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from meetcore._record import Record
 from meetcore.commands import AnyCommand
@@ -340,3 +341,14 @@ class MemoryStore:
             return False
         self._checkpoints[name] = bytes(value)
         return True
+
+
+def without_password(url: str) -> str:
+    """A store URL as it may be printed: its password replaced by ***, %-escapes decoded
+    (`postgresql://app:***@db/meetcore`)."""
+    parts = urlsplit(url)
+    user, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in user:
+        return unquote(url)  # as given: urlunsplit would drop sqlite:////'s empty host
+    netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    return unquote(urlunsplit(parts._replace(netloc=netloc)))

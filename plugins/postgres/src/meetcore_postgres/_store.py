@@ -50,7 +50,7 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import anyio
 import psycopg
@@ -58,7 +58,14 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
-from meetcore import Conflict, Record, StoreError, decode_msgpack, encode_msgpack
+from meetcore import (
+    Conflict,
+    Record,
+    StoreError,
+    decode_msgpack,
+    encode_msgpack,
+    without_password,
+)
 from meetcore.commands import AnyCommand
 from meetcore.events import (
     AnyEvent,
@@ -113,7 +120,7 @@ def parse_url(url: str) -> tuple[str, str, int, str]:
     if not url.startswith(_SCHEMES):
         raise StoreError(f"{url!r} is not a postgresql:// URL")
     parts = urlsplit(url)
-    shown = _without_password(parts)
+    shown = without_password(url)
     schema, pool_size = DEFAULT_SCHEMA, DEFAULT_POOL_SIZE
     libpq: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -147,17 +154,6 @@ def _read_only(conninfo: str) -> str:
     whatever `options` the URL gives)."""
     options = str(conninfo_to_dict(conninfo).get("options") or "")
     return make_conninfo(conninfo, options=f"{options} -c default_transaction_read_only=on")
-
-
-def _without_password(parts: Any) -> str:
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            user = user.split(":", 1)[0] + ":***"
-        netloc = f"{user}@{host}"
-    shown = urlunsplit(parts._replace(netloc=netloc))
-    return str(unquote(shown))
 
 
 def _one_line(error: BaseException) -> str:

@@ -22,13 +22,13 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import click
 import uvicorn
 
-from meetcore import Engine, MediaPlacement, StoreError
+from meetcore import Engine, MediaPlacement, StoreError, without_password
 from meetcore.cli import UsageProblem
 from meetcore_webrtc import _logs
 from meetcore_webrtc._config import AUDIO_STREAMS, MediaConfig
@@ -83,15 +83,6 @@ class _Uvicorn(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self.meeting_server.close()
         await super().shutdown(sockets)
-
-
-def _without_password(url: str) -> str:
-    """`url` as it may be printed: a password in it replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def resume_secret() -> bytes:
@@ -171,7 +162,7 @@ def _reachable(host: str) -> bool:
 def _start_lines(store: str, url: str, dev: bool) -> None:
     """Say where the log is, how to get a token, where the demo page and the quickstart
     are (the `serving on` line follows once uvicorn serves)."""
-    say(f"store {_without_password(store)}")
+    say(f"store {without_password(store)}")
     if dev:
         say(
             f"get a token with: uv run meetcore token, or GET {url}/get-token",
