@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from support import eventually
 
 from meetcore_webrtc.client import Meeting, init_meeting
 from meetcore_webrtc.static import FILES
@@ -216,13 +217,6 @@ async def post(server: ServeProcess, token: str, path: str, body: Any = None) ->
 
 async def create_room(server: ServeProcess, token: str) -> str:
     return str((await post(server, token, "/v2/rooms"))["roomId"])
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> None:
-    """Wait until `check()` is true."""
-    with anyio.fail_after(timeout):
-        while not check():
-            await anyio.sleep(0.02)
 
 
 # ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from support import eventually
 
 from meetcore_webrtc.client import Meeting, init_meeting
 from meetcore_webrtc.testing import ServeProcess
@@ -89,17 +90,6 @@ async def rest(node: ServeProcess, method: str, path: str, token: str, body: Any
 
 async def create_room(node: ServeProcess, token: str) -> str:
     return str((await rest(node, "POST", "/v2/rooms", token))["roomId"])
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.02)
 
 
 def comparable(value: Any, node: ServeProcess) -> Any:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import msgspec
 import psycopg
 import pytest
 from click.testing import CliRunner
+from support import eventually
 
 import meetcore
 import meetcore_postgres
@@ -58,12 +59,6 @@ def join(n: int, meeting_id: str = MEETING, prefix: str = "p") -> Join:
         session_id="s-1",
         name=f"P {n}",
     )
-
-
-async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not check():
-            await anyio.sleep(0.01)
 
 
 # -- group commit ------------------------------------------------------------------

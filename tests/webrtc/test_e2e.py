@@ -30,6 +30,7 @@ import pytest
 import websockets
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+from support import eventually
 
 from meetcore import Rejected
 from meetcore_webrtc.client import Meeting, init_meeting
@@ -170,18 +171,6 @@ async def clients() -> AsyncIterator[Clients]:
         yield made
     finally:
         await made.close()
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> None:
-    """Wait until `check()` (sync or async) is true."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.02)
 
 
 class ClientProcess:

@@ -30,6 +30,7 @@ import uvicorn
 import websockets
 from aiortc.codecs import opus, vpx
 from aiortc.mediastreams import MediaStreamError
+from support import eventually
 
 from meetcore import Engine, ErrorCode, Record, Rejected, hookimpl
 from meetcore.commands import InitMeeting
@@ -248,7 +249,7 @@ async def test_disabling_a_webcam_ends_the_stream_and_enabling_it_brings_a_new_o
     assert bob.participants["alice"].streams == {}
     # the server stopped forwarding: its section for Alice's video is free
     (peer,) = [p for p in running.media.peers.values() if p.participant_id == "bob"]
-    await until(lambda: all(slot.stream is None for slot in peer.slots))
+    await eventually(lambda: all(slot.stream is None for slot in peer.slots))
     assert all(slot.track.source is None for slot in peer.slots)
 
     await alice.enable_webcam()  # mid-meeting: publishing starts again
@@ -293,9 +294,9 @@ async def test_four_participants_each_receive_the_three_others(running: Running)
         assert "dan" not in meeting.participants
         assert {who for who, _ in sees.live} == set(ids[:3]) - {meeting.participant_id}
     # the server freed Dan's sections and forgot his media connection
-    await until(lambda: "dan" not in {p.participant_id for p in running.media.peers.values()})
+    await eventually(lambda: "dan" not in {p.participant_id for p in running.media.peers.values()})
     for peer in running.media.peers.values():
-        await until(
+        await eventually(
             lambda peer=peer: all(s.stream is None or s.stream[0] != "dan" for s in peer.slots)
         )
     # and the others still flow
@@ -370,7 +371,7 @@ async def test_a_late_subscriber_gets_a_picture_at_once_through_a_forwarded_pli(
     await Streams(watcher).have(("alice", "video"))  # Alice now sends to the server
     (publisher,) = [p for p in running.media.peers.values() if p.participant_id == "alice"]
     publication = publisher.publications["video"]
-    await until(lambda: publication.frames > 20)  # well past her first key frame
+    await eventually(lambda: publication.frames > 20)  # well past her first key frame
     requests = publication.keyframe_requests
 
     keyframes = publication.keyframes
@@ -468,10 +469,10 @@ async def test_a_client_with_decode_false_gets_encoded_frames_and_decodes_nothin
     sound = await frames(audio, 3)
     assert all(frame.keyframe and len(frame.data) > 0 for frame in sound)
     # counted as they come, read or not
-    await until(lambda: audio.track.received >= 50 and video.track.received >= 10)
+    await eventually(lambda: audio.track.received >= 50 and video.track.received >= 10)
     assert video.track.keyframes >= 1 and video.track.bytes > 0
     assert audio.track.frames == 3  # handed out by recv()
-    await until(lambda: audio.track.dropped > 0, timeout=5)  # unread: bounded
+    await eventually(lambda: audio.track.dropped > 0, timeout=5)  # unread: bounded
     assert decoded == Counter()
 
     await alice.disable_webcam()
@@ -544,7 +545,7 @@ async def test_an_answer_past_64_kib_is_read_in_a_meeting_of_many_publishers(
         Meeting._request = original  # type: ignore[method-assign]
     assert max(sizes) > 64 * 1024
     (peer,) = running.media.peers.values()
-    await until(lambda: sum(slot.confirmed for slot in peer.slots) == 60)
+    await eventually(lambda: sum(slot.confirmed for slot in peer.slots) == 60)
     for raw in sockets:
         await raw.close()
     for task in drains:
@@ -621,9 +622,11 @@ async def test_a_stream_back_before_its_old_section_was_seen_free_has_one_msid(
     gate.clear()
     held = len(offers)
     await alice.disable_webcam()
-    await until(lambda: len(offers) > held)  # the offer that frees the section: held
+    await eventually(lambda: len(offers) > held)  # the offer that frees the section: held
     await alice.enable_webcam()
-    await until(lambda: alice.local_participant is not None and alice.local_participant.webcam_on)
+    await eventually(
+        lambda: alice.local_participant is not None and alice.local_participant.webcam_on
+    )
     gate.set()
     await sees.have(("alice", "video"))
     check_video(await frames(sees.live["alice", "video"], 2), 160, 120)
@@ -645,11 +648,11 @@ async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running)
         peers = media.peers.values() if media is not None else ()
         return [p for p in peers if p.participant_id == participant_id]
 
-    await until(lambda: peer_of("alice") != [])
+    await eventually(lambda: peer_of("alice") != [])
     (alone,) = peer_of("alice")
     assert alice._media is not None
     alice._media._failed()  # alone in the meeting: the server replaces its only connection
-    await until(lambda: peer_of("alice") not in ([], [alone]))
+    await eventually(lambda: peer_of("alice") not in ([], [alone]))
     assert alone.closed
 
     await bob.join()
@@ -667,8 +670,8 @@ async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running)
     assert new is not old and old.closed  # the server replaced its side
     # Alice still gets Bob's video, from his new connection: his camera was not stopped
     # with the old one (aiortc stops a closing sender's track)
-    await until(lambda: new.publications["video"].subscribers != set())
-    await until(lambda: new.publications["video"].frames > 5)
+    await eventually(lambda: new.publications["video"].subscribers != set())
+    await eventually(lambda: new.publications["video"].frames > 5)
     assert camera.readyState == "live"
     check_video(await frames(alice_sees.live["bob", "video"], 2), 160, 120)
 
@@ -767,10 +770,10 @@ async def test_a_voice_the_log_says_is_off_takes_no_place(running_voices: Runnin
     sending = media.publish
     media.publish = lambda kind, enabled: sending(kind, enabled or kind == "audio")  # type: ignore[method-assign]
     await mallory.mute_mic()
-    await until(lambda: "mallory" not in {who for who, _ in sees.live})
+    await eventually(lambda: "mallory" not in {who for who, _ in sees.live})
     (room,) = running.media.rooms.values()
     assert room.loudest is not None
-    await until(lambda: {p.participant_id for p in room.loudest.publications} == {"ann"})
+    await eventually(lambda: {p.participant_id for p in room.loudest.publications} == {"ann"})
     ann_audio = sees.live["ann", "audio"].track
     before = ann_audio.received
     await asyncio.sleep(1)
@@ -820,7 +823,9 @@ async def test_recv_only_receives_and_signalling_only_has_no_media(running: Runn
     await frames(silent_sees.live["alice", "video"], 2)
     await silent.change_mode("SIGNALLING_ONLY")
     await silent_sees.until(lambda: not silent_sees.live)
-    await until(lambda: "silent" not in {p.participant_id for p in running.media.peers.values()})
+    await eventually(
+        lambda: "silent" not in {p.participant_id for p in running.media.peers.values()}
+    )
 
 
 class MediaWatcher:
@@ -872,12 +877,12 @@ async def test_plugins_see_the_media_events_and_the_publications() -> None:
         await alice.join()
         await bob.join()
         await Streams(bob).have(("alice", "video"))
-        await until(lambda: ("alice", "video") in watcher.published and watcher.packets >= 3)
+        await eventually(lambda: ("alice", "video") in watcher.published and watcher.packets >= 3)
         assert ("bob", "audio") in watcher.published
         await alice.disable_webcam()
-        await until(lambda: ("alice", "video") in watcher.unpublished)
+        await eventually(lambda: ("alice", "video") in watcher.unpublished)
         await bob.leave()
-        await until(lambda: ("bob", "audio") in watcher.unpublished)
+        await eventually(lambda: ("bob", "audio") in watcher.unpublished)
         kinds = [name for _, name in watcher.events]
         assert {"ParticipantJoined", "MediaChanged", "ParticipantLeft"} <= set(kinds)
         versions = [version for version, _ in watcher.events]
@@ -1098,9 +1103,3 @@ def test_a_voice_louder_than_the_one_forwarded_is_ranked_at_its_packet(
         for voice in voices.values():
             voice.speak()
     assert packets <= 4 and loudest.speakers == {"c"}  # 57 dB + 3 passed at the 3rd packet
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
