@@ -96,17 +96,19 @@ async def test_a_conflict_in_a_group_spoils_nothing_else(url: str, database: str
             await blocker.execute(f'SELECT position FROM "{store.schema}".head FOR UPDATE')
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(append, "first", "m-first", 0)
-                await anyio.sleep(0.05)
+                await anyio.sleep(0.05)  # it waits for the head
                 for n in range(10):
                     tasks.start_soon(append, f"good-{n}", f"m-{n}", 0)
                 tasks.start_soon(append, "stale", "busy", 1)
                 tasks.start_soon(append, "next", "busy", 2)
                 tasks.start_soon(append, "late", "busy", 2)  # the same version, after "next"
-                await anyio.sleep(0.2)
+                await anyio.sleep(0.2)  # all queued behind it
                 assert outcomes == {}
                 await blocker.rollback()
 
-        assert store.transactions - before == 2, "one for the first append, one for the rest"
+        # 14 appends in a few transactions (the first alone or not, the rest in one or two
+        # groups as the writer wakes), never one each
+        assert 1 <= store.transactions - before <= 4
         stale, late = outcomes.pop("stale"), outcomes.pop("late")
         assert isinstance(stale, Conflict) and stale.actual_version == 2
         assert isinstance(late, Conflict) and late.actual_version == 4

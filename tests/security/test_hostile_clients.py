@@ -370,6 +370,7 @@ def closed_by_server(sock: socket.socket) -> bool:
         sock.close()
 
 
+@pytest.mark.slow
 async def test_a_seeded_set_of_attacks_leaves_the_server_well(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     server = ServeProcess(tmp_path, dev=False, lease_ttl=2.0).wait_ready()

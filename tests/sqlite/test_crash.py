@@ -53,7 +53,11 @@ def test_sigkill_at_random_points_loses_no_acknowledged_append(
     tmp_path: Path, synchronous: str, rounds: int
 ) -> None:
     path = tmp_path / "crash.db"
-    rng = random.Random(int(os.environ.get("MEETCORE_CRASH_SEED", "0")) or None)
+    # a new seed each run unless MEETCORE_CRASH_SEED gives one; printed, so that a failure
+    # can be run again with it (pytest shows the output of a failed test)
+    seed = int(os.environ.get("MEETCORE_CRASH_SEED", "0")) or random.randrange(1, 2**32)
+    print(f"MEETCORE_CRASH_SEED={seed}")
+    rng = random.Random(seed)
     acknowledged: dict[str, int] = {}
     total = 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

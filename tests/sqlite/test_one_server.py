@@ -147,6 +147,7 @@ def test_a_killed_holder_frees_the_file(tmp_path: Path) -> None:
     anyio.run(claim)
 
 
+@pytest.mark.slow
 async def test_a_second_meetcore_serve_on_the_file_says_why_and_the_first_serves_on(
     tmp_path: Path,
 ) -> None:

@@ -75,6 +75,7 @@ async def meetcore(*args: str, cwd: Path) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).decode()
 
 
+@pytest.mark.slow
 async def test_readers_tools_and_lease_free_writers_use_a_served_file(tmp_path: Path) -> None:
     """While a server holds the file's leases and a participant pings it: replay
     (--verify), inspect, export, `meetcore webhooks status` and a script whose engine keeps

@@ -322,6 +322,7 @@ async def lacks(watcher: Streams, others: list[str]) -> list[str]:
     return []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [4, 8])
 async def test_in_every_run_every_participant_gets_every_video_within_10_s(
     running: Running, size: int
