@@ -19,7 +19,7 @@ import httpx
 import pytest
 import websockets
 
-from meetcore.cli import one_line
+from meetcore import one_line
 from meetcore_jwt import ensure_dev_keys, mint_token
 from meetcore_webrtc import _logs
 from meetcore_webrtc.app import NO_GET_TOKEN

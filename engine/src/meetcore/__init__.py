@@ -39,6 +39,7 @@ from meetcore._store import (
     WatchableStore,
     without_password,
 )
+from meetcore._text import one_line
 from meetcore._time import iso_time
 from meetcore.commands import Command
 from meetcore.events import Event
@@ -102,6 +103,7 @@ __all__ = [
     "fold_msgpack",
     "hookimpl",
     "iso_time",
+    "one_line",
     "phase_of",
     "plugin_manager",
     "read_jsonl",

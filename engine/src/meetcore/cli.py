@@ -50,6 +50,7 @@ from meetcore._schemas import check as check_schemas
 from meetcore._schemas import write as write_schemas
 from meetcore._state import MeetingState
 from meetcore._store import EventStore, StoreError
+from meetcore._text import _printable, one_line
 from meetcore._time import iso_time
 from meetcore.commands import Command
 from meetcore.events import (
@@ -78,8 +79,6 @@ PAGE: Final = 1000
 OUTPUT_BUFFER: Final = 1 << 16
 #: The first bytes of every SQLite database file.
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
-#: The longest word (a path, a URL) an error line shows whole; longer ones are cut.
-LONGEST_WORD: Final = 200
 
 T = TypeVar("T")
 
@@ -105,29 +104,6 @@ _FINISHED: Final = _Finished()
 _NO_ARGS_IS_HELP: Final[tuple[type[Exception], ...]] = tuple(
     kind for kind in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if kind is not None
 )
-
-
-def _printable(text: str) -> str:
-    """`text` with its control characters escaped (a hostile id must not break lines)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def one_line(text: str, limit: int | None = None) -> str:
-    """`text` as one printable line, for a terminal or a log: whitespace runs become a
-    space, control characters are escaped, a word longer than LONGEST_WORD is cut in the
-    middle, and with `limit` a longer line is cut to `limit` characters, "..." included."""
-    words = []
-    for word in text.split():
-        word = _printable(word)
-        if len(word) > LONGEST_WORD:
-            word = f"{word[:120]}...({len(word):,} characters)...{word[-40:]}"
-        words.append(word)
-    line = " ".join(words)
-    if limit is not None and len(line) > limit:
-        line = f"{line[: max(limit - 3, 0)]}..."
-    return line
 
 
 def _echo_error(message: str) -> None:

@@ -20,8 +20,7 @@ from typing import Any, Final, Literal
 
 import jwt
 
-from meetcore import ErrorCode, Principal, Rejected
-from meetcore.cli import one_line
+from meetcore import ErrorCode, Principal, Rejected, one_line
 
 __all__ = [
     "ALGORITHM",

@@ -7,8 +7,7 @@ from typing import Final, Literal
 
 import pluggy
 
-from meetcore import ErrorCode, Principal, Rejected
-from meetcore.cli import one_line
+from meetcore import ErrorCode, Principal, Rejected, one_line
 
 __all__ = ["MAX_MESSAGE_CHARS", "MAX_TOKEN_CHARS", "authenticate", "strip_bearer"]
 

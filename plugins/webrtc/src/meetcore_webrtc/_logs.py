@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-from meetcore import LeaveReason, Record, hookimpl
-from meetcore.cli import one_line
+from meetcore import LeaveReason, Record, hookimpl, one_line
 from meetcore.events import ParticipantJoined, ParticipantLeft, SessionEnded, SessionStarted
 
 __all__ = ["BANNER", "FORMATS", "LEVELS", "JsonFormatter", "MeetingLog", "TextFormatter"]
@@ -119,7 +118,7 @@ def _time(record: logging.LogRecord) -> str:
 
 class TextFormatter(logging.Formatter):
     """`<time> <LEVEL> <logger>: <message>`, the message one printable line (a hostile
-    name or id cannot forge a line: `meetcore.cli.one_line`); a traceback follows on its
+    name or id cannot forge a line: `meetcore.one_line`); a traceback follows on its
     own lines. The command's own lines (`BANNER`) are `meetcore: <message>`."""
 
     def format(self, record: logging.LogRecord) -> str:

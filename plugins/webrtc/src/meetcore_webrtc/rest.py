@@ -41,8 +41,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from meetcore import Conflict, ErrorCode, Principal, Rejected, decide, iso_time
-from meetcore.cli import one_line
+from meetcore import Conflict, ErrorCode, Principal, Rejected, decide, iso_time, one_line
 from meetcore.commands import (
     Activate,
     AutoClose,

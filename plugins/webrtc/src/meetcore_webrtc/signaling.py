@@ -49,8 +49,8 @@ from meetcore import (
     Rejected,
     StoreError,
     fold,
+    one_line,
 )
-from meetcore.cli import one_line
 from meetcore.commands import (
     AnyCommand,
     ChangeMode,
