@@ -34,6 +34,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import math
 import secrets
 import string
 from collections.abc import Callable, Sequence
@@ -427,7 +428,9 @@ class Meeting(_Emitter):
         reached (dead) makes it ask `url` again, for up to `DEAD_NODE_RETRY` seconds.
         Raises OSError or InvalidHandshake when a server cannot be reached, `Rejected`
         when one refuses."""
-        entry, redirects, tries, waited = url, 0, 0, 0.0
+        entry, redirects, tries = url, 0, 0
+        loop = asyncio.get_running_loop()
+        deadline = math.inf  # set by the first node found dead
         while True:
             self._trying = url  # for the message when it cannot be reached
             try:
@@ -437,14 +440,14 @@ class Meeting(_Emitter):
                     ErrorCode.UNABLE_TO_JOIN, f"cannot connect to {url[:200]!r}"
                 ) from None
             except (OSError, websockets.InvalidHandshake):
-                if url == entry or waited >= DEAD_NODE_RETRY:
+                if deadline == math.inf:
+                    deadline = loop.time() + DEAD_NODE_RETRY
+                if url == entry or loop.time() >= deadline:
                     raise
                 # the node it was sent to is gone: ask the entry node again, which places
                 # the meeting on a live node once the dead one's announcement lapses
-                delay = RECONNECT_DELAYS[min(tries, len(RECONNECT_DELAYS) - 1)]
+                await asyncio.sleep(RECONNECT_DELAYS[min(tries, len(RECONNECT_DELAYS) - 1)])
                 tries += 1
-                await asyncio.sleep(delay)
-                waited += delay
                 url, redirects = entry, 0
                 continue
             try:

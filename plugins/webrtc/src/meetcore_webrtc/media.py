@@ -255,15 +255,13 @@ class MediaServer:
         room = await self._room(meeting_id)
         room.connecting += 1
         try:
-            pc = await self._connect(room, participant_id, connection_id, sdp)
+            try:
+                pc = await self._connect(room, participant_id, connection_id, sdp)
+            finally:
+                room.connecting -= 1
         except Rejected:
-            room.connecting -= 1
             await self._forget_room(room)  # a refused offer leaves nothing behind
             raise
-        except BaseException:
-            room.connecting -= 1
-            raise
-        room.connecting -= 1
         return p.MediaAnswer(sdp=pc.localDescription.sdp)
 
     async def _connect(

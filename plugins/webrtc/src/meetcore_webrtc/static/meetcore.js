@@ -508,18 +508,17 @@ export class Meeting extends Emitter {
     const entry = url;
     let redirects = 0;
     let tries = 0;
-    let waited = 0;
+    let deadline = Infinity; // set by the first node found dead
     while (redirects <= MAX_REDIRECTS) {
       let socket;
       try {
         socket = await openSocket(url);
       } catch (error) {
-        if (url === entry || waited >= DEAD_NODE_RETRY) throw error;
+        if (deadline === Infinity) deadline = Date.now() + DEAD_NODE_RETRY;
+        if (url === entry || Date.now() >= deadline) throw error;
         // the node it was sent to is gone: ask the entry node again, which places the
         // meeting on a live node once the dead one's announcement lapses
-        const delay = RECONNECT_DELAYS[Math.min(tries++, RECONNECT_DELAYS.length - 1)];
-        await sleep(delay);
-        waited += delay;
+        await sleep(RECONNECT_DELAYS[Math.min(tries++, RECONNECT_DELAYS.length - 1)]);
         url = entry;
         redirects = 0;
         continue;
