@@ -1953,6 +1953,13 @@ def test_the_pure_core_imports_no_engine_machinery() -> None:
         ("postgresql://app@db/m", "postgresql://app@db/m"),
         ("postgresql://a:b@c@db/m", "postgresql://a:***@db/m"),
         ("memory://", "memory://"),
+        (
+            "postgresql://u@h/db?password=s3cret&schema=a",
+            "postgresql://u@h/db?password=***&schema=a",
+        ),
+        ("postgresql:///db?user=u&sslpassword=k3y", "postgresql:///db?user=u&sslpassword=***"),
+        ("postgresql://u:secret@h/db%0ALINE2", "postgresql://u:***@h/db%0ALINE2"),  # not decoded
+        ("postgresql://[::1", "(a URL that cannot be read)"),
     ],
 )
 def test_a_store_url_is_printed_without_its_password(url: str, shown: str) -> None:

@@ -9,12 +9,13 @@ tailing `read_all` never misses a record: positions become visible in order.
 
 from __future__ import annotations
 
+import re
 import time
 from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from meetcore._record import Record
 from meetcore.commands import AnyCommand
@@ -344,11 +345,24 @@ class MemoryStore:
 
 
 def without_password(url: str) -> str:
-    """A store URL as it may be printed: its password replaced by ***, %-escapes decoded
-    (`postgresql://app:***@db/meetcore`)."""
-    parts = urlsplit(url)
-    user, at, host = parts.netloc.rpartition("@")
-    if not at or ":" not in user:
-        return unquote(url)  # as given: urlunsplit would drop sqlite:////'s empty host
-    netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    return unquote(urlunsplit(parts._replace(netloc=netloc)))
+    """A store URL as it may be printed: the password in it, and the values of the
+    `password` and `sslpassword` options libpq also takes from the query, replaced by
+    *** (`postgresql://app:***@db/meetcore`); nothing else changed."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be read)"
+    netloc, query = parts.netloc, parts.query
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    if query:
+        query = _SECRET_OPTION.sub(r"\1***", query)
+    # replaced in place: urlunsplit would drop the empty host of sqlite://// or
+    # postgresql:///db
+    shown = url.replace(parts.netloc, netloc, 1) if netloc != parts.netloc else url
+    return shown.replace(f"?{parts.query}", f"?{query}", 1) if query != parts.query else shown
+
+
+#: A query option whose value is a secret, up to its end.
+_SECRET_OPTION = re.compile(r"((?:^|&)(?:ssl)?password=)[^&]*", re.IGNORECASE)
