@@ -2,8 +2,8 @@
 --import-mode=importlib, so a test module says `from support import ...`).
 
 A test is marked by where it lives (`MARKERS_BY_PATH`) or by its own `@pytest.mark.slow`;
-`uv run pytest -m "not slow"` is the quick loop (docs/development.md), while
-`uv run pytest` runs everything.
+`uv run pytest -m "not slow and not postgres and not media"` is the quick loop
+(docs/development.md), while `uv run pytest` runs everything.
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ MAX_REDIRECTS = 3
 #: sent it to cannot be reached (it died: until its announcement lapses, a third of
 #: the lease, its meetings are still sent there; then they are placed on a live node).
 DEAD_NODE_RETRY = 15.0
+#: Seconds a connection may take to open (websockets' own default).
+CONNECT_TIMEOUT = 10.0
 
 _ALPHABET = string.ascii_lowercase + string.digits
 _CONNECT: dict[str, Any] = {"max_size": None, "ping_interval": None, "compression": None}
@@ -430,23 +432,24 @@ class Meeting(_Emitter):
         when one refuses."""
         entry, redirects, tries = url, 0, 0
         loop = asyncio.get_running_loop()
-        deadline = math.inf  # set by the first node found dead
+        deadline = math.inf  # from the first redirect: how long a dead node may cost
         while True:
             self._trying = url  # for the message when it cannot be reached
+            # a node sent to may accept and never answer: its wait ends at the deadline
+            left = min(CONNECT_TIMEOUT, max(0.1, deadline - loop.time()))
             try:
-                socket = await websockets.connect(url, **_CONNECT)
+                socket = await websockets.connect(url, **_CONNECT, open_timeout=left)
             except (websockets.InvalidURI, UnicodeError):  # a URL that names no server
                 raise Rejected(
                     ErrorCode.UNABLE_TO_JOIN, f"cannot connect to {url[:200]!r}"
                 ) from None
             except (OSError, websockets.InvalidHandshake):
-                if deadline == math.inf:
-                    deadline = loop.time() + DEAD_NODE_RETRY
                 if url == entry or loop.time() >= deadline:
                     raise
                 # the node it was sent to is gone: ask the entry node again, which places
                 # the meeting on a live node once the dead one's announcement lapses
-                await asyncio.sleep(RECONNECT_DELAYS[min(tries, len(RECONNECT_DELAYS) - 1)])
+                delay = RECONNECT_DELAYS[min(tries, len(RECONNECT_DELAYS) - 1)]
+                await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
                 tries += 1
                 url, redirects = entry, 0
                 continue
@@ -458,6 +461,7 @@ class Meeting(_Emitter):
                     why = f"refused a redirect from TLS to plain text: {redirect.url[:200]}"
                     raise Rejected(ErrorCode.UNABLE_TO_JOIN, why) from None
                 redirects += 1
+                deadline = min(deadline, loop.time() + DEAD_NODE_RETRY)
                 if redirects > MAX_REDIRECTS:
                     why = (
                         f"more than {MAX_REDIRECTS} redirects from one node to another, "

@@ -132,8 +132,8 @@ export const REQUEST_TIMEOUT = 15_000;
 /** Redirects (a cluster's node sending the client to its meeting's media node) a join or resume follows. */
 const MAX_REDIRECTS = 3;
 /**
- * Milliseconds a join keeps asking the node it came in by again when the node that sent
- * it to cannot be reached (it died: its meetings are sent there until its announcement
+ * Milliseconds a join keeps asking the node it came in by again when the node it was
+ * sent to cannot be reached (it died: its meetings are sent there until its announcement
  * lapses, a third of the lease; then they are placed on a live node).
  */
 const DEAD_NODE_RETRY = 15_000;
@@ -508,17 +508,17 @@ export class Meeting extends Emitter {
     const entry = url;
     let redirects = 0;
     let tries = 0;
-    let deadline = Infinity; // set by the first node found dead
+    let deadline = Infinity; // from the first redirect: how long a dead node may cost
     while (redirects <= MAX_REDIRECTS) {
       let socket;
       try {
         socket = await openSocket(url);
       } catch (error) {
-        if (deadline === Infinity) deadline = Date.now() + DEAD_NODE_RETRY;
         if (url === entry || Date.now() >= deadline) throw error;
         // the node it was sent to is gone: ask the entry node again, which places the
         // meeting on a live node once the dead one's announcement lapses
-        await sleep(RECONNECT_DELAYS[Math.min(tries++, RECONNECT_DELAYS.length - 1)]);
+        const delay = RECONNECT_DELAYS[Math.min(tries++, RECONNECT_DELAYS.length - 1)];
+        await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
         url = entry;
         redirects = 0;
         continue;
@@ -536,6 +536,7 @@ export class Meeting extends Emitter {
         }
         url = error.url;
         redirects++;
+        deadline = Math.min(deadline, Date.now() + DEAD_NODE_RETRY);
       }
     }
     const why = `more than ${MAX_REDIRECTS} redirects from one node to another, the last to ${url}`;
