@@ -67,10 +67,10 @@ import httpx
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
-from meetcore_webrtc import _forward, _ice
-from meetcore_webrtc.client import Meeting, init_meeting
-from meetcore_webrtc.testing import ServeProcess
-from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
+from meetcore_client import Meeting, init_meeting
+from meetcore_media import _forward, _ice
+from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
+from meetcore_server.testing import ServeProcess
 
 LOOPBACK = ["127.0.0.1"]
 WIDTH, HEIGHT, FPS = 640, 480, 30

@@ -41,8 +41,8 @@ from typing import Any
 import httpx
 import websockets
 
-from meetcore_webrtc.client import Meeting, init_meeting
-from meetcore_webrtc.testing import ServeProcess
+from meetcore_client import Meeting, init_meeting
+from meetcore_server.testing import ServeProcess
 
 TARGET_CONVERGE_S = 10.0
 TARGET_P99_MS = 250.0

@@ -2,7 +2,7 @@
 
 Debian's `chromium` (installed by `.ci/run`) runs headless, driven by Playwright for
 Python with `executable_path`, with fake camera and microphone devices. The page talks
-to a `meetcore serve --dev` subprocess; Python clients (`meetcore_webrtc.client`) join
+to a `meetcore serve --dev` subprocess; Python clients (`meetcore_client`) join
 the same meetings from this process; media stays on 127.0.0.1 (`MEETCORE_ICE_ADDRESSES`
 for the server, `ice_addresses` for the clients). What the page sees is read from the
 demo page's DOM or from the events a test page records (`window.seen`). A page must
@@ -27,9 +27,9 @@ import httpx
 import pytest
 from support import eventually
 
-from meetcore_webrtc.client import Meeting, init_meeting
-from meetcore_webrtc.static import FILES
-from meetcore_webrtc.testing import ServeProcess
+from meetcore_client import Meeting, init_meeting
+from meetcore_server.static import FILES
+from meetcore_server.testing import ServeProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from meetcore_webrtc.testing import ServeProcess, clean_env, free_port
+from meetcore_server.testing import ServeProcess, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "quickstart.md"

@@ -14,8 +14,8 @@ import pytest
 
 import meetcore_jwt.plugin
 from meetcore import ErrorCode, Rejected
+from meetcore.keys import KeyRing
 from meetcore_jwt import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys, mint_token
-from meetcore_jwt._keys import KeyRing
 
 SECRET_A = "secret-of-key-a-which-is-long-enough-000"
 SECRET_B = "secret-of-key-b-which-is-long-enough-111"
@@ -251,7 +251,7 @@ def test_a_file_broken_after_a_good_read_keeps_the_keys(
     ring = KeyRing({})
     assert ring.get() == {"key-a": SECRET_A}
     write(path, '{"key-a": "' + SECRET_A + '", "key-b"')  # a half-saved edit
-    with caplog.at_level(logging.WARNING, logger="meetcore_jwt"):
+    with caplog.at_level(logging.WARNING, logger="meetcore.keys"):
         assert ring.get() == {"key-a": SECRET_A}
         assert ring.get() == {"key-a": SECRET_A}
     assert len(caplog.records) == 1  # once per change of the file

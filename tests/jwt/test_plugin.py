@@ -37,7 +37,7 @@ def test_the_plugin_manager_loads_it(monkeypatch: pytest.MonkeyPatch) -> None:
     pm = meetcore.plugin_manager()
     assert pm.get_plugin("jwt") is meetcore_jwt.plugin
     hooks = {caller.name for caller in pm.get_hookcallers(meetcore_jwt.plugin) or ()}
-    assert hooks == {"meetcore_authenticate", "meetcore_register_commands"}
+    assert hooks == {"meetcore_authenticate", "meetcore_dev_token", "meetcore_register_commands"}
 
 
 @pytest.mark.usefixtures("configured")

@@ -21,8 +21,8 @@ import meetcore
 import meetcore_jwt.plugin
 from meetcore import Rejected
 from meetcore.cli import build_cli
+from meetcore.keys import KeyRing
 from meetcore_jwt import KeysError, load_keys, mint_token, verify_token
-from meetcore_jwt._keys import KeyRing
 
 KEY = "leak-test-key"
 SECRET = "Zq-UNUSUAL-s3cret-\u2206-7b5a3d9f-$(whoami)-'quoted'-\"double\"-end"

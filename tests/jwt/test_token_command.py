@@ -206,4 +206,8 @@ def test_the_console_script_lists_the_plugin(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     (row,) = [row for row in json.loads(done.stdout) if row["name"] == "jwt"]
     assert row["distribution"]["name"] == "meetcore-jwt"
-    assert row["hooks"] == ["meetcore_authenticate", "meetcore_register_commands"]
+    assert row["hooks"] == [
+        "meetcore_authenticate",
+        "meetcore_dev_token",
+        "meetcore_register_commands",
+    ]

@@ -1,4 +1,5 @@
-"""docs/plugins.md documents every hook in `meetcore.hookspecs`, and no hook that is not there."""
+"""docs/plugins.md documents every hook in `meetcore.hookspecs` and in meetcore-server's
+(`meetcore_server.hookspecs`), and no hook that is not there."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from meetcore import hookspecs
+from meetcore_server import hookspecs as server_hookspecs
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 HEADING = re.compile(r"^### (meetcore_\w+)[ \t]*$", re.M)
@@ -18,7 +20,8 @@ SPEC_MARK = f"{hookspecs.hookspec.project_name}_spec"  # what @hookspec sets on 
 def _hooks() -> dict[str, object]:
     return {
         name: function
-        for name, function in vars(hookspecs).items()
+        for module in (hookspecs, server_hookspecs)
+        for name, function in vars(module).items()
         if name.startswith("meetcore_") and getattr(function, SPEC_MARK, None) is not None
     }
 

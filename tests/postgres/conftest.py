@@ -18,7 +18,7 @@ import anyio
 import psycopg
 import pytest
 
-from meetcore_webrtc.client import Meeting
+from meetcore_client import Meeting
 
 SERVER = os.environ.get("MEETCORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 _schemas = itertools.count(1)

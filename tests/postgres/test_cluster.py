@@ -27,8 +27,8 @@ import httpx
 import pytest
 from support import eventually
 
-from meetcore_webrtc.client import Meeting, init_meeting
-from meetcore_webrtc.testing import ServeProcess
+from meetcore_client import Meeting, init_meeting
+from meetcore_server.testing import ServeProcess
 
 pytestmark = [
     pytest.mark.anyio,

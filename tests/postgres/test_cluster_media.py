@@ -24,10 +24,10 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from meetcore import ErrorCode, Rejected
+from meetcore_client import Meeting, init_meeting
+from meetcore_media.tracks import SyntheticVideoTrack
 from meetcore_postgres import media_node
-from meetcore_webrtc.client import Meeting, init_meeting
-from meetcore_webrtc.testing import ServeProcess
-from meetcore_webrtc.tracks import SyntheticVideoTrack
+from meetcore_server.testing import ServeProcess
 
 pytestmark = [
     pytest.mark.anyio,

@@ -29,7 +29,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from meetcore_jwt import ensure_dev_keys, mint_token
-from meetcore_webrtc.testing import ServeProcess
+from meetcore_server.testing import ServeProcess
 
 pytestmark = pytest.mark.anyio
 

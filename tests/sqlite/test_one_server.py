@@ -27,8 +27,8 @@ import meetcore_sqlite
 from meetcore import Engine, ExclusiveLeases, MemoryStore, StoreBusy, StoreError
 from meetcore.commands import InitMeeting, Join
 from meetcore_jwt import ensure_dev_keys, mint_token
+from meetcore_server.testing import ServeProcess
 from meetcore_sqlite import SQLiteStore
-from meetcore_webrtc.testing import ServeProcess
 
 pytestmark = pytest.mark.anyio
 

@@ -36,8 +36,8 @@ from meetcore import (
 from meetcore.commands import AnyCommand, InitMeeting, Join
 from meetcore.events import AnyEvent, ParticipantLeft
 from meetcore_jwt import ensure_dev_keys, mint_token
+from meetcore_server.testing import ServeProcess, clean_env
 from meetcore_sqlite import SQLiteStore
-from meetcore_webrtc.testing import ServeProcess, clean_env
 
 pytestmark = pytest.mark.anyio
 

@@ -17,8 +17,8 @@ from meetcore import Engine, MemoryStore, Record
 from meetcore.commands import AnyCommand
 from meetcore.events import AnyEvent
 from meetcore_jwt import JWTAuth, mint_token
+from meetcore_server.app import Server
 from meetcore_webhooks import ConfigError, Webhooks, verify
-from meetcore_webrtc.app import Server
 
 pytestmark = pytest.mark.anyio
 
@@ -211,16 +211,16 @@ async def test_rooms_api_webhooks_hostile_ones_refused_others_delivered(
 def test_meetcore_serve_delivers_with_the_environment_s_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from meetcore_webrtc import serve
+    from meetcore_webhooks import plugin
 
     monkeypatch.setenv("MEETCORE_WEBHOOK_URL", "https://hooks.example.com/x")
-    (hooks,) = serve._webhooks()
+    (hooks,) = plugin.meetcore_serve_plugins(options={})
     assert isinstance(hooks, Webhooks)
     assert hooks.default is not None
     assert hooks.default.url == "https://hooks.example.com/x"
     monkeypatch.setenv("MEETCORE_WEBHOOK_URL", "nope")
     with pytest.raises(ValueError, match="MEETCORE_WEBHOOK_URL"):
-        serve._webhooks()
+        plugin.meetcore_serve_plugins(options={})
 
 
 def test_the_webhook_body_schema_is_in_schemas_and_up_to_date() -> None:

@@ -40,11 +40,11 @@ from meetcore import Engine
 from meetcore.commands import Webhook
 from meetcore.events import MeetingInitialized
 from meetcore_jwt import JWTAuth, mint_token
+from meetcore_server.app import Server
+from meetcore_server.testing import ServeProcess, serve_refuses
 from meetcore_webhooks import ConfigError, Webhooks
 from meetcore_webhooks._network import IPAddress, refusal
 from meetcore_webhooks._state import Lane
-from meetcore_webrtc.app import Server
-from meetcore_webrtc.testing import ServeProcess, serve_refuses
 
 pytestmark = pytest.mark.anyio
 
@@ -361,9 +361,11 @@ async def test_only_allow_mod_tokens_choose_where_webhooks_go() -> None:
 
 
 def test_meetcore_serve_takes_allowed_networks_and_refuses_bad_ones(tmp_path: Path) -> None:
-    from meetcore_webrtc import serve
+    from meetcore_webhooks import plugin
 
-    (hooks,) = serve._webhooks(("127.0.0.0/8", "10.0.0.0/8"))
+    (hooks,) = plugin.meetcore_serve_plugins(
+        options={"webhook_networks": ("127.0.0.0/8", "10.0.0.0/8")}
+    )
     assert isinstance(hooks, Webhooks)
     assert [str(n) for n in hooks.allowed] == ["127.0.0.0/8", "10.0.0.0/8"]
     networks = ["--webhook-allow-network", "127.0.0.0/8", "--webhook-allow-network", "10.0.0.1/8"]

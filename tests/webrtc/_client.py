@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from meetcore_webrtc.client import init_meeting
+from meetcore_client import init_meeting
 
 
 def say(**line: Any) -> None:

@@ -51,7 +51,7 @@ from meetcore.commands import (
 from meetcore.events import AnyEvent, ParticipantJoined, ParticipantLeft
 from meetcore.replay import Replay
 from meetcore_jwt import JWTAuth, mint_token
-from meetcore_webrtc.app import Server
+from meetcore_server.app import Server
 
 pytestmark = pytest.mark.anyio
 

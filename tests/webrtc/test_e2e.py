@@ -33,8 +33,8 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from support import eventually
 
 from meetcore import Rejected
-from meetcore_webrtc.client import Meeting, init_meeting
-from meetcore_webrtc.testing import ServeProcess, clean_env, free_port
+from meetcore_client import Meeting, init_meeting
+from meetcore_server.testing import ServeProcess, clean_env, free_port
 
 pytestmark = [
     pytest.mark.anyio,

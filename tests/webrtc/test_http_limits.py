@@ -1,4 +1,4 @@
-"""What a client that misbehaves at the HTTP level can cost: `meetcore_webrtc._http`."""
+"""What a client that misbehaves at the HTTP level can cost: `meetcore_server._http`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from meetcore_webrtc import serve
-from meetcore_webrtc._http import MeetcoreH11
-from meetcore_webrtc.testing import ServeProcess
+from meetcore_server import serve
+from meetcore_server._http import MeetcoreH11
+from meetcore_server.testing import ServeProcess
 
 TIMEOUT = 0.5  # the header timeout these tests give the server
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiortc.exceptions import InvalidStateError
 
-from meetcore_webrtc import _ice
+from meetcore_media import _ice
 
 
 class RTCPeerConnection:
@@ -46,7 +46,7 @@ async def test_a_transport_closed_under_the_connect_task_is_not_an_error(
     try:
         _ice.quiet_closed_connects()
         _ice.quiet_closed_connects()  # once per loop, however often it is called
-        with caplog.at_level(logging.DEBUG, logger="meetcore_webrtc._ice"):
+        with caplog.at_level(logging.DEBUG, logger="meetcore_media._ice"):
             await _unretrieved(InvalidStateError("RTCIceTransport is closed"))
         assert reported == []
         assert "a media connection closed while connecting" in caplog.text

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from meetcore.cli import UsageProblem
-from meetcore_webrtc.serve import SEND_TIMEOUT, listen
+from meetcore_server.serve import SEND_TIMEOUT, listen
 
 
 def accepted_option(level: int, option: int) -> int:

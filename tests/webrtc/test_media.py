@@ -34,13 +34,14 @@ from support import eventually
 
 from meetcore import Engine, ErrorCode, Record, Rejected, hookimpl
 from meetcore.commands import InitMeeting
+from meetcore_client import EncodedFrame, Meeting, Participant, Stream, init_meeting
 from meetcore_jwt import JWTAuth, mint_token
-from meetcore_webrtc import _forward, hookspecs, plugin
-from meetcore_webrtc.app import Server
-from meetcore_webrtc.client import EncodedFrame, Meeting, Participant, Stream, init_meeting
-from meetcore_webrtc.media import MediaConfig, MediaServer
-from meetcore_webrtc.protocol import OfferRequest
-from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
+from meetcore_media import _forward, hookspecs, plugin
+from meetcore_media import Media, MediaConfig
+from meetcore_media.sfu import MediaServer
+from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
+from meetcore_protocol import OfferRequest
+from meetcore_server.app import Server
 
 pytestmark = pytest.mark.anyio
 
@@ -88,7 +89,7 @@ async def serve(plugins: list[object], audio_streams: int = 3) -> AsyncIterator[
         store="memory://", plugins=[JWTAuth(KEYS), *plugins], autoload=False
     ) as engine:
         await engine.execute(InitMeeting(meeting_id=ROOM))
-        server = Server(engine, media=config)
+        server = Server(engine, media=Media(config))
         uv = uvicorn.Server(
             uvicorn.Config(server.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
         )
@@ -560,7 +561,7 @@ async def test_leaving_while_an_answer_is_on_its_way_is_not_a_media_failure(
     is refused (the client is out), which is no failure to warn of or to recover from.
     Made certain here: Bob's answer waits until he is out (the media's closing starts
     a step after that), and his media closes only once the answer was tried."""
-    from meetcore_webrtc import _client_media
+    from meetcore_client import _media as _client_media
 
     gate, waiting, tried = asyncio.Event(), asyncio.Event(), asyncio.Event()
     answer, close = _client_media.ClientMedia._answer, _client_media.ClientMedia.close
@@ -601,7 +602,7 @@ async def test_a_stream_back_before_its_old_section_was_seen_free_has_one_msid(
     its section: the server carries it in a new section, and the freed one must not keep
     Alice's msid (Chromium refuses an offer with one msid twice: "Duplicate a=msid
     lines", and the page got no more media; seen when a page resumed meanwhile)."""
-    from meetcore_webrtc import _client_media
+    from meetcore_client import _media as _client_media
 
     offers: list[str] = []
     gate = asyncio.Event()
@@ -915,8 +916,9 @@ def test_docs_media_md_documents_every_media_hook() -> None:
 
 def test_the_signalling_path_does_not_import_aiortc() -> None:
     code = (
-        "import sys, meetcore_webrtc.client, meetcore_webrtc.app, meetcore_webrtc.plugin;"
-        "import meetcore_webrtc.hookspecs;"
+        "import sys, meetcore_client, meetcore_server.app, meetcore_server.plugin;"
+        "import meetcore_server.serve, meetcore_media, meetcore_media.plugin;"
+        "import meetcore_media.hookspecs;"
         "assert 'aiortc' not in sys.modules and 'av' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

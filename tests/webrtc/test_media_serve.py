@@ -14,9 +14,9 @@ import httpx
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from meetcore_webrtc.client import Meeting, Stream, init_meeting
-from meetcore_webrtc.testing import ServeProcess, serve_refuses
-from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
+from meetcore_client import Meeting, Stream, init_meeting
+from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
+from meetcore_server.testing import ServeProcess, serve_refuses
 
 pytestmark = [
     pytest.mark.anyio,

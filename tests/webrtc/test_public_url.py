@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meetcore_webrtc.testing import ServeProcess, serve_refuses
+from meetcore_server.testing import ServeProcess, serve_refuses
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from meetcore import ErrorCode, Rejected
-from meetcore_webrtc import client
-from meetcore_webrtc.client import MAX_REDIRECTS, init_meeting
+from meetcore_client import MAX_REDIRECTS, init_meeting
+from meetcore_client import meeting as client
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The REST rooms API (meetcore_webrtc.rest), in process through httpx's ASGI transport,
+"""The REST rooms API (meetcore_server.rest), in process through httpx's ASGI transport,
 against the OpenAPI document with schemathesis, and once over a real socket."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from meetcore import iso_time as iso
 from meetcore.commands import InitMeeting, Join, Leave
 from meetcore.events import ParticipantLeft
 from meetcore_jwt import JWTAuth, mint_token
-from meetcore_webrtc import rest
-from meetcore_webrtc.app import Server
+from meetcore_server import rest
+from meetcore_server.app import Server
 
 pytestmark = pytest.mark.anyio
 

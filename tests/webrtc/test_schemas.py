@@ -6,9 +6,10 @@ from pathlib import Path
 
 import msgspec
 
+import meetcore_protocol as protocol
 from meetcore import LeaveReason, Record, _schemas, plugin_manager
 from meetcore.events import ParticipantLeft
-from meetcore_webrtc import protocol, signaling
+from meetcore_server import signaling
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,11 +20,11 @@ import pytest
 import websockets
 
 from meetcore import one_line
+from meetcore_client import Meeting, init_meeting
 from meetcore_jwt import ensure_dev_keys, mint_token
-from meetcore_webrtc import _logs
-from meetcore_webrtc.app import NO_GET_TOKEN
-from meetcore_webrtc.client import Meeting, init_meeting
-from meetcore_webrtc.testing import ServeProcess, clean_env
+from meetcore_server import _logs
+from meetcore_server.app import NO_GET_TOKEN
+from meetcore_server.testing import ServeProcess, clean_env
 
 pytestmark = [
     pytest.mark.anyio,

@@ -27,10 +27,11 @@ from meetcore import Engine, ErrorCode, LeaveReason, Rejected, fold
 from meetcore.commands import InitMeeting
 from meetcore.events import ParticipantLeft
 from meetcore.replay import Replay
+from meetcore_client import init_meeting
 from meetcore_jwt import JWTAuth, mint_token
-from meetcore_webrtc.app import Server
-from meetcore_webrtc.client import init_meeting
-from meetcore_webrtc.signaling import Signaling
+from meetcore_media import Media, MediaConfig
+from meetcore_server.app import Server
+from meetcore_server.signaling import Signaling
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +54,7 @@ async def serving(store: str, *plugins: object) -> AsyncIterator[Running]:
     """A server on a real socket of 127.0.0.1, its engine on `store`."""
     plugins = (JWTAuth(KEYS), *plugins)
     async with Engine.open(store=store, plugins=plugins, autoload=False) as engine:
-        server = Server(engine)
+        server = Server(engine, media=Media(MediaConfig(addresses=["127.0.0.1"])))
         config = uvicorn.Config(
             server.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning"
         )
@@ -775,7 +776,7 @@ async def test_a_client_that_never_reads_its_replies_is_not_read_from(
     import websockets
     from starlette.websockets import WebSocket
 
-    from meetcore_webrtc.signaling import MAX_UNSENT_REPLIES
+    from meetcore_server.signaling import MAX_UNSENT_REPLIES
 
     room = await meeting_with(running)
     send_text = WebSocket.send_text

@@ -875,7 +875,7 @@ def build_cli(pm: pluggy.PluginManager) -> click.Group:
     click.version_option(package_name="meetcore", prog_name="meetcore")(group)
     for command in COMMANDS:
         group.add_command(command)
-    pm.hook.meetcore_register_commands(cli=group)
+    pm.hook.meetcore_register_commands(cli=group, pluginmanager=pm)
     return group
 
 

@@ -70,6 +70,14 @@ def meetcore_authenticate(credential: str, meeting_id: str | None) -> Principal 
     """
 
 
+@hookspec(firstresult=True)
+def meetcore_dev_token() -> str | None:
+    """A token with every permission, for development only: what `meetcore serve
+    --dev` answers on `GET /get-token`. None when this plugin makes none (or has no
+    key to sign it with). First result wins.
+    """
+
+
 # -- policy -------------------------------------------------------------------
 
 
@@ -102,8 +110,10 @@ def meetcore_records_appended(records: Sequence[Record]) -> Awaitable[None] | No
 
 
 @hookspec
-def meetcore_register_commands(cli: click.Group) -> None:
-    """Add subcommands to the `meetcore` command line (`cli.add_command(...)`)."""
+def meetcore_register_commands(cli: click.Group, pluginmanager: pluggy.PluginManager) -> None:
+    """Add subcommands to the `meetcore` command line (`cli.add_command(...)`).
+    `pluginmanager` is the command line's, for a command that asks other plugins
+    (`meetcore serve` asks them for its options)."""
 
 
 @hookspec

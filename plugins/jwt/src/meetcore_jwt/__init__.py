@@ -9,8 +9,8 @@ plugin (`meetcore_jwt.plugin`) implements `meetcore_authenticate` and adds
 
 from __future__ import annotations
 
+from meetcore.keys import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
 from meetcore_jwt._auth import JWTAuth
-from meetcore_jwt._keys import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
 from meetcore_jwt._mint import mint_token, parse_duration
 from meetcore_jwt._verify import (
     ALGORITHM,

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import click
 
 from meetcore import Rejected
-from meetcore_jwt._keys import DEFAULT_KEYS_FILE, KEY_ENV, SECRET_ENV, KeysError, load_keys
+from meetcore.keys import DEFAULT_KEYS_FILE, KEY_ENV, SECRET_ENV, KeysError, load_keys
 from meetcore_jwt._mint import mint_token, parse_duration
 from meetcore_jwt._verify import PERMISSIONS, ROLES, check_permissions, check_roles
 

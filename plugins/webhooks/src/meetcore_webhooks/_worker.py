@@ -107,7 +107,7 @@ class Webhooks:
     `url` and `events` are the default endpoint, for rooms without a webhook of their
     own (a room's `webhook: {endPoint, events}` wins); no `url`: only those rooms get
     webhooks. Bodies are signed with `secret` (default: the secret of `api_key`, or of
-    the first key, from `meetcore_jwt.load_keys()`). A delivery that fails is tried
+    the first key, from `meetcore.keys.load_keys()`). A delivery that fails is tried
     again after a random delay of up to `base_delay * 2 ** n` seconds (at most
     `max_delay`), `attempts` times in all, then parked. `timeout` bounds each request;
     `concurrency` bounds requests in flight per endpoint origin. `poll_interval` is how
@@ -299,7 +299,7 @@ class Webhooks:
         """(API key, secret) to sign with; None (logged) when there is none."""
         if self.secret is not None:
             return self.api_key, self.secret
-        from meetcore_jwt import KeysError, load_keys
+        from meetcore.keys import KeysError, load_keys
 
         try:
             keys = load_keys()

@@ -1,107 +1,14 @@
-"""The meeting server as an ASGI app: the REST rooms API and WebSocket signaling on one engine.
-
-`create_app(engine)` gives a Starlette app for an engine that is already open;
-`meetcore serve` (`meetcore_webrtc.serve`) runs it on uvicorn. Embedders can
-mount the app in their own ASGI server the same way.
-"""
+"""Deprecated alias of `meetcore_server.app` (see docs/architecture.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import warnings
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from meetcore_server.app import *  # noqa: F403
+from meetcore_server.app import __all__ as __all__
 
-from meetcore import Engine
-from meetcore_webrtc import rest, static
-from meetcore_webrtc.rooms import RoomsView
-from meetcore_webrtc.signaling import Signaling
-
-if TYPE_CHECKING:
-    from meetcore_webrtc._config import MediaConfig
-
-__all__ = ["NO_GET_TOKEN", "Server", "create_app"]
-
-#: What `GET /get-token` answers (404) when the server is not in development mode.
-NO_GET_TOKEN = (
-    "GET /get-token is served in development mode only: start the server with "
-    "meetcore serve --dev (never in production), or get a token with: uv run meetcore token"
+warnings.warn(
+    "meetcore_webrtc.app is deprecated: import meetcore_server.app instead",
+    DeprecationWarning,
+    stacklevel=2,
 )
-
-
-class Server:
-    """The engine with its two fronts: `rooms` (REST, a projection of the log) and
-    `signaling` (the participants' WebSockets). `app` is the ASGI app.
-
-    `secret` signs the tokens that let a client resume its connection; servers that
-    share it accept each other's (see `meetcore serve`, which derives it from the API
-    keys). Without it, a resume works only on the same server process.
-
-    `media` sets how the media connections gather ICE candidates (`docs/media.md`);
-    by default `MediaConfig.from_env()`: no STUN server, every interface.
-
-    `public_url` is the URL clients reach this server at. On a store that places
-    meetings' media on nodes (`meetcore.MediaPlacement`: PostgreSQL), the server
-    announces it to the cluster and sends each join to its meeting's media node
-    (`docs/deploy.md`); without it, it serves every meeting itself.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        dev: bool = False,
-        secret: bytes | None = None,
-        media: MediaConfig | None = None,
-        public_url: str | None = None,
-    ) -> None:
-        self.engine = engine
-        self.dev = dev
-        self.rooms = RoomsView(engine.store)
-        self.signaling = Signaling(engine, secret=secret, media=media, public_url=public_url)
-        routes: list[BaseRoute] = [
-            *rest.routes(self),
-            WebSocketRoute("/ws", self.signaling.endpoint),
-            *static.routes(),  # the browser SDK and the demo page
-        ]
-        get_token = self.get_token if dev else self.no_get_token
-        routes.append(Route("/get-token", get_token, methods=["GET"]))
-        self.app = Starlette(
-            routes=routes,
-            lifespan=self.signaling.lifespan,
-            exception_handlers=rest.exception_handlers(),
-        )
-        self.app.state.server = self
-
-    async def get_token(self, request: Request) -> Response:
-        """The seeds' token server (`--dev` only): a 24 h allow_join + allow_mod token."""
-        from meetcore_jwt import load_keys, mint_token
-
-        keys = load_keys()
-        if not keys:
-            return JSONResponse({"error": "no API key configured"}, status_code=503)
-        api_key, secret = next(iter(keys.items()))
-        return JSONResponse({"token": mint_token(api_key=api_key, secret=secret)})
-
-    async def no_get_token(self, request: Request) -> Response:
-        """`/get-token` without development mode: a 404 that says how to turn it on."""
-        raise HTTPException(404, NO_GET_TOKEN)
-
-    async def close(self) -> None:
-        """Let every connected participant leave (1001) and close their sockets."""
-        await self.signaling.close()
-
-
-def create_app(
-    engine: Engine,
-    *,
-    dev: bool = False,
-    secret: bytes | None = None,
-    media: MediaConfig | None = None,
-    public_url: str | None = None,
-) -> Starlette:
-    """The ASGI app of a meeting server on `engine` (see `Server`)."""
-    return Server(engine, dev=dev, secret=secret, media=media, public_url=public_url).app

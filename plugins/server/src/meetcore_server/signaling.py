@@ -29,13 +29,14 @@ import secrets
 import string
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+import meetcore_protocol as p
 from meetcore import (
     Conflict,
     Engine,
@@ -68,13 +69,10 @@ from meetcore.events import (
     ParticipantJoined,
     ParticipantLeft,
 )
-from meetcore_webrtc import protocol as p
-from meetcore_webrtc._auth import authenticate
-from meetcore_webrtc._logs import client_of
-
-if TYPE_CHECKING:
-    from meetcore_webrtc._config import MediaConfig
-    from meetcore_webrtc.media import MediaServer
+from meetcore_server import hookspecs
+from meetcore_server._auth import authenticate
+from meetcore_server._logs import client_of
+from meetcore_server.hookspecs import MediaBackend, MediaFactory, MediaOffer
 
 __all__ = ["Signaling", "new_participant_id"]
 
@@ -93,6 +91,7 @@ LOST_RACE = (
     "it): try again"
 )
 #: What a client hears when the store failed under its request (`StoreError`): 5000.
+NO_MEDIA = "this server has no media: install meetcore-media (its plugin serves it)"
 STORE_FAILED = (
     "the server's store failed on this request (see the server's log): if its events do "
     "not follow, try again"
@@ -258,10 +257,11 @@ class Signaling:
         engine: Engine,
         *,
         secret: bytes | None = None,
-        media: MediaConfig | None = None,
+        media: MediaFactory | None = None,
         public_url: str | None = None,
     ) -> None:
         self.engine = engine
+        hookspecs.add_to(engine.plugins)
         # In a cluster (a store with `MediaPlacement`), the URL clients reach this node
         # at: the node announces it, and sends each join to its meeting's media node.
         store = engine.store
@@ -277,10 +277,11 @@ class Signaling:
         # same server after a restart) accept each other's; by default it is per process.
         self._secret = secret if secret is not None else secrets.token_bytes(32)
         self._closing = False
-        # Media (`media.MediaServer`), started by the first `offer`: aiortc is imported
-        # only then, so a server whose clients never offer media never loads it.
-        self._media_config = media
-        self._media: MediaServer | None = None
+        # Media (meetcore-media's `MediaServer`, from `media` or the
+        # `meetcore_media_backend` hook), started by the first `offer`: aiortc is
+        # imported only then, so a server whose clients never offer media never loads it.
+        self._media_factory = media
+        self._media: MediaBackend | None = None
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -905,12 +906,16 @@ class Signaling:
 
     # -- media ---------------------------------------------------------------------------------
 
-    def media(self) -> MediaServer:
-        """The node's media server, started on first use."""
+    def media(self) -> MediaBackend:
+        """The node's media server, started on first use (`Rejected` when there is none)."""
         if self._media is None:
-            from meetcore_webrtc.media import MediaServer
-
-            self._media = MediaServer(self.engine, self._send_media, self._media_config)
+            if self._media_factory is not None:
+                self._media = self._media_factory(self.engine, self._send_media)
+            else:
+                hook = self.engine.plugins.hook.meetcore_media_backend
+                self._media = hook(engine=self.engine, send=self._send_media)
+            if self._media is None:
+                raise Rejected(ErrorCode.SOMETHING_WENT_WRONG, NO_MEDIA)
         return self._media
 
     async def _negotiate(
@@ -924,13 +929,13 @@ class Signaling:
                 if home is not None:  # it joined without media, the media is elsewhere
                     self._send_away(connection, home, message.request_id)
                     return
-                answer = await self.media().offer(
+                sdp = await self.media().offer(
                     connection.meeting_id,
                     connection.participant_id,
                     connection.connection_id,
                     message.sdp,
                 )
-                connection.reply(msgspec.structs.replace(answer, request_id=message.request_id))
+                connection.reply(p.MediaAnswer(request_id=message.request_id, sdp=sdp))
             else:
                 await self.media().answer(connection.connection_id, message.sdp)
                 connection.reply(p.OkReply(request_id=message.request_id))
@@ -945,13 +950,18 @@ class Signaling:
             code = ErrorCode.SOMETHING_WENT_WRONG
             connection.reply(p.ErrorReply(request_id=message.request_id, code=code, message=why))
 
-    def _send_media(self, connection_id: str, message: p.MediaOffer, after: int) -> bool:
-        """A media message for a connection, sent once it has been sent the events up to
-        `after`; False when the connection is not here (it is resent on resume)."""
+    def _send_media(self, connection_id: str, offer: MediaOffer, after: int) -> bool:
+        """The media server's offer for a connection, sent once it has been sent the
+        events up to `after`; False when the connection is not here (it is resent on
+        resume)."""
         connection = self._connections.get(connection_id)
         if connection is None or connection.gone:
             return False
-        connection.reply(message, after)
+        streams = [
+            p.StreamSlot(mid=section.mid, participant_id=section.participant_id, kind=section.kind)
+            for section in offer.sections
+        ]
+        connection.reply(p.MediaOffer(sdp=offer.sdp, streams=streams, seq=offer.version), after)
         return True
 
     def _command(self, connection: _Connection, message: p.ClientMessage) -> AnyCommand:

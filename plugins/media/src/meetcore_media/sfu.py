@@ -30,6 +30,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
@@ -42,10 +43,9 @@ from meetcore.events import (
     ParticipantJoined,
     ParticipantLeft,
 )
-from meetcore_webrtc import _ice, hookspecs
-from meetcore_webrtc import protocol as p
-from meetcore_webrtc._config import MediaConfig
-from meetcore_webrtc._forward import (
+from meetcore_media import _ice, hookspecs
+from meetcore_media._config import MediaConfig
+from meetcore_media._forward import (
     AIORTC_VERSION,
     ForwardTrack,
     Loudest,
@@ -61,7 +61,7 @@ from meetcore_webrtc._forward import (
     watch_audio_levels,
 )
 
-__all__ = ["MEDIA_EVENTS", "MediaConfig", "MediaServer"]
+__all__ = ["MEDIA_EVENTS", "MediaConfig", "MediaServer", "Offer", "Section", "Send"]
 
 log = logging.getLogger("meetcore.media")
 
@@ -73,9 +73,32 @@ CATCH_UP = 5.0
 Kind = Literal["audio", "video"]
 KINDS: tuple[Kind, ...] = ("audio", "video")
 
-#: Sends a message to a connection once it has been sent the events up to `seq`;
-#: False when the connection is not on this node (any more).
-Send = Callable[[str, p.MediaOffer, int], bool]
+
+@dataclass(frozen=True)
+class Section:
+    """What a media section of the server's SDP carries: `participant_id`'s `kind`.
+    Sections not listed in an `Offer` carry nothing (inactive)."""
+
+    mid: str
+    participant_id: str
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The server renegotiates with a client: what it receives changed. `version` is
+    the meeting's log version it reflects: the client should have been sent the
+    events up to it first, so that it knows the participants the sections name."""
+
+    sdp: str
+    sections: tuple[Section, ...]
+    version: int
+
+
+#: Sends the server's offer to a connection (`send(connection_id, offer, after)`), once it
+#: has been sent the events up to `after`; False when the connection is not on this
+#: node (any more). The signaling front end turns it into its own wire message.
+Send = Callable[[str, Offer, int], bool]
 
 
 class _Member:
@@ -139,7 +162,7 @@ class _Peer:
         self.negotiating = False  # an offer of ours waits for its answer
         self.dirty = False  # something changed that the next offer must carry
         self.offered: list[tuple[_Slot, tuple[str, Kind] | None]] = []
-        self.pending: p.MediaOffer | None = None
+        self.pending: Offer | None = None
         self.closed = False
         # The header extensions as the client numbered them, kept in our offers.
         self.extensions: dict[str, list[Any]] = {}
@@ -247,8 +270,8 @@ class MediaServer:
 
     async def offer(
         self, meeting_id: str, participant_id: str, connection_id: str, sdp: str
-    ) -> p.MediaAnswer:
-        """The client's offer: (re)start its media connection; the answer to send back."""
+    ) -> str:
+        """The client's offer: (re)start its media connection; the answer's SDP."""
         old = self.peers.get(connection_id)
         if old is not None:  # a new connection replaces it
             await self._close_peer(old)
@@ -262,7 +285,7 @@ class MediaServer:
         except Rejected:
             await self._forget_room(room)  # a refused offer leaves nothing behind
             raise
-        return p.MediaAnswer(sdp=pc.localDescription.sdp)
+        return str(pc.localDescription.sdp)
 
     async def _connect(
         self, room: _Room, participant_id: str, connection_id: str, sdp: str
@@ -534,13 +557,13 @@ class MediaServer:
                 await self._close_peer(peer)
             return
         peer.offered = [(slot, slot.stream) for slot in peer.slots]
-        streams = [
-            p.StreamSlot(mid=slot.transceiver.mid or "", participant_id=stream[0], kind=stream[1])
+        sections = tuple(
+            Section(mid=slot.transceiver.mid or "", participant_id=stream[0], kind=stream[1])
             for slot, stream in peer.offered
             if stream is not None
-        ]
+        )
         version = peer.room.version
-        peer.pending = p.MediaOffer(sdp=peer.pc.localDescription.sdp, streams=streams, seq=version)
+        peer.pending = Offer(sdp=peer.pc.localDescription.sdp, sections=sections, version=version)
         self._send(peer.connection_id, peer.pending, version)
 
     async def _close_peer(self, peer: _Peer) -> None:

@@ -1,5 +1,6 @@
-"""The meetcore-webrtc plugin: `meetcore serve`, the wire protocol's and REST API's
-schemas for `meetcore schemas`, and the media hooks (`meetcore_webrtc.hookspecs`)."""
+"""The meetcore-server plugin (entry point `server` in group `meetcore`): `meetcore serve`,
+the wire protocol's and REST API's schemas for `meetcore schemas`, and the server's hooks
+(`meetcore_server.hookspecs`: serve's options and plugins, the media backend)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ __all__ = ["meetcore_addhooks", "meetcore_register_commands", "meetcore_schemas"
 
 @hookimpl
 def meetcore_addhooks(pluginmanager: pluggy.PluginManager) -> None:
-    from meetcore_webrtc import hookspecs
+    from meetcore_server import hookspecs
 
     hookspecs.add_to(pluginmanager)
 
 
 @hookimpl
-def meetcore_register_commands(cli: click.Group) -> None:
-    from meetcore_webrtc.serve import serve
+def meetcore_register_commands(cli: click.Group, pluginmanager: pluggy.PluginManager) -> None:
+    """Add `meetcore serve`, with the options the installed plugins add to it."""
+    from meetcore_server.serve import serve_command
 
-    cli.add_command(serve)
+    cli.add_command(serve_command(pluginmanager))
 
 
 def _json(document: Mapping[str, Any]) -> bytes:
@@ -36,7 +38,8 @@ def _json(document: Mapping[str, Any]) -> bytes:
 
 @hookimpl
 def meetcore_schemas() -> Mapping[str, bytes]:
-    from meetcore_webrtc import protocol, rest
+    import meetcore_protocol as protocol
+    from meetcore_server import rest
 
     draft = "https://json-schema.org/draft/2020-12/schema"
     return {

@@ -37,7 +37,9 @@ MEETCORE_LOGGERS: Final = (
     "meetcore_postgres",
     "meetcore_sqlite",
     "meetcore_webhooks",
-    "meetcore_webrtc",
+    "meetcore_server",
+    "meetcore_media",
+    "meetcore_client",
 )
 #: uvicorn's loggers, which `configure` quiets below debug.
 UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")

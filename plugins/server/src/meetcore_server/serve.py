@@ -7,7 +7,7 @@ secret in `meetcore-keys.json` (readable only by its owner), so that
 SIGINT or SIGTERM shut it down gracefully: every connected participant leaves
 (1001) and sees it, the log is flushed, then the store closes.
 
-What it prints (`--log-level`, `--log-format`) is set up by `meetcore_webrtc._logs`:
+What it prints (`--log-level`, `--log-format`) is set up by `meetcore_server._logs`:
 its start lines, then a line per join, leave, session and refusal.
 """
 
@@ -15,27 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
+import importlib
 import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import click
+import pluggy
 import uvicorn
 
 from meetcore import Engine, MediaPlacement, StoreError, without_password
 from meetcore.cli import UsageProblem
-from meetcore_webrtc import _logs
-from meetcore_webrtc._config import AUDIO_STREAMS, MediaConfig
-from meetcore_webrtc._http import MeetcoreH11
-from meetcore_webrtc.app import Server
+from meetcore.keys import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
+from meetcore_server import _logs
+from meetcore_server._http import MeetcoreH11
+from meetcore_server.app import Server
 
-__all__ = ["serve"]
+__all__ = ["load_plugin", "serve", "serve_command"]
 
 #: Largest WebSocket frame uvicorn reads at all; the signaling answers anything above
 #: its own limit (64 KiB) with an error and keeps the connection.
@@ -88,8 +91,6 @@ class _Uvicorn(uvicorn.Server):
 def resume_secret() -> bytes:
     """The secret that signs resume tokens: from the API keys, so that every server
     sharing them (after a restart, or the nodes of a deployment) honours a resume."""
-    from meetcore_jwt import load_keys
-
     keys = sorted(load_keys().items())
     material = "\n".join(f"{key}\t{secret}" for key, secret in keys).encode()
     return hashlib.sha256(b"meetcore resume tokens\n" + material).digest()
@@ -178,21 +179,33 @@ def _start_lines(store: str, url: str, dev: bool) -> None:
     say(f"new here? {QUICKSTART} walks through a first meeting step by step")
 
 
-def _webhooks(allow_networks: tuple[str, ...] = ()) -> list[object]:
-    """meetcore-webhooks' delivery, configured from the environment (`allow_networks`
-    over it, when given), when it is installed."""
+def load_plugin(spec: str) -> object:
+    """The object `--plugin module:object` names (`module` alone: the module), or
+    `UsageProblem` saying why it cannot be loaded."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or len(spec) > 300 or any(c.isspace() for c in spec):
+        raise UsageProblem(f"--plugin: not module:object: {spec[:200]!r}")
     try:
-        from meetcore_webhooks import Webhooks
-    except ImportError:
-        if allow_networks:
-            raise UsageProblem(
-                "--webhook-allow-network needs meetcore-webhooks installed"
-            ) from None
-        return []
-    # A bad MEETCORE_WEBHOOK_* or network is a ValueError: exit 2.
-    if allow_networks:
-        return [Webhooks.from_env(allow_networks=allow_networks)]
-    return [Webhooks.from_env()]
+        plugin: object = importlib.import_module(module_name)
+    except Exception as error:
+        raise UsageProblem(f"--plugin {spec}: cannot import {module_name}: {error}") from None
+    for name in attribute.split(".") if attribute else ():
+        try:
+            plugin = getattr(plugin, name)
+        except AttributeError:
+            raise UsageProblem(f"--plugin {spec}: {module_name} has no {attribute}") from None
+    return plugin
+
+
+def _serve_plugins(pm: pluggy.PluginManager, options: dict[str, Any]) -> list[object]:
+    """The plugin objects the installed plugins configure from the options
+    (`meetcore_serve_plugins`), then those `--plugin` names, in order."""
+    try:
+        made = pm.hook.meetcore_serve_plugins(options=options)
+    except ValueError as error:  # a bad MEETCORE_WEBHOOK_*, network, ...: exit 2
+        raise UsageProblem(str(error)) from None
+    plugins = [plugin for some in made for plugin in some]
+    return [*plugins, *(load_plugin(spec) for spec in options["plugins"])]
 
 
 async def run(
@@ -201,17 +214,15 @@ async def run(
     store: str,
     dev: bool,
     lease_ttl: float,
-    plugins: list[object] | None = None,
+    plugins: Sequence[object] = (),
     opened: Callable[[], object] = lambda: None,
     public_url: str | None = None,
-    audio_streams: int = AUDIO_STREAMS,
     **uvicorn_options: Any,
 ) -> None:
-    """Open the engine on `store` (with `plugins`; default: webhooks as the environment
-    configures them; and `_logs.MeetingLog`, which logs joins, leaves and sessions), call
-    `opened`, and serve on `sock` until SIGINT or SIGTERM. uvicorn logs through the
-    loggers that `_logs.configure` set up, its access log only when they show debug."""
-    plugins = _webhooks() if plugins is None else plugins
+    """Open the engine on `store` (with `plugins`, and `_logs.MeetingLog`, which logs
+    joins, leaves and sessions), call `opened`, and serve on `sock` until SIGINT or
+    SIGTERM. uvicorn logs through the loggers that `_logs.configure` set up, its access
+    log only when they show debug."""
     if _logs.MeetingLog.wanted():
         plugins = [*plugins, _logs.MeetingLog()]
     async with Engine.open(store=store, lease_ttl=lease_ttl, plugins=plugins) as engine:
@@ -221,7 +232,6 @@ async def run(
             dev=dev,
             secret=resume_secret(),
             public_url=public_url,
-            media=MediaConfig.from_env(audio_streams),
         )
         if server.signaling.clustered:
             say(
@@ -276,20 +286,12 @@ async def run(
     "join to the node that carries the meeting's media.",
 )
 @click.option(
-    "--audio-streams",
-    default=AUDIO_STREAMS,
-    show_default=True,
-    type=click.IntRange(0, 10_000),
-    help="How many others' audio each participant gets when more send it: the loudest "
-    "(0: all of them).",
-)
-@click.option(
-    "--webhook-allow-network",
-    "webhook_networks",
+    "--plugin",
+    "plugins",
     multiple=True,
-    metavar="CIDR",
-    help="A network webhooks may be sent to although it is not public, e.g. 10.0.0.0/8 "
-    "(repeatable; default: public addresses only; MEETCORE_WEBHOOK_ALLOW_NETWORKS).",
+    metavar="MODULE:OBJECT",
+    help="A plugin object (or module) to run the engine with, besides the installed "
+    "ones (repeatable), e.g. my_app.plugins:recorder.",
 )
 @click.option(
     "--log-level",
@@ -306,26 +308,13 @@ async def run(
     show_default=True,
     help="text: lines for people; json: one JSON object a line, with fields.",
 )
-def serve(
-    host: str,
-    port: int,
-    store: str,
-    dev: bool,
-    lease_ttl: float,
-    public_url: str | None,
-    audio_streams: int,
-    webhook_networks: tuple[str, ...],
-    log_level: str,
-    log_format: str,
-) -> None:
+@click.pass_obj
+def serve(pm: pluggy.PluginManager | None, /, **options: Any) -> None:
     """Run the meeting server: REST rooms API, WebSocket signaling, on one event store."""
-    from meetcore_jwt import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
-
-    _logs.configure(log_level, log_format)
-    try:
-        plugins = _webhooks(webhook_networks)
-    except ValueError as error:
-        raise UsageProblem(str(error)) from None
+    plugins = _serve_plugins(pm, options) if pm is not None else []
+    _logs.configure(options["log_level"], options["log_format"])
+    host, port, store, dev = options["host"], options["port"], options["store"], options["dev"]
+    public_url: str | None = options["public_url"]
     try:
         if not load_keys():
             api_key, _ = ensure_dev_keys()
@@ -344,14 +333,29 @@ def serve(
                 sock=sock,
                 store=store,
                 dev=dev,
-                lease_ttl=lease_ttl,
+                lease_ttl=options["lease_ttl"],
                 plugins=plugins,
                 opened=lambda: _start_lines(store, url, dev),
                 public_url=checked or default,
-                audio_streams=audio_streams,
             )
         )
     except (StoreError, ValueError) as error:
         raise UsageProblem(str(error)) from None
     finally:
         sock.close()
+
+
+def serve_command(pm: pluggy.PluginManager) -> click.Command:
+    """`meetcore serve` with the options the installed plugins add (`meetcore_serve_options`:
+    `--audio-streams` from meetcore-media, `--webhook-allow-network` from meetcore-webhooks)."""
+    answers = reversed(pm.hook.meetcore_serve_options())  # in the order plugins were loaded
+    extra = [option for options in answers for option in options]
+    command = copy.copy(serve)
+    names = {param.name for param in serve.params}
+    for option in extra:
+        if option.name in names:
+            raise ValueError(f"two plugins add the meetcore serve option {option.name!r}")
+        names.add(option.name)
+    # before --log-level and --log-format, which end the help
+    command.params = [*serve.params[:-2], *extra, *serve.params[-2:]]
+    return command

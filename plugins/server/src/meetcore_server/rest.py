@@ -52,10 +52,10 @@ from meetcore.commands import (
     Webhook,
 )
 from meetcore.events import SessionEnded
-from meetcore_webrtc._auth import authenticate, strip_bearer
-from meetcore_webrtc._errors import error_response
-from meetcore_webrtc._logs import client_of
-from meetcore_webrtc.rooms import (
+from meetcore_server._auth import authenticate, strip_bearer
+from meetcore_server._errors import error_response
+from meetcore_server._logs import client_of
+from meetcore_server.rooms import (
     ParticipantView,
     RoomView,
     SessionView,
@@ -64,7 +64,7 @@ from meetcore_webrtc.rooms import (
 )
 
 if TYPE_CHECKING:
-    from meetcore_webrtc.app import Server
+    from meetcore_server.app import Server
 
 __all__ = [
     "DEFAULT_PER_PAGE",

@@ -35,7 +35,7 @@ KEY_ENV: Final = "MEETCORE_API_KEY"
 SECRET_ENV: Final = "MEETCORE_API_SECRET"
 FILE_ENV: Final = "MEETCORE_KEYS_FILE"
 
-log = logging.getLogger("meetcore_jwt")
+log = logging.getLogger("meetcore.keys")
 
 
 class KeysError(ValueError):

@@ -1,9 +1,9 @@
-"""The media hooks the webrtc plugin adds to meetcore's (through `meetcore_addhooks`).
+"""The media hooks meetcore-media adds to meetcore's (through `meetcore_addhooks`).
 
 The meeting's log decides who sends and who receives media: the server's media
 layer follows the log of every meeting with media on this node and calls
 `meetcore_media_event` with each record that changes it. The built-in forwarder
-(`meetcore_webrtc.media.MediaServer`) is one implementation, registered with the
+(`meetcore_media.sfu.MediaServer`) is one implementation, registered with the
 engine's plugin manager while the server runs; another plugin may implement the same
 hook to act on the same events (a recorder, a bridge to another media server).
 `meetcore_media_published` and `meetcore_media_unpublished` tell plugins when the
@@ -26,7 +26,7 @@ from meetcore import Record
 from meetcore.hookspecs import hookspec
 
 if TYPE_CHECKING:
-    from meetcore_webrtc._forward import Publication
+    from meetcore_media._forward import Publication
 
 __all__ = [
     "add_to",

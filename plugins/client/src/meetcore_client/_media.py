@@ -20,13 +20,13 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver, RTCSe
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from meetcore_webrtc import _ice
-from meetcore_webrtc import protocol as p
-from meetcore_webrtc._forward import drain, install_tap, is_keyframe, prefer_forwarded_codecs
-from meetcore_webrtc.tracks import SyntheticVideoTrack, ToneAudioTrack
+import meetcore_protocol as p
+from meetcore_media import _ice
+from meetcore_media._forward import drain, install_tap, is_keyframe, prefer_forwarded_codecs
+from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
 
 if TYPE_CHECKING:
-    from meetcore_webrtc.client import EncodedFrame, Meeting, Participant, Stream
+    from meetcore_client import EncodedFrame, Meeting, Participant, Stream
 
 __all__ = ["ClientMedia", "RemoteTrack"]
 
@@ -136,7 +136,7 @@ class ClientMedia:
         self._meeting = meeting
         self._decode = decode
         self._ice_servers = ice_servers
-        self._addresses = addresses
+        self._addresses = addresses if addresses is not None else _ice.addresses_from_env()
         self._custom: dict[Kind, MediaStreamTrack | None] = {
             "audio": microphone,
             "video": camera,
@@ -303,7 +303,7 @@ class ClientMedia:
         self, transceiver: RTCRtpTransceiver
     ) -> Callable[[RTCRtpCodecParameters, Any], None]:
         """Hands a section's encoded frames to the stream it carries now (decode=False)."""
-        from meetcore_webrtc.client import EncodedFrame
+        from meetcore_client import EncodedFrame
 
         kind = transceiver.kind
 
@@ -318,7 +318,7 @@ class ClientMedia:
 
     def _streams(self, pc: RTCPeerConnection, slots: list[p.StreamSlot]) -> None:
         """Start and end remote streams as the server's offer maps its sections."""
-        from meetcore_webrtc.client import Stream
+        from meetcore_client import Stream
 
         wanted = {slot.mid: slot for slot in slots}
         for mid, stream in list(self._remote.items()):
@@ -360,7 +360,7 @@ class ClientMedia:
         owner._emit("stream-disabled", stream)
 
     def _local_stream(self, kind: Kind, enabled: bool) -> None:
-        from meetcore_webrtc.client import Stream
+        from meetcore_client import Stream
 
         me = self._meeting.local_participant
         current = self._local.pop(kind, None)

@@ -1,14 +1,21 @@
-"""`MediaConfig`: how the media server connects and what it forwards. Its own module,
-without aiortc, so that `meetcore serve` can build one before media is first used."""
+"""`MediaConfig`: how the media server connects and what it forwards, and `Media`, the
+plugin object that makes a media server with it. Without aiortc, which only the media
+server itself (`sfu.MediaServer`) imports, when a client first offers media."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meetcore_webrtc import _ice
+from meetcore import hookimpl
+from meetcore_media import _ice
 
-__all__ = ["AUDIO_STREAMS", "MediaConfig"]
+if TYPE_CHECKING:
+    from meetcore import Engine
+    from meetcore_media.sfu import MediaServer, Offer
+
+__all__ = ["AUDIO_STREAMS", "Media", "MediaConfig"]
 
 #: The loudest audio streams each participant gets by default (`MediaConfig`).
 AUDIO_STREAMS = 3
@@ -46,3 +53,28 @@ class MediaConfig:
             addresses=_ice.addresses_from_env(),
             audio_streams=audio_streams,
         )
+
+
+class Media:
+    """meetcore-media with `config` (default: `MediaConfig.from_env()`), for a meeting
+    server: `create_app(engine, media=Media(config))`, or as a plugin of its engine,
+    `Engine.open(..., plugins=[Media(config)])`, where it answers meetcore-server's
+    `meetcore_media_backend` before the installed plugin does."""
+
+    def __init__(self, config: MediaConfig | None = None) -> None:
+        self.config = config
+
+    def __call__(self, engine: Engine, send: Callable[[str, Offer, int], bool]) -> MediaServer:
+        """The media server of a meeting server on `engine` (`send` sends its offers)."""
+        from meetcore_media.sfu import MediaServer
+
+        return MediaServer(engine, send, self.config)
+
+    @hookimpl(optionalhook=True)  # the hook is meetcore-server's: it may not be installed
+    def meetcore_media_backend(
+        self, engine: Engine, send: Callable[[str, Offer, int], bool]
+    ) -> MediaServer:
+        return self(engine, send)
+
+    def __repr__(self) -> str:
+        return f"Media({self.config!r})"

@@ -17,7 +17,7 @@
  * It speaks the WebSocket protocol of `docs/protocol.md` (join or resume, a welcome,
  * the meeting's events each with its `seq`, requests answered `ok` or `error`, `ping`
  * within the lease) and has the events, reason codes and reconnection of the Python
- * client (`meetcore_webrtc.client`). Media goes through the browser's own
+ * client (`meetcore_client`). Media goes through the browser's own
  * RTCPeerConnection. `docs/browser.md` maps VideoSDK's guides onto it line by line.
  *
  * @module meetcore
