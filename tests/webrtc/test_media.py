@@ -36,8 +36,7 @@ from meetcore import Engine, ErrorCode, Record, Rejected, hookimpl
 from meetcore.commands import InitMeeting
 from meetcore_client import EncodedFrame, Meeting, Participant, Stream, init_meeting
 from meetcore_jwt import JWTAuth, mint_token
-from meetcore_media import _forward, hookspecs, plugin
-from meetcore_media import Media, MediaConfig
+from meetcore_media import Media, MediaConfig, _forward, hookspecs, plugin
 from meetcore_media.sfu import MediaServer
 from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
 from meetcore_protocol import OfferRequest

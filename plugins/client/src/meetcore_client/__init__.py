@@ -21,4 +21,19 @@ from meetcore_client.meeting import (
     Stream,
     init_meeting,
 )
-from meetcore_client.meeting import __all__ as __all__
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "DEAD_NODE_RETRY",
+    "MAX_REDIRECTS",
+    "NO_MEDIA",
+    "RECONNECT_DELAYS",
+    "REQUEST_TIMEOUT",
+    "EncodedFrame",
+    "EntryRequest",
+    "Meeting",
+    "Participant",
+    "Reason",
+    "Stream",
+    "init_meeting",
+]

@@ -196,7 +196,7 @@ def check_internals() -> list[str]:
     if aiortc.__version__ != AIORTC_VERSION:
         problems.append(
             f"aiortc {aiortc.__version__} is installed; forwarding was tested against "
-            f"{AIORTC_VERSION} (pinned in meetcore-webrtc's dependencies)"
+            f"{AIORTC_VERSION} (pinned in meetcore-media's dependencies)"
         )
     return problems
 

@@ -552,9 +552,13 @@ class MediaServer:
             with _ice.gathering_on(self.config.addresses):
                 await peer.pc.setLocalDescription(offer)
         except Exception:
-            if not peer.closed:
+            if peer.closed:
+                return
+            if peer.pc.signalingState == "closed":  # aiortc closed it: the client's DTLS ended
+                log.info("media connection of %s: closed by the client", peer.participant_id)
+            else:
                 log.exception("renegotiating with %s failed", peer.participant_id)
-                await self._close_peer(peer)
+            await self._close_peer(peer)
             return
         peer.offered = [(slot, slot.stream) for slot in peer.slots]
         sections = tuple(
