@@ -135,7 +135,7 @@ async def test_the_client_alone_joins_a_meeting(tmp_path: Path, server: ServePro
     await other.leave()
 
 
-def test_the_server_alone_serves_and_says_media_needs_meetcore_media(tmp_path: Path) -> None:
+async def test_the_server_alone_serves_a_meeting(tmp_path: Path) -> None:
     python = _venv(tmp_path, "meetcore-server")
     for absent in ("aiortc", "av", "meetcore_media", "meetcore_client"):
         assert not _has(python, absent), f"meetcore-server installed {absent}"
@@ -143,7 +143,14 @@ def test_the_server_alone_serves_and_says_media_needs_meetcore_media(tmp_path: P
     command += ["--store", f"sqlite:///{tmp_path / 'alone.db'}"]
     with ServeProcess(tmp_path, command=command) as alone:
         token, room = _token_and_room(alone)
-        assert room
+        ada = init_meeting(base_url=alone.url, token=token, meeting_id=room, name="Ada")
+        bob = init_meeting(base_url=alone.url, token=token, meeting_id=room, name="Bob")
+        await ada.join()
+        await bob.join()
+        await eventually(lambda: {p.display_name for p in ada.participants.values()} == {"Bob"})
+        await bob.leave()
+        await eventually(lambda: not ada.participants)
+        await ada.leave()
         help_text = subprocess.run(
             [python, "-m", "meetcore.cli", "serve", "--help"],
             capture_output=True,
