@@ -22,6 +22,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 import meetcore_sqlite
 from meetcore import Engine, ErrorCode, LeaveReason, Rejected
@@ -848,6 +849,32 @@ async def test_openapi_document(api: API) -> None:
     assert {(o.method.upper(), o.path) for o in OPERATIONS} == described  # schemathesis reads all
     rest.openapi()["paths"].clear()  # a fresh copy each time
     assert rest.openapi()["paths"]
+
+
+async def test_the_app_serves_what_the_document_describes(api: API) -> None:
+    """Every REST route of the app is in the OpenAPI document and every documented
+    operation is a route of the app, but for the undocumented aliases below."""
+
+    def documented(path: str) -> str:  # /v2/rooms/{room_id} -> /v2/rooms/{roomId}
+        return re.sub(r"_([a-z])", lambda m: m[1].upper(), path)
+
+    served = {
+        (method, documented(route.path))
+        for route in api.server.app.routes
+        if isinstance(route, Route) and isinstance(route.endpoint, rest._Endpoint)
+        for method in route.endpoint.methods
+    }
+    described = {(m.upper(), p) for p, methods in rest.openapi()["paths"].items() for m in methods}
+    aliases = {
+        ("GET", "/v2/rooms/"),  # the trailing slashes of some VideoSDK examples
+        ("POST", "/v2/rooms/"),
+        ("GET", "/v2/sessions/"),
+        ("GET", "/v2/rooms/deactivate"),  # the room named "deactivate" (GET /v2/rooms/{roomId})
+        ("GET", "/v2/sessions/end"),  # the session named "end"
+        ("*", "/v2/{rest:path}"),  # the rest of VideoSDK's API: a JSON 404
+    }
+    assert aliases <= served
+    assert served - aliases == described
 
 
 class SyncAPI:

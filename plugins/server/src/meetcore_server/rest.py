@@ -19,8 +19,9 @@ sends it, or as `Bearer`) through the auth plugins. Writes go through
 before each answer. Every refusal is VideoSDK's JSON error body
 (`{statusCode, code, error, message}`); no input makes a 500.
 
-The request and response bodies are the msgspec Structs below; `openapi()`
-generates the OpenAPI document from them.
+The request and response bodies are the msgspec Structs below. One table of the
+operations (`_OPERATIONS`: path, method, handler, bodies, refusals, text) makes both
+the routes (`routes()`) and the OpenAPI document (`openapi()`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, compile_path
 from starlette.types import Receive, Scope, Send
 
 from meetcore import Conflict, ErrorCode, Principal, Rejected, decide, iso_time, one_line
@@ -794,30 +795,25 @@ class RestAPI:
         return _error(404, 404, "NOT_FOUND", f"no route {request.url.path[:200]!r}")
 
     def routes(self) -> list[BaseRoute]:
-        # Fixed paths before the templates that would also match them: POST
-        # /v2/rooms/deactivate is not a status change of a room named "deactivate".
-        table: list[tuple[str, dict[str, Handler]]] = [
-            ("/openapi.json", {"GET": self.openapi_json}),
-            ("/v2/rooms", {"GET": self.list_rooms, "POST": self.create_room}),
-            ("/v2/rooms/", {"GET": self.list_rooms, "POST": self.create_room}),
-            ("/v2/rooms/validate/{room_id}", {"GET": self.get_room}),
-            (
-                "/v2/rooms/deactivate",
-                {"GET": _named(self.get_room, room_id="deactivate"), "POST": self.deactivate_room},
-            ),
-            ("/v2/rooms/{room_id}", {"GET": self.get_room, "POST": self.set_room_status}),
-            ("/v2/sessions", {"GET": self.list_sessions}),
-            ("/v2/sessions/", {"GET": self.list_sessions}),
-            (
-                "/v2/sessions/end",
-                {"GET": _named(self.session_get, session_id="end"), "POST": self.end_session},
-            ),
-            ("/v2/sessions/participants/remove", {"POST": self.remove_participant}),
-            ("/v2/sessions/{session_id}", {"GET": self.session_get}),
-            ("/v2/sessions/{session_id}/participants", {"GET": self.participants}),
-            ("/v2/sessions/{session_id}/participants/active", {"GET": self.active_participants}),
+        paths: dict[str, dict[str, Handler]] = {}  # in table order: fixed paths first
+        for operation in _OPERATIONS:
+            handler = functools.partial(operation.handler, self)
+            route = _route_path(operation.path)
+            for path in (route, f"{route}/") if operation.slash else (route,):
+                paths.setdefault(path, {})[operation.method] = handler
+        # A fixed path that a template also matches answers the template's other methods
+        # as the template would: GET /v2/rooms/deactivate is the room named "deactivate".
+        for fixed, methods in paths.items():
+            for template, others in paths.items():
+                if "{" in fixed or "{" not in template:
+                    continue
+                if match := compile_path(template)[0].fullmatch(fixed):
+                    for method, other in others.items():
+                        methods.setdefault(method, _named(other, **match.groupdict()))
+        found: list[BaseRoute] = [
+            Route(path, _Endpoint(path, dict(sorted(methods.items()))))
+            for path, methods in paths.items()
         ]
-        found: list[BaseRoute] = [Route(path, _Endpoint(path, methods)) for path, methods in table]
         # Anything else under /v2 is VideoSDK's API that meetcore does not have: a JSON 404.
         found.append(Route("/v2/{rest:path}", _Endpoint("/v2/...", {"*": self.not_found})))
         return found
@@ -843,10 +839,7 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[R
 
 
 # ---------------------------------------------------------------------------
-# OpenAPI
-
-_BODIES: Final = (CreateRoom, DeactivateRoom, SetRoomStatus, EndSession, RemoveSessionParticipant)
-_RESPONSES: Final = (Room, RoomsPage, Session, SessionsPage, ParticipantsPage, Error)
+# The route table, and the OpenAPI document made from it
 
 _ERRORS: Final = {
     400: "Invalid parameter (3073) or a refusal by the meeting's rules",
@@ -859,12 +852,13 @@ _ERRORS: Final = {
 }
 
 
-_OK: Final[dict[type[msgspec.Struct], str]] = {
+_OK: Final[dict[type[msgspec.Struct] | None, str]] = {
     Room: "The room",
     RoomsPage: "A page of rooms",
     Session: "The session",
     SessionsPage: "A page of the room's sessions",
     ParticipantsPage: "A page of the session's participants",
+    None: "The OpenAPI 3.1 document of this API",
 }
 
 
@@ -896,7 +890,7 @@ _SESSION_ID_PATH = _param(
     "The session id.",
     {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9_.:-]+$"},
 )
-_PAGING = [
+_PAGING = (
     _param(
         "page",
         "query",
@@ -914,70 +908,55 @@ _PAGING = [
             "default": DEFAULT_PER_PAGE,
         },
     ),
-]
+)
 
 
-def _operation(
-    operation_id: str,
-    summary: str,
-    response: type[msgspec.Struct],
-    errors: Iterable[int],
-    *,
-    description: str = "",
-    body: type[msgspec.Struct] | None = None,
-    body_required: bool = True,
-    parameters: Iterable[dict[str, Any]] = (),
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "operationId": operation_id,
-        "summary": summary,
-        "tags": ["sessions" if "session" in operation_id.lower() else "rooms"],
-    }
-    if description:
-        operation["description"] = description
-    params = list(parameters)
-    if params:
-        operation["parameters"] = params
-    if body is not None:
-        operation["requestBody"] = {
-            "required": body_required,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
-    responses: dict[str, Any] = {
-        "200": {
-            "description": _OK[response],
-            "content": {"application/json": {"schema": _ref(response)}},
-        }
-    }
-    for status in sorted({401, 403, *errors}):
-        responses[str(status)] = {
-            "description": _ERRORS[status],
-            "content": {"application/json": {"schema": _ref(Error)}},
-        }
-    operation["responses"] = responses
-    return operation
+class _Operation(msgspec.Struct, frozen=True, kw_only=True):
+    """One route of the API, as served and as documented. `path` is the documented one
+    (`/v2/rooms/{roomId}`); the route's parameters are snake_case (`room_id`)."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    handler: Callable[[RestAPI, Request], Awaitable[Response]]
+    operation_id: str
+    summary: str
+    #: The 200 answer; None: a JSON object (this document).
+    response: type[msgspec.Struct] | None
+    #: The refusals besides 401 and 403 (which every authenticated route may give).
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    body: type[msgspec.Struct] | None = None
+    body_required: bool = True
+    parameters: tuple[dict[str, Any], ...] = ()
+    #: No token needed (and none looked at).
+    public: bool = False
+    #: Also served (not documented) with a trailing slash, as some VideoSDK examples write it.
+    slash: bool = False
 
 
-def _build_openapi() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(
-        (*_BODIES, *_RESPONSES), ref_template="#/components/schemas/{name}"
-    )
-    for component in components.values():  # docstrings as one paragraph each
-        if "description" in component:
-            component["description"] = " ".join(inspect.cleandoc(component["description"]).split())
-    rooms_list = _operation(
-        "listRooms",
-        "List rooms, newest first",
-        RoomsPage,
-        [400],
+# In routing order: fixed paths before the templates that would also match them (POST
+# /v2/rooms/deactivate is not a status change of a room named "deactivate").
+_OPERATIONS: Final = (
+    _Operation(
+        method="GET",
+        path="/v2/rooms",
+        handler=RestAPI.list_rooms,
+        operation_id="listRooms",
+        summary="List rooms, newest first",
+        response=RoomsPage,
+        errors=(400,),
         description="A token bound to one room (`roomId` claim) lists that room only.",
         parameters=_PAGING,
-    )
-    create = _operation(
-        "createRoom",
-        "Create a room",
-        Room,
-        [400, 413],
+        slash=True,
+    ),
+    _Operation(
+        method="POST",
+        path="/v2/rooms",
+        handler=RestAPI.create_room,
+        operation_id="createRoom",
+        summary="Create a room",
+        response=Room,
+        errors=(400, 413),
         description=(
             "Without `customRoomId` the room gets a generated id `xxx-yyy-zzz`. With one, "
             "the custom id is the room id, and reusing it returns the existing room "
@@ -985,44 +964,66 @@ def _build_openapi() -> dict[str, Any]:
         ),
         body=CreateRoom,
         body_required=False,
-    )
-    get_room = _operation("getRoom", "Get a room", Room, [404], parameters=[_ROOM_ID_PATH])
-    validate = _operation(
-        "validateRoom",
-        "Validate a room id",
-        Room,
-        [404],
+        slash=True,
+    ),
+    _Operation(
+        method="GET",
+        path="/v2/rooms/validate/{roomId}",
+        handler=RestAPI.get_room,
+        operation_id="validateRoom",
+        summary="Validate a room id",
+        response=Room,
+        errors=(404,),
         description="The room (also when it is deactivated: see `disabled`), or 404 / 4003.",
-        parameters=[_ROOM_ID_PATH],
-    )
-    deactivate = _operation(
-        "deactivateRoom",
-        "Deactivate a room",
-        Room,
-        [400, 404, 413],
+        parameters=(_ROOM_ID_PATH,),
+    ),
+    _Operation(
+        method="POST",
+        path="/v2/rooms/deactivate",
+        handler=RestAPI.deactivate_room,
+        operation_id="deactivateRoom",
+        summary="Deactivate a room",
+        response=Room,
+        errors=(400, 404, 413),
         description=(
             "Everyone in the room leaves (1006) and joining gives 4052 until the room is "
             "enabled again. Needs `allow_mod`. Deactivating a disabled room returns it as is."
         ),
         body=DeactivateRoom,
-    )
-    set_status = _operation(
-        "setRoomStatus",
-        "Enable or disable a room",
-        Room,
-        [400, 404, 413],
+    ),
+    _Operation(
+        method="GET",
+        path="/v2/rooms/{roomId}",
+        handler=RestAPI.get_room,
+        operation_id="getRoom",
+        summary="Get a room",
+        response=Room,
+        errors=(404,),
+        parameters=(_ROOM_ID_PATH,),
+    ),
+    _Operation(
+        method="POST",
+        path="/v2/rooms/{roomId}",
+        handler=RestAPI.set_room_status,
+        operation_id="setRoomStatus",
+        summary="Enable or disable a room",
+        response=Room,
+        errors=(400, 404, 413),
         description="`disabled` is `deactivateRoom`; `enabled` lets people join again. "
         "Needs `allow_mod`. Setting the status a room already has returns it as is.",
         body=SetRoomStatus,
-        parameters=[_ROOM_ID_PATH],
-    )
-    sessions = _operation(
-        "listSessions",
-        "List a room's sessions, newest first",
-        SessionsPage,
-        [400, 404],
+        parameters=(_ROOM_ID_PATH,),
+    ),
+    _Operation(
+        method="GET",
+        path="/v2/sessions",
+        handler=RestAPI.list_sessions,
+        operation_id="listSessions",
+        summary="List a room's sessions, newest first",
+        response=SessionsPage,
+        errors=(400, 404),
         description="`roomId` or `customRoomId` is required (400 / 3073 without).",
-        parameters=[
+        parameters=(
             _param("roomId", "query", "The room id.", {"type": "string", "maxLength": 64}),
             _param(
                 "customRoomId",
@@ -1031,48 +1032,138 @@ def _build_openapi() -> dict[str, Any]:
                 {"type": "string", "maxLength": 64},
             ),
             *_PAGING,
-        ],
-    )
-    get_session = _operation(
-        "getSession", "Get a session", Session, [404], parameters=[_SESSION_ID_PATH]
-    )
-    participants = _operation(
-        "listSessionParticipants",
-        "List a session's participants, in the order they first joined",
-        ParticipantsPage,
-        [400, 404],
-        parameters=[_SESSION_ID_PATH, *_PAGING],
-    )
-    active = _operation(
-        "listActiveSessionParticipants",
-        "List the participants in a session now",
-        ParticipantsPage,
-        [400, 404],
-        parameters=[_SESSION_ID_PATH, *_PAGING],
-    )
-    end = _operation(
-        "endSession",
-        "End a room's open session",
-        Session,
-        [400, 404, 409, 413],
+        ),
+        slash=True,
+    ),
+    _Operation(
+        method="POST",
+        path="/v2/sessions/end",
+        handler=RestAPI.end_session,
+        operation_id="endSession",
+        summary="End a room's open session",
+        response=Session,
+        errors=(400, 404, 409, 413),
         description=(
             "Everyone in the session leaves with reason 1009 (MEETING_END_API). With "
             "`sessionId`, that must be the room's open session. Needs `allow_mod`. "
             "Returns the ended session."
         ),
         body=EndSession,
-    )
-    remove = _operation(
-        "removeSessionParticipant",
-        "Remove a participant from a room's open session",
-        Session,
-        [400, 404, 409, 413],
+    ),
+    _Operation(
+        method="POST",
+        path="/v2/sessions/participants/remove",
+        handler=RestAPI.remove_participant,
+        operation_id="removeSessionParticipant",
+        summary="Remove a participant from a room's open session",
+        response=Session,
+        errors=(400, 404, 409, 413),
         description=(
             "The participant leaves with reason 1010 (REMOVE_PEER_API). Not joined: 400 / "
             "4066. Needs `allow_mod`. Returns the session."
         ),
         body=RemoveSessionParticipant,
+    ),
+    _Operation(
+        method="GET",
+        path="/v2/sessions/{sessionId}",
+        handler=RestAPI.session_get,
+        operation_id="getSession",
+        summary="Get a session",
+        response=Session,
+        errors=(404,),
+        parameters=(_SESSION_ID_PATH,),
+    ),
+    _Operation(
+        method="GET",
+        path="/v2/sessions/{sessionId}/participants",
+        handler=RestAPI.participants,
+        operation_id="listSessionParticipants",
+        summary="List a session's participants, in the order they first joined",
+        response=ParticipantsPage,
+        errors=(400, 404),
+        parameters=(_SESSION_ID_PATH, *_PAGING),
+    ),
+    _Operation(
+        method="GET",
+        path="/v2/sessions/{sessionId}/participants/active",
+        handler=RestAPI.active_participants,
+        operation_id="listActiveSessionParticipants",
+        summary="List the participants in a session now",
+        response=ParticipantsPage,
+        errors=(400, 404),
+        parameters=(_SESSION_ID_PATH, *_PAGING),
+    ),
+    _Operation(
+        method="GET",
+        path="/openapi.json",
+        handler=RestAPI.openapi_json,
+        operation_id="openapi",
+        summary="This document",
+        response=None,
+        public=True,
+    ),
+)
+
+_PATH_PARAM: Final = re.compile(r"\{(\w+)\}")
+
+
+def _route_path(path: str) -> str:
+    """A documented path as its route writes it: `/v2/rooms/{roomId}` -> `{room_id}`."""
+    return _PATH_PARAM.sub(lambda m: "{" + re.sub("([A-Z])", r"_\1", m[1]).lower() + "}", path)
+
+
+def _operation(operation: _Operation) -> dict[str, Any]:
+    """The OpenAPI operation object of one route."""
+    document: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+    }
+    if operation.path.startswith("/v2/"):
+        document["tags"] = [operation.path.split("/")[2]]
+    if operation.public:
+        document["security"] = []
+    if operation.description:
+        document["description"] = operation.description
+    if operation.parameters:
+        document["parameters"] = list(operation.parameters)
+    if operation.body is not None:
+        document["requestBody"] = {
+            "required": operation.body_required,
+            "content": {"application/json": {"schema": _ref(operation.body)}},
+        }
+    response = operation.response
+    responses: dict[str, Any] = {
+        "200": {
+            "description": _OK[response],
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"} if response is None else _ref(response)
+                }
+            },
+        }
+    }
+    for status in sorted({*operation.errors, *(() if operation.public else (401, 403))}):
+        responses[str(status)] = {
+            "description": _ERRORS[status],
+            "content": {"application/json": {"schema": _ref(Error)}},
+        }
+    document["responses"] = responses
+    return document
+
+
+def _build_openapi() -> dict[str, Any]:
+    kinds = [o.body for o in _OPERATIONS] + [o.response for o in _OPERATIONS] + [Error]
+    _, components = msgspec.json.schema_components(
+        [k for k in dict.fromkeys(kinds) if k is not None],
+        ref_template="#/components/schemas/{name}",
     )
+    for component in components.values():  # docstrings as one paragraph each
+        if "description" in component:
+            component["description"] = " ".join(inspect.cleandoc(component["description"]).split())
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in _OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -1084,31 +1175,7 @@ def _build_openapi() -> dict[str, Any]:
                 "`Bearer <token>`."
             ),
         },
-        "paths": {
-            "/v2/rooms": {"get": rooms_list, "post": create},
-            "/v2/rooms/validate/{roomId}": {"get": validate},
-            "/v2/rooms/deactivate": {"post": deactivate},
-            "/v2/rooms/{roomId}": {"get": get_room, "post": set_status},
-            "/v2/sessions": {"get": sessions},
-            "/v2/sessions/end": {"post": end},
-            "/v2/sessions/participants/remove": {"post": remove},
-            "/v2/sessions/{sessionId}": {"get": get_session},
-            "/v2/sessions/{sessionId}/participants": {"get": participants},
-            "/v2/sessions/{sessionId}/participants/active": {"get": active},
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI 3.1 document of this API",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-        },
+        "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {
