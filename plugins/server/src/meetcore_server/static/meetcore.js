@@ -24,7 +24,57 @@
  */
 
 // ---------------------------------------------------------------------------------
-// Codes
+// The wire protocol (docs/protocol.md)
+//
+// Every message type, event type and code of the protocol this SDK uses is named once,
+// between the two WIRE CONSTANTS lines, one `NAME: value,` a line:
+// tests/webrtc/test_wire_coverage.py reads them and checks them against
+// meetcore_protocol (the message types), meetcore's events, ErrorCode and LeaveReason.
+// The code below uses the names, never the strings.
+// BEGIN WIRE CONSTANTS
+
+/** Message types the SDK sends (`meetcore_protocol.ClientMessage`). */
+const ClientType = Object.freeze({
+  JOIN: "join",
+  RESUME: "resume",
+  LEAVE: "leave",
+  END: "end",
+  REMOVE_PARTICIPANT: "remove-participant",
+  SET_MEDIA: "set-media",
+  CHANGE_MODE: "change-mode",
+  RESPOND_ENTRY: "respond-entry",
+  PING: "ping",
+  OFFER: "offer",
+  ANSWER: "answer",
+});
+
+/** Message types the server sends (`meetcore_protocol.ServerMessage`), all handled. */
+const ServerType = Object.freeze({
+  WELCOME: "welcome",
+  EVENTS: "events",
+  OK: "ok",
+  ERROR: "error",
+  PONG: "pong",
+  ANSWER: "answer",
+  OFFER: "offer",
+  REDIRECT: "redirect",
+});
+
+/**
+ * Event types of the meeting's log (in `events` frames) the SDK applies. The others
+ * change nothing a participant sees (tests/webrtc/test_wire_coverage.py says why).
+ */
+const EventType = Object.freeze({
+  PARTICIPANT_JOINED: "participant-joined",
+  PARTICIPANT_LEFT: "participant-left",
+  ENTRY_WITHDRAWN: "entry-withdrawn",
+  MEDIA_CHANGED: "media-changed",
+  MODE_CHANGED: "mode-changed",
+  ENTRY_REQUESTED: "entry-requested",
+  ENTRY_RESPONDED: "entry-responded",
+  SESSION_STARTED: "session-started",
+  SESSION_ENDED: "session-ended",
+});
 
 /** Why a participant left (VideoSDK's numbers); 1101 and up come from the SDK itself. */
 export const LeaveReason = Object.freeze({
@@ -95,6 +145,7 @@ const REASON_MESSAGES = {
   1103: "joining failed",
   1104: "switching room failed",
 };
+// END WIRE CONSTANTS
 
 /**
  * Why someone left: VideoSDK's `{code, message}`.
@@ -290,20 +341,20 @@ export class Participant extends Emitter {
 
   /** Remove this participant from the meeting (needs `allow_mod`): it leaves with 1002. */
   remove() {
-    return quiet(this._meeting._request({ type: "remove-participant", participantId: this.id }));
+    return quiet(this._meeting._request({ type: ClientType.REMOVE_PARTICIPANT, participantId: this.id }));
   }
 
   /** Switch this participant's microphone off (a moderator's request). */
   disableMic() {
     return quiet(
-      this._meeting._request({ type: "set-media", kind: "mic", enabled: false, participantId: this.id }),
+      this._meeting._request({ type: ClientType.SET_MEDIA, kind: "mic", enabled: false, participantId: this.id }),
     );
   }
 
   /** Switch this participant's webcam off (a moderator's request). */
   disableWebcam() {
     return quiet(
-      this._meeting._request({ type: "set-media", kind: "webcam", enabled: false, participantId: this.id }),
+      this._meeting._request({ type: ClientType.SET_MEDIA, kind: "webcam", enabled: false, participantId: this.id }),
     );
   }
 
@@ -398,7 +449,7 @@ export class Meeting extends Emitter {
     this.options = options;
     this.debugMode = options.debugMode ?? true;
     this._hello = {
-      type: "join",
+      type: ClientType.JOIN,
       token,
       meetingId: this.id,
       name: options.name ?? "",
@@ -570,12 +621,12 @@ export class Meeting extends Emitter {
         } catch {
           return;
         }
-        if (data.type === "welcome") {
+        if (data.type === ServerType.WELCOME) {
           done();
           resolve(data);
-        } else if (data.type === "error") {
+        } else if (data.type === ServerType.ERROR) {
           fail(new MeetCoreError(data.code, data.message));
-        } else if (data.type === "redirect") {
+        } else if (data.type === ServerType.REDIRECT) {
           fail(redirectOf(data.baseUrl));
         }
       };
@@ -663,7 +714,7 @@ export class Meeting extends Emitter {
       this._dropped(socket); // no pong for a whole lease: the connection is dead
       return;
     }
-    if (socket.readyState === WebSocket.OPEN) socket.send('{"type":"ping"}');
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: ClientType.PING }));
   }
 
   /**
@@ -695,7 +746,7 @@ export class Meeting extends Emitter {
       await sleep(delay);
       if (this._phase === "out") return;
       const resume = {
-        type: "resume",
+        type: ClientType.RESUME,
         token: this.token,
         meetingId: this.id,
         participantId: this.participantId,
@@ -739,7 +790,7 @@ export class Meeting extends Emitter {
   /** @param {object} message */
   _receive(message) {
     switch (message.type) {
-      case "events":
+      case ServerType.EVENTS:
         for (const delivery of message.events) {
           if (delivery.seq <= this.seq) continue; // seen before a reconnect
           this.seq = delivery.seq;
@@ -747,28 +798,28 @@ export class Meeting extends Emitter {
           if (this._phase === "out") return;
         }
         break;
-      case "welcome": // let in after waiting: the meeting as it is now
+      case ServerType.WELCOME: // let in after waiting: the meeting as it is now
         this._welcome(message);
         if (!this.waiting && !this.joined) this._admitted();
         break;
-      case "redirect": // media is on another node: resume there once the socket closes
-      case "ok":
-      case "answer": // the server's answer to our media offer
-      case "pong":
-      case "error": {
-        if (message.type === "redirect") {
+      case ServerType.REDIRECT: // media is on another node: resume there once the socket closes
+      case ServerType.OK:
+      case ServerType.ANSWER: // the server's answer to our media offer
+      case ServerType.PONG:
+      case ServerType.ERROR: {
+        if (message.type === ServerType.REDIRECT) {
           const moved = redirectOf(message.baseUrl);
           if (moved instanceof Redirected) this._movedTo = moved.url;
-          message = { ...message, type: "error", code: ErrorCode.MEETING_RECONNECTING };
+          message = { ...message, type: ServerType.ERROR, code: ErrorCode.MEETING_RECONNECTING };
           message.message = "moving to the node of the meeting's media";
         }
         const pending = this._pending.get(message.requestId);
         if (pending) {
           this._pending.delete(message.requestId);
           clearTimeout(pending.timer);
-          if (message.type === "error") pending.reject(new MeetCoreError(message.code, message.message));
+          if (message.type === ServerType.ERROR) pending.reject(new MeetCoreError(message.code, message.message));
           else pending.resolve(message);
-        } else if (message.type === "error") {
+        } else if (message.type === ServerType.ERROR) {
           this._error(message.code, message.message);
         }
         break;
@@ -782,7 +833,7 @@ export class Meeting extends Emitter {
   _apply(event) {
     const own = event.connectionId !== undefined && event.connectionId === this._connectionId;
     switch (event.type) {
-      case "participant-joined":
+      case EventType.PARTICIPANT_JOINED:
         if (own) {
           this.localParticipant = this._local(event);
           if (!this.joined) this._admitted();
@@ -795,8 +846,8 @@ export class Meeting extends Emitter {
           }
         }
         break;
-      case "participant-left":
-      case "entry-withdrawn": {
+      case EventType.PARTICIPANT_LEFT:
+      case EventType.ENTRY_WITHDRAWN: {
         if (own) {
           this._out(reasonOf(event.reason));
           return;
@@ -805,13 +856,13 @@ export class Meeting extends Emitter {
         if (gone && gone.connectionId === event.connectionId) {
           this.participants.delete(event.participantId);
           this.media.participantLeft(gone);
-          if (event.type === "participant-left" && this.joined) {
+          if (event.type === EventType.PARTICIPANT_LEFT && this.joined) {
             this.emit("participant-left", gone, reasonOf(event.reason));
           }
         }
         break;
       }
-      case "media-changed": {
+      case EventType.MEDIA_CHANGED: {
         const who = this._participant(event.participantId);
         if (!who) break;
         if (event.kind === "mic") who.micOn = event.enabled;
@@ -823,17 +874,17 @@ export class Meeting extends Emitter {
         this.media.mediaChanged(who, event);
         break;
       }
-      case "mode-changed": {
+      case EventType.MODE_CHANGED: {
         const who = this._participant(event.participantId);
         if (who) who.mode = event.mode;
         this.emit("participant-mode-changed", { participantId: event.participantId, mode: event.mode });
         if (who) this.media.modeChanged(who);
         break;
       }
-      case "entry-requested":
+      case EventType.ENTRY_REQUESTED:
         this._entryRequested(event);
         break;
-      case "entry-responded": {
+      case EventType.ENTRY_RESPONDED: {
         const decision = event.allowed ? "allowed" : "denied";
         this.emit("entry-responded", event.participantId, decision);
         if (own && !event.allowed) {
@@ -842,10 +893,10 @@ export class Meeting extends Emitter {
         }
         break;
       }
-      case "session-started":
+      case EventType.SESSION_STARTED:
         this.sessionId = event.sessionId;
         break;
-      case "session-ended":
+      case EventType.SESSION_ENDED:
         this.sessionId = null;
         break;
       default:
@@ -934,7 +985,7 @@ export class Meeting extends Emitter {
   _leaveOnUnload() {
     const socket = this._socket;
     if (this._phase !== "in" || !socket || socket.readyState !== WebSocket.OPEN) return;
-    socket.send(JSON.stringify({ type: "leave" }));
+    socket.send(JSON.stringify({ type: ClientType.LEAVE }));
     this._out(reasonOf(LeaveReason.MANUAL_LEAVE_CALLED));
   }
 
@@ -948,7 +999,7 @@ export class Meeting extends Emitter {
   async _request(message) {
     if (this._phase !== "in")
       throw new MeetCoreError(ErrorCode.ACTION_BEFORE_JOINED, "join the meeting first");
-    if (this.state === "RECONNECTING" && message.type === "leave") {
+    if (this.state === "RECONNECTING" && message.type === ClientType.LEAVE) {
       await this._backOrOut(); // leave once reconnected (or out anyway)
       if (this._phase === "out") return {};
     }
@@ -1017,7 +1068,7 @@ export class Meeting extends Emitter {
       (async () => {
         if (this._phase === "out")
           throw this._error(ErrorCode.ALREADY_IN_REQUESTED_STATE, "already left the meeting");
-        await this._call({ type: "leave" });
+        await this._call({ type: ClientType.LEAVE });
         await this._closed();
       })(),
     );
@@ -1034,7 +1085,7 @@ export class Meeting extends Emitter {
         if (this.state === "RECONNECTING" && this._phase === "in") {
           throw this._error(ErrorCode.MEETING_RECONNECTING, "the meeting is reconnecting");
         }
-        await this._call({ type: "end" });
+        await this._call({ type: ClientType.END });
         await this._closed();
       })(),
     );
@@ -1050,7 +1101,7 @@ export class Meeting extends Emitter {
         Promise.reject(this._error(ErrorCode.INVALID_PARAMETER, `unknown mode ${JSON.stringify(mode)}`)),
       );
     }
-    return quiet(this._call({ type: "change-mode", mode }));
+    return quiet(this._call({ type: ClientType.CHANGE_MODE, mode }));
   }
 
   /**
@@ -1059,7 +1110,7 @@ export class Meeting extends Emitter {
    * @param {"allowed" | "denied"} decision
    */
   respondEntry(participantId, decision) {
-    return quiet(this._call({ type: "respond-entry", participantId, decision }));
+    return quiet(this._call({ type: ClientType.RESPOND_ENTRY, participantId, decision }));
   }
 
   /** Switch the camera on: `stream-enabled` on the local participant. */
@@ -1225,7 +1276,7 @@ class MediaSession {
     if (enabled && !(await this._open(kind)))
       throw new MeetCoreError(deniedCode(kind), `cannot open the ${kind}`);
     try {
-      await meeting._call({ type: "set-media", kind, enabled });
+      await meeting._call({ type: ClientType.SET_MEDIA, kind, enabled });
     } catch (error) {
       if (enabled && !(kind === "mic" ? local.micOn : local.webcamOn)) this._stopLocal(kind);
       throw error;
@@ -1343,7 +1394,7 @@ class MediaSession {
    * @param {object} message
    */
   receive(message) {
-    if (message.type !== "offer") return;
+    if (message.type !== ServerType.OFFER) return;
     const generation = this.answers;
     this._enqueue(() => this._answer(message, generation));
   }
@@ -1380,8 +1431,8 @@ class MediaSession {
       await pc.setLocalDescription(offer);
       await gathered(pc);
       if (pc !== this.pc) return;
-      const answer = await this.meeting._request({ type: "offer", sdp: pc.localDescription.sdp });
-      if (pc !== this.pc || answer?.type !== "answer") return;
+      const answer = await this.meeting._request({ type: ClientType.OFFER, sdp: pc.localDescription.sdp });
+      if (pc !== this.pc || answer?.type !== ServerType.ANSWER) return;
       this.answers += 1; // before any await: offers that arrive from now on are for this connection
       await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
       this._streams(pc, answer.streams ?? []);
@@ -1403,7 +1454,7 @@ class MediaSession {
     await pc.setLocalDescription(await pc.createAnswer());
     this._streams(pc, message.streams ?? []);
     if (pc !== this.pc) return;
-    await this.meeting._request({ type: "answer", sdp: pc.localDescription.sdp });
+    await this.meeting._request({ type: ClientType.ANSWER, sdp: pc.localDescription.sdp });
   }
 
   /** @param {RTCPeerConnection} pc */
