@@ -189,7 +189,7 @@ async def test_text_lines_tell_of_joins_leaves_sessions_and_refusals(tmp_path: P
     # every line is a start line or a log line, one printable line each
     assert all(text.isprintable() for text in lines), lines
     loggers = {_parsed(text)[0] for text in lines[5:]}
-    assert {"meetcore.meetings", "meetcore.signaling", "meetcore.webrtc.rest"} <= loggers
+    assert {"meetcore.meetings", "meetcore.signaling", "meetcore.rest"} <= loggers
     # at info, neither uvicorn's access log nor its own start lines
     assert not [text for text in lines if "HTTP/1.1" in text or "Uvicorn" in text], lines
     # docs/deploy.md shows these lines as they are
@@ -251,7 +251,7 @@ async def test_json_lines_carry_the_fields(tmp_path: Path) -> None:
     assert about("participant-left", HOSTILE_ID)["reasonName"] == "MEETING_END_API"
     ends = [e for e in entries if e.get("event") == "session-ended"]
     assert [e["endReason"] for e in ends] == ["empty", "empty", "ended"]
-    (rest,) = [e for e in entries if e["logger"] == "meetcore.webrtc.rest"]
+    (rest,) = [e for e in entries if e["logger"] == "meetcore.rest"]
     assert (rest["code"], rest["error"], rest["method"], rest["path"]) == (
         4002,
         "INVALID_TOKEN",

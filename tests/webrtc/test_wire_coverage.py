@@ -298,21 +298,9 @@ def rest_commands() -> dict[type, set[str]]:
         return built
 
     found: dict[type, set[str]] = {}
-    table = next(
-        node
-        for node in ast.walk(methods["routes"])
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "table"
-    )
-    assert isinstance(table.value, ast.List)
-    for row in table.value.elts:
-        assert isinstance(row, ast.Tuple)
-        path, handlers = row.elts
-        assert isinstance(path, ast.Constant) and isinstance(handlers, ast.Dict)
-        for verb, handler in zip(handlers.keys, handlers.values, strict=True):
-            assert isinstance(verb, ast.Constant)
-            for name in called(handler):
-                for command in commands(name):
-                    found.setdefault(command, set()).add(f"{verb.value!s} {path.value!s}")
+    for operation in rest._OPERATIONS:  # the route table: routes and OpenAPI both
+        for command in commands(operation.handler.__name__):
+            found.setdefault(command, set()).add(f"{operation.method} {operation.path}")
     return found
 
 

@@ -95,7 +95,7 @@ __all__ = [
     "routes",
 ]
 
-log = logging.getLogger("meetcore.webrtc.rest")
+log = logging.getLogger("meetcore.rest")
 
 #: A request body is read up to this size; a larger one is answered 413 unread.
 MAX_BODY_BYTES: Final = 64 * 1024
