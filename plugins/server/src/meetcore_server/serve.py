@@ -31,7 +31,7 @@ import click
 import pluggy
 import uvicorn
 
-from meetcore import Engine, MediaPlacement, StoreError, without_password
+from meetcore import Engine, MediaPlacement, StoreError, one_line, without_password
 from meetcore.cli import UsageProblem
 from meetcore.keys import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
 from meetcore_server import _logs
@@ -341,6 +341,8 @@ def serve(pm: pluggy.PluginManager | None, /, **options: Any) -> None:
         )
     except (StoreError, ValueError) as error:
         raise UsageProblem(str(error)) from None
+    except pluggy.PluginValidationError as error:  # a --plugin implementing unknown hooks
+        raise UsageProblem(f"a plugin cannot be used: {one_line(str(error), 300)}") from None
     finally:
         sock.close()
 
