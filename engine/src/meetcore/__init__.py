@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from meetcore import commands, events
 from meetcore._codes import ErrorCode, LeaveReason, Rejected
 from meetcore._decider import TRANSITIONS, InvalidLog, Refusal, Rule, decide, evolve, fold
+from meetcore._group import NumberedGroup, QueuedAppend, check_append
 from meetcore._principal import Principal
 from meetcore._record import (
     Record,
@@ -37,9 +38,10 @@ from meetcore._store import (
     StoreBusy,
     StoreError,
     WatchableStore,
+    wall_clock_ms,
     without_password,
 )
-from meetcore._text import one_line
+from meetcore._text import is_text, one_line
 from meetcore._time import iso_time
 from meetcore.commands import Command
 from meetcore.events import Event
@@ -81,9 +83,11 @@ __all__ = [
     "MediaPlacement",
     "MeetingState",
     "MemoryStore",
+    "NumberedGroup",
     "Participant",
     "Phase",
     "Principal",
+    "QueuedAppend",
     "Record",
     "Refusal",
     "Rejected",
@@ -92,6 +96,7 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "WatchableStore",
+    "check_append",
     "commands",
     "decide",
     "decode_msgpack",
@@ -102,12 +107,14 @@ __all__ = [
     "fold_jsonl",
     "fold_msgpack",
     "hookimpl",
+    "is_text",
     "iso_time",
     "one_line",
     "phase_of",
     "plugin_manager",
     "read_jsonl",
     "to_json",
+    "wall_clock_ms",
     "without_password",
     "write_jsonl",
 ]

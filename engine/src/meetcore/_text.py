@@ -1,13 +1,22 @@
-"""Text as it may be printed on one line of a terminal or a log."""
+"""Text as it may be printed on one line of a terminal or a log, and whether a store
+can keep it."""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
-__all__ = ["one_line"]
+__all__ = ["is_text", "one_line"]
 
 #: The longest word (a path, a URL) an error line shows whole; longer ones are cut.
 LONGEST_WORD: Final = 200
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` can be stored as text: UTF-8 has no lone surrogates."""
+    return _SURROGATE.search(value) is None
 
 
 def _printable(text: str) -> str:

@@ -39,7 +39,6 @@ import contextlib
 import logging
 import re
 import secrets
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -59,11 +58,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from meetcore import (
-    Conflict,
+    NumberedGroup,
+    QueuedAppend,
     Record,
     StoreError,
+    check_append,
     decode_msgpack,
-    encode_msgpack,
+    is_text,
+    wall_clock_ms,
     without_password,
 )
 from meetcore.commands import AnyCommand
@@ -165,14 +167,6 @@ def _one_line(error: BaseException) -> str:
 _MAX_BIGINT: Final = 2**63 - 1
 
 
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-
-
-def _is_text(value: str) -> bool:
-    """Whether `value` can be stored as text: UTF-8 has no lone surrogates."""
-    return _SURROGATE.search(value) is None
-
-
 class _Progress:
     """How far a watcher has accounted for the log, across its reconnections."""
 
@@ -188,27 +182,6 @@ def _parse_note(payload: str) -> tuple[str, int, int, str] | None:
     if len(parts) != 4 or not (parts[1].isdigit() and parts[2].isdigit()):
         return None
     return parts[0], int(parts[1]), int(parts[2]), parts[3]
-
-
-class _Append:
-    """One queued append and, once committed or refused, its outcome."""
-
-    __slots__ = ("cause", "done", "error", "events", "expected", "meeting_id", "records")
-
-    def __init__(
-        self,
-        meeting_id: str,
-        expected: int,
-        events: Sequence[AnyEvent],
-        cause: AnyCommand | None,
-    ) -> None:
-        self.meeting_id = meeting_id
-        self.expected = expected
-        self.events = events
-        self.cause = cause
-        self.done = False
-        self.records: list[Record] | None = None
-        self.error: Exception | None = None
 
 
 class _Sql:
@@ -329,10 +302,6 @@ class _Sql:
         ]
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class PostgresStore:
     """A `meetcore.EventStore` on PostgreSQL that several processes share (see the module
     docstring), with the optional store capabilities `WatchableStore`, `SharedLeases`
@@ -351,7 +320,7 @@ class PostgresStore:
     """
 
     def __init__(
-        self, url: str, *, clock: Callable[[], int] = _wall_clock_ms, read_only: bool = False
+        self, url: str, *, clock: Callable[[], int] = wall_clock_ms, read_only: bool = False
     ) -> None:
         self._conninfo, self.schema, self.pool_size, self.url = parse_url(url)
         self.read_only = read_only
@@ -369,7 +338,7 @@ class PostgresStore:
         #: Appends committed by this store object.
         self.appends = 0
         self._closed = False
-        self._queue: list[_Append] = []
+        self._queue: list[QueuedAppend] = []
         self._write_lock = anyio.Lock()
         self._writer: psycopg.AsyncConnection[Any] | None = None
         # meeting_id -> version as this store object last committed it
@@ -503,31 +472,25 @@ class PostgresStore:
         events: Sequence[AnyEvent],
         cause: AnyCommand | None,
     ) -> list[Record]:
-        if any(e.meeting_id != meeting_id for e in events):
-            raise ValueError(f"every event appended to {meeting_id!r} must belong to it")
-        if not _is_text(meeting_id):
-            raise ValueError(f"meeting id {meeting_id!r} is not valid text (UTF-8)")
+        check_append(meeting_id, events)
         if self._closed:
             raise self._fail("the store is closed")
         if self.read_only:
             raise self._fail("opened read-only: it takes no appends")
-        item = _Append(meeting_id, expected_version, events, cause)
+        item = QueuedAppend(meeting_id, expected_version, events, cause)
         self._queue.append(item)
         # Once queued, the append happens or not whatever the caller does: see it through.
         with anyio.CancelScope(shield=True):
-            while not item.done:
+            while not item.settled:
                 async with self._write_lock:
-                    if item.done:  # committed in the group of the previous lock holder
+                    if item.settled:  # committed in the group of the previous lock holder
                         break
                     group = self._queue[:MAX_GROUP]
                     del self._queue[:MAX_GROUP]
                     await self._commit(group)
-        if item.error is not None:
-            raise item.error
-        assert item.records is not None
-        return item.records
+        return item.result()
 
-    async def _commit(self, group: list[_Append]) -> None:
+    async def _commit(self, group: list[QueuedAppend]) -> None:
         """Write the group's appends in one transaction; set each one's outcome.
 
         Fast path: versions are checked against what this store last committed, and
@@ -535,17 +498,17 @@ class PostgresStore:
         If another node wrote meanwhile, the unique (meeting_id, version) key refuses
         a row: then the group is done again with every version read under the lock.
         """
-        outcomes: list[list[Record] | Exception] | None = None
+        numbered: NumberedGroup | None = None
         error: Exception | None = None
         try:
             if self._closed:
                 raise self._fail("the store is closed")
             careful = reconnected = False
-            while outcomes is None:
+            while numbered is None:
                 if self._writer is None or self._writer.closed:
                     self._writer = await self._connect()
                 try:
-                    outcomes = await self._transaction(self._writer, group, careful=careful)
+                    numbered = await self._transaction(self._writer, group, careful=careful)
                 except psycopg.errors.UniqueViolation:
                     if careful:  # versions read under the lock cannot be stale: a bug
                         raise
@@ -578,21 +541,14 @@ class PostgresStore:
                 self._writer = None
         except Exception as failure:  # a bug: every caller of the group hears of it
             error = failure
-        for n, item in enumerate(group):
-            if outcomes is None:
+        if numbered is None:
+            for item in group:
                 item.error = error
-            else:
-                outcome = outcomes[n]
-                if isinstance(outcome, Exception):  # a Conflict, or it cannot be stored
-                    item.error = outcome
-                else:
-                    item.records = outcome
-            item.done = True
-        if outcomes is not None:
+        else:
+            self.appends += numbered.settle(group)
             self.transactions += 1
-            self.appends += sum(1 for item in group if item.records)
 
-    def _needs_check(self, item: _Append) -> bool:
+    def _needs_check(self, item: QueuedAppend) -> bool:
         """Whether the meeting's version must be read before trusting `item.expected`."""
         known = self._versions.get(item.meeting_id)
         if not item.events:
@@ -602,15 +558,17 @@ class PostgresStore:
         return known != item.expected
 
     async def _transaction(
-        self, connection: psycopg.AsyncConnection[Any], group: list[_Append], *, careful: bool
-    ) -> list[list[Record] | Exception]:
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        group: list[QueuedAppend],
+        *,
+        careful: bool,
+    ) -> NumberedGroup:
         sql = self._sql
-        firsts: dict[str, _Append] = {}
+        firsts: dict[str, QueuedAppend] = {}
         for item in group:
             firsts.setdefault(item.meeting_id, item)
         ask = [m for m, item in firsts.items() if careful or self._needs_check(item)]
-        outcomes: list[list[Record] | Exception] = []
-        versions: dict[str, int] = {}  # as this group leaves them
         self._committing = False
         async with connection.pipeline(), connection.transaction():
             head = await connection.execute(sql.lock_head)
@@ -618,11 +576,11 @@ class PostgresStore:
             row = await head.fetchone()  # the first round trip: the lock is ours
             self._committing = True
             assert row is not None
-            position = int(row[0])
             actual: dict[str, int] = {}
             if asked is not None:
                 actual = {str(m): int(v) for m, v in await asked.fetchall()}
-            now = self._clock()
+            numbered = NumberedGroup(int(row[0]), self._clock(), self._fail)
+            versions = numbered.versions  # as this group leaves them
             positions: list[int] = []
             meeting_ids: list[str] = []
             numbers: list[int] = []
@@ -636,44 +594,25 @@ class PostgresStore:
                     current = actual.get(meeting_id)
                 if current is None:
                     current = item.expected  # trusted: see _needs_check
-                if current != item.expected:
-                    outcomes.append(Conflict(meeting_id, item.expected, current))
-                    versions[meeting_id] = current
-                    continue
-                try:
-                    records = Record.numbered(
-                        item.events,
-                        after_version=current,
-                        after_position=position,
-                        recorded_at=now,
-                        cause=item.cause,
-                    )
-                    encoded = [encode_msgpack(record) for record in records]
-                except Exception as exc:  # not encodable: this append alone fails
-                    error = self._fail(f"cannot store the append to {meeting_id!r}: {exc}")
-                    outcomes.append(error)
-                    continue
-                blobs += encoded
-                for record in records:
+                encoded = numbered.number(item, current)
+                for record, blob in encoded:
                     positions.append(record.position)
                     meeting_ids.append(meeting_id)
                     numbers.append(record.version)
+                    blobs.append(blob)
                     event = record.event
                     if isinstance(event, ParticipantJoined | EntryRequested):
                         leases[(meeting_id, event.connection_id)] = event.participant_id
                     elif isinstance(event, ParticipantLeft | EntryWithdrawn):
                         leases[(meeting_id, event.connection_id)] = None
-                if records:
+                if encoded:
                     named = meeting_id if len(meeting_id.encode()) <= _NOTIFY_ID_BYTES else ""
-                    notes.append(
-                        f"{self.writer_id} {position + 1} {position + len(records)} {named}"
-                    )
-                position += len(records)
-                versions[meeting_id] = current + len(records)
-                outcomes.append(records)
+                    first, last = encoded[0][0].position, encoded[-1][0].position
+                    notes.append(f"{self.writer_id} {first} {last} {named}")
             if positions:
+                stamps = [numbered.now] * len(positions)
                 await connection.execute(
-                    sql.insert, (positions, meeting_ids, numbers, [now] * len(positions), blobs)
+                    sql.insert, (positions, meeting_ids, numbers, stamps, blobs)
                 )
                 grants = [(k, p) for k, p in leases.items() if p is not None]
                 drops = [k for k, p in leases.items() if p is None]
@@ -690,15 +629,15 @@ class PostgresStore:
                     await connection.execute(
                         sql.drop, ([k[0] for k in drops], [k[1] for k in drops])
                     )
-                await connection.execute(sql.set_head, (position,))
+                await connection.execute(sql.set_head, (numbered.position,))
                 await connection.execute(sql.notify, (sql.channel, notes))
         self._versions.update(versions)
-        return outcomes
+        return numbered
 
     # -- reading -------------------------------------------------------------------
 
     async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
-        if not _is_text(meeting_id):  # no such meeting can be stored
+        if not is_text(meeting_id):  # no such meeting can be stored
             return []
         after = min(max(after_version, 0), _MAX_BIGINT)
         rows = await self._run(self._sql.read, (meeting_id, after))
@@ -873,7 +812,6 @@ class PostgresStore:
             async with self._write_lock:  # the group being committed finishes first
                 for item in self._queue:
                     item.error = self._fail("the store is closed")
-                    item.done = True
                 self._queue.clear()
                 if self._writer is not None:
                     await self._writer.close()

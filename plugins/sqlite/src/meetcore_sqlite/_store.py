@@ -34,11 +34,9 @@ import importlib
 import logging
 import os
 import queue
-import re
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, Protocol
@@ -48,13 +46,17 @@ import anyio
 import anyio.to_thread
 
 from meetcore import (
-    Conflict,
     InvalidLog,
+    NumberedGroup,
+    QueuedAppend,
     Record,
     StoreBusy,
     StoreError,
+    check_append,
     decode_msgpack,
     encode_msgpack,
+    is_text,
+    wall_clock_ms,
 )
 from meetcore.commands import AnyCommand
 from meetcore.events import AnyEvent
@@ -123,18 +125,6 @@ _READ_ALL = "SELECT record, position FROM records WHERE position > ? ORDER BY po
 _MAX_INTEGER: Final = 2**63 - 1
 
 
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-
-
-def _is_text(value: str) -> bool:
-    """Whether `value` can be stored as text: UTF-8 has no lone surrogates."""
-    return _SURROGATE.search(value) is None
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 #: The main file as an immutable connection found it: inode, size, mtime (ns).
 _Snapshot = tuple[int, int, int]
 
@@ -151,14 +141,10 @@ _Rows = list[int | str | bytes]
 
 
 class _Plan(NamedTuple):
-    """A group numbered: each append's outcome (its records, a `Conflict` or why it
-    cannot be stored), the meetings' versions as the group leaves them, the rows to
-    insert and the last position."""
+    """A group numbered, and the rows to insert."""
 
-    outcomes: list[list[Record] | Exception]
-    versions: dict[str, int]
+    numbered: NumberedGroup
     rows: _Rows
-    position: int
 
 
 @functools.lru_cache(maxsize=128)
@@ -182,10 +168,10 @@ def _insert(connection: sqlite3.Connection, rows: _Rows, max_rows: int) -> None:
         connection.execute(_insert_many(count), rows)
 
 
-class _Append:
-    """One queued append and, once the writer is done, its outcome."""
+class _Append(QueuedAppend):
+    """One queued append, with what its caller waits on until the writer is done."""
 
-    __slots__ = ("cause", "done", "error", "events", "expected", "meeting_id", "records", "wake")
+    __slots__ = ("done", "wake")
 
     def __init__(
         self,
@@ -196,14 +182,9 @@ class _Append:
         done: _Done,
         wake: _Wake,
     ) -> None:
-        self.meeting_id = meeting_id
-        self.expected = expected
-        self.events = events
-        self.cause = cause
+        super().__init__(meeting_id, expected, events, cause)
         self.done = done
         self.wake = wake
-        self.records: list[Record] | None = None
-        self.error: Exception | None = None
 
 
 class _Checkpoint:
@@ -305,7 +286,7 @@ class SQLiteStore:
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 10.0,
-        clock: Callable[[], int] = _wall_clock_ms,
+        clock: Callable[[], int] = wall_clock_ms,
         read_only: bool = False,
     ) -> None:
         if not 0 <= busy_timeout < 1e9:  # no NaN, no inf: SQLite takes milliseconds
@@ -521,11 +502,7 @@ class SQLiteStore:
         events: Sequence[AnyEvent],
         cause: AnyCommand | None,
     ) -> list[Record]:
-        for event in events:
-            if event.meeting_id != meeting_id:
-                raise ValueError(f"every event appended to {meeting_id!r} must belong to it")
-        if not _is_text(meeting_id):
-            raise ValueError(f"meeting id {meeting_id!r} is not valid text (UTF-8)")
+        check_append(meeting_id, events)
         done, wake = _waiter()
         item = _Append(meeting_id, expected_version, events, cause, done, wake)
         self._enqueue(item)
@@ -537,10 +514,7 @@ class SQLiteStore:
             with anyio.CancelScope(shield=True):
                 await done.wait()
             raise
-        if item.error is not None:
-            raise item.error
-        assert item.records is not None
-        return item.records
+        return item.result()
 
     def _enqueue(self, item: _Append | _Checkpoint) -> None:
         """Hand `item` to the writer thread, unless the store is closed (checked under
@@ -675,15 +649,10 @@ class SQLiteStore:
         """The group's plan is committed: remember it, and give each append its outcome."""
         if len(self._versions) >= MAX_REMEMBERED:
             self._versions.clear()
-        self._versions.update(plan.versions)
-        self._position = plan.position
-        for item, outcome in zip(group, plan.outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                item.error = outcome
-            else:
-                item.records = outcome
+        self._versions.update(plan.numbered.versions)
+        self._position = plan.numbered.position
+        self.appends += plan.numbered.settle(group)
         self.transactions += 1
-        self.appends += sum(1 for item in group if item.records)
         self._committed.set()
 
     @staticmethod
@@ -713,8 +682,8 @@ class SQLiteStore:
             position = self._position
         else:
             return None
-        outcomes: list[list[Record] | Exception] = []
-        versions: dict[str, int] = {}  # as this group leaves them
+        numbered = NumberedGroup(position, now, self._fail, self._encode)
+        versions = numbered.versions  # as this group leaves them
         rows: _Rows = []
         for item in group:
             meeting_id = item.meeting_id
@@ -729,34 +698,8 @@ class SQLiteStore:
                     if connection is None:
                         return None
                     actual = int(connection.execute(_VERSION, (meeting_id,)).fetchone()[0])
-            if actual != item.expected:
-                outcomes.append(Conflict(meeting_id, item.expected, actual))
-                versions[meeting_id] = actual
-                continue
-            start = len(rows)
-            try:
-                records = Record.numbered(
-                    item.events,
-                    after_version=actual,
-                    after_position=position,
-                    recorded_at=now,
-                    cause=item.cause,
-                )
-                for r in records:
-                    record = encode_msgpack(r)
-                    if len(record) > self._max_record:
-                        raise ValueError(
-                            f"a record of {len(record):,} bytes is over SQLite's limit "
-                            f"({self._max_record:,})"
-                        )
-                    rows += (r.position, meeting_id, r.version, now, record)
-            except Exception as exc:  # not encodable, too big: this append alone fails
-                del rows[start:]
-                outcomes.append(self._fail(f"cannot store the append to {meeting_id!r}: {exc}"))
-                continue
-            position += len(records)
-            versions[meeting_id] = actual + len(records)
-            outcomes.append(records)
+            for r, record in numbered.number(item, actual):
+                rows += (r.position, meeting_id, r.version, now, record)
             if careful:
                 assert connection is not None
                 _insert(connection, rows, self._max_rows)
@@ -765,7 +708,16 @@ class SQLiteStore:
             return None
         # No savepoints needed: versions have no gaps, so a stale check fails on an
         # append's first row, and any other error abandons the whole transaction.
-        return _Plan(outcomes, versions, rows, position)
+        return _Plan(numbered, rows)
+
+    def _encode(self, record: Record) -> bytes:
+        """`record` as a row holds it; `ValueError` past SQLite's length limit."""
+        encoded = encode_msgpack(record)
+        if len(encoded) > self._max_record:
+            raise ValueError(
+                f"a record of {len(encoded):,} bytes is over SQLite's limit ({self._max_record:,})"
+            )
+        return encoded
 
     def _save(self, connection: sqlite3.Connection, item: _Checkpoint) -> None:
         """Write one checkpoint in its own transaction (compared first if conditional)."""
@@ -845,7 +797,7 @@ class SQLiteStore:
     # -- reading -------------------------------------------------------------------
 
     async def read(self, meeting_id: str, after_version: int = 0) -> list[Record]:
-        if not _is_text(meeting_id):  # no such meeting can be stored
+        if not is_text(meeting_id):  # no such meeting can be stored
             return []
         return await self._read(_READ, (meeting_id, min(max(after_version, 0), _MAX_INTEGER)))
 
