@@ -248,7 +248,7 @@ async def test_disabling_a_webcam_ends_the_stream_and_enabling_it_brings_a_new_o
     await ended(video)
     assert bob.participants["alice"].streams == {}
     # the server stopped forwarding: its section for Alice's video is free
-    (peer,) = [p for p in running.media.peers.values() if p.participant_id == "bob"]
+    (peer,) = [p for p in running.media.transports.values() if p.participant_id == "bob"]
     await eventually(lambda: all(slot.stream is None for slot in peer.slots))
     assert all(slot.track.source is None for slot in peer.slots)
 
@@ -294,8 +294,10 @@ async def test_four_participants_each_receive_the_three_others(running: Running)
         assert "dan" not in meeting.participants
         assert {who for who, _ in sees.live} == set(ids[:3]) - {meeting.participant_id}
     # the server freed Dan's sections and forgot his media connection
-    await eventually(lambda: "dan" not in {p.participant_id for p in running.media.peers.values()})
-    for peer in running.media.peers.values():
+    await eventually(
+        lambda: "dan" not in {p.participant_id for p in running.media.transports.values()}
+    )
+    for peer in running.media.transports.values():
         await eventually(
             lambda peer=peer: all(s.stream is None or s.stream[0] != "dan" for s in peer.slots)
         )
@@ -370,7 +372,7 @@ async def test_a_late_subscriber_gets_a_picture_at_once_through_a_forwarded_pli(
     await alice.join()
     await watcher.join()
     await Streams(watcher).have(("alice", "video"))  # Alice now sends to the server
-    (publisher,) = [p for p in running.media.peers.values() if p.participant_id == "alice"]
+    (publisher,) = [p for p in running.media.transports.values() if p.participant_id == "alice"]
     publication = publisher.publications["video"]
     await eventually(lambda: publication.frames > 20)  # well past her first key frame
     requests = publication.keyframe_requests
@@ -433,7 +435,7 @@ async def test_frames_are_forwarded_not_decoded_and_encoded_per_subscriber(
     assert instances("encode") == 2  # Alice's VP8 and Opus encoders, and no other
     assert instances("pack") == 6  # each subscriber's two senders on the server
     assert instances("decode") == 3  # each subscriber's VP8 decoder, none on the server
-    for peer in running.media.peers.values():
+    for peer in running.media.transports.values():
         for publication in peer.publications.values():
             assert len(publication.subscribers) == (3 if peer.participant_id == "alice" else 0)
 
@@ -545,7 +547,7 @@ async def test_an_answer_past_64_kib_is_read_in_a_meeting_of_many_publishers(
     finally:
         Meeting._request = original  # type: ignore[method-assign]
     assert max(sizes) > 64 * 1024
-    (peer,) = running.media.peers.values()
+    (peer,) = running.media.transports.values()
     await eventually(lambda: sum(slot.confirmed for slot in peer.slots) == 60)
     for raw in sockets:
         await raw.close()
@@ -631,7 +633,7 @@ async def test_a_stream_back_before_its_old_section_was_seen_free_has_one_msid(
     gate.set()
     await sees.have(("alice", "video"))
     check_video(await frames(sees.live["alice", "video"], 2), 160, 120)
-    (peer,) = [p for p in running.media.peers.values() if p.participant_id == "bob"]
+    (peer,) = [p for p in running.media.transports.values() if p.participant_id == "bob"]
     assert len(peer.slots) == 2  # the freed section was not reusable yet: a new one
     for sdp in offers:
         msids = re.findall(r"^a=msid:(.*)$", sdp, re.M)
@@ -646,7 +648,7 @@ async def test_a_client_whose_connection_fails_makes_a_new_one(running: Running)
 
     def peer_of(participant_id: str) -> list[Any]:
         media = running.server.signaling._media
-        peers = media.peers.values() if media is not None else ()
+        peers = media.transports.values() if media is not None else ()
         return [p for p in peers if p.participant_id == participant_id]
 
     await eventually(lambda: peer_of("alice") != [])
@@ -736,7 +738,7 @@ async def test_a_listener_gets_the_loudest_voices_as_they_change(
     await listening({"cat", "ann"})
     held = {
         peer.participant_id: peer.publications["audio"].held
-        for peer in running.media.peers.values()
+        for peer in running.media.transports.values()
         if "audio" in peer.publications
     }
     assert held["dan"] > 0 and held["ann"] == 0  # the quietest, to nobody at all
@@ -814,7 +816,7 @@ async def test_recv_only_receives_and_signalling_only_has_no_media(running: Runn
     await asyncio.sleep(0.3)
     assert not any(who == "viewer" for who, _ in alice_sees.live)
     assert silent._media is None  # no media connection at all
-    assert "silent" not in {p.participant_id for p in running.media.peers.values()}
+    assert "silent" not in {p.participant_id for p in running.media.transports.values()}
     assert silent.participants["alice"].streams == {}
 
     # SIGNALLING_ONLY -> RECV_ONLY: media starts; and back: it stops
@@ -825,7 +827,7 @@ async def test_recv_only_receives_and_signalling_only_has_no_media(running: Runn
     await silent.change_mode("SIGNALLING_ONLY")
     await silent_sees.until(lambda: not silent_sees.live)
     await eventually(
-        lambda: "silent" not in {p.participant_id for p in running.media.peers.values()}
+        lambda: "silent" not in {p.participant_id for p in running.media.transports.values()}
     )
 
 
