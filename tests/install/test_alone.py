@@ -181,6 +181,8 @@ async def test_the_server_alone_refuses_media_offers_saying_why(tmp_path: Path) 
             while (reply := json.loads(await ws.recv())).get("requestId") != 1:
                 pass
     assert reply["type"] == "error" and "install meetcore-media" in reply["message"], reply
+    assert "no media: audio and video need meetcore-media installed" in alone.output
+    assert "a client offered media: this server has no media" in alone.output
 
 
 def test_the_media_package_alone_checks_aiortc_and_loads_as_a_plugin(tmp_path: Path) -> None:

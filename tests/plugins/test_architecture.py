@@ -119,7 +119,7 @@ def test_only_the_media_package_and_the_client_s_media_import_aiortc() -> None:
         and not any(module == m or module.startswith(m + ".") for m in MAY_IMPORT_MEDIA)
     }
     assert not offenders, f"imports of the media stack outside meetcore-media: {offenders}"
-    assert MODULES["meetcore_media.sfu"] & MEDIA_STACK  # the check sees them where they are
+    assert MODULES["meetcore_media.sdp"] & MEDIA_STACK  # the check sees them where they are
 
 
 def test_a_forbidden_import_is_caught() -> None:

@@ -51,6 +51,18 @@ async def sql(database: str, statement: str, *parameters: object) -> list[tuple[
         return await cursor.fetchall() if cursor.description else []
 
 
+async def head_waiters(database: str, store: PostgresStore) -> int:
+    """How many sessions wait for a lock in a statement on the store's tables (the
+    head row, which another transaction holds)."""
+    rows = await sql(
+        database,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND strpos(query, %s) > 0",
+        f'"{store.schema}".',
+    )
+    return int(rows[0][0])
+
+
 def join(n: int, meeting_id: str = MEETING, prefix: str = "p") -> Join:
     return Join(
         meeting_id=meeting_id,
@@ -96,19 +108,18 @@ async def test_a_conflict_in_a_group_spoils_nothing_else(url: str, database: str
             await blocker.execute(f'SELECT position FROM "{store.schema}".head FOR UPDATE')
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(append, "first", "m-first", 0)
-                await anyio.sleep(0.05)  # it waits for the head
+                await eventually(lambda: head_waiters(database, store))  # it waits for the head
                 for n in range(10):
                     tasks.start_soon(append, f"good-{n}", f"m-{n}", 0)
                 tasks.start_soon(append, "stale", "busy", 1)
                 tasks.start_soon(append, "next", "busy", 2)
                 tasks.start_soon(append, "late", "busy", 2)  # the same version, after "next"
-                await anyio.sleep(0.2)  # all queued behind it
+                await eventually(lambda: len(store._queue) == 13)  # all queued behind it
                 assert outcomes == {}
                 await blocker.rollback()
 
-        # 14 appends in a few transactions (the first alone or not, the rest in one or two
-        # groups as the writer wakes), never one each
-        assert 1 <= store.transactions - before <= 4
+        # 14 appends in two transactions: the first alone, then the 13 queued behind it
+        assert store.transactions - before == 2
         stale, late = outcomes.pop("stale"), outcomes.pop("late")
         assert isinstance(stale, Conflict) and stale.actual_version == 2
         assert isinstance(late, Conflict) and late.actual_version == 4
@@ -134,11 +145,11 @@ async def test_an_append_that_cannot_be_stored_fails_alone(url: str, database: s
             await blocker.execute(f'SELECT position FROM "{store.schema}".head FOR UPDATE')
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(append, "first", "first", sample_events("first"))
-                await anyio.sleep(0.05)
+                await eventually(lambda: head_waiters(database, store))
                 tasks.start_soon(append, "good", "good", sample_events("good"))
                 tasks.start_soon(append, "huge int", "bad", joined)
                 tasks.start_soon(append, "good too", "good-2", sample_events("good-2"))
-                await anyio.sleep(0.2)
+                await eventually(lambda: len(store._queue) == 3)  # one group, with "bad"
                 await blocker.rollback()
 
         with pytest.raises(StoreError, match=r"cannot store the append to 'bad': .*ints"):
@@ -201,9 +212,13 @@ async def test_a_tailing_reader_never_passes_a_transaction_that_commits_late(
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(tail)
                 tasks.start_soon(append, slow, "slow")
-                await anyio.sleep(0.2)  # A holds positions 3-5 and waits
+                await eventually(lambda: head_waiters(database, slow))  # A holds 3-5, waits
                 tasks.start_soon(append, fast, "fast")
-                await anyio.sleep(0.4)
+
+                async def both_wait() -> bool:
+                    return await head_waiters(database, slow) == 2  # B waits for the head
+
+                await eventually(both_wait)
                 assert finished == {}, "B must not commit before A"
                 assert [r.meeting_id for r in seen] == ["early", "early"]
                 await blocker.rollback()  # A goes on and commits, then B

@@ -7,12 +7,14 @@ import asyncio
 import gc
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiortc.exceptions import InvalidStateError
 
-from meetcore_media import _ice
+from meetcore_media import MediaConfig, _ice
+from meetcore_server.testing import serve_refuses
 
 
 class RTCPeerConnection:
@@ -98,3 +100,33 @@ async def test_a_media_socket_is_read_in_batches(batched: bool) -> None:
         assert received == [n.to_bytes(2, "big") for n in range(len(received))]
     finally:
         await pc.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MEETCORE_ICE_SERVERS", "notaurl", "MEETCORE_ICE_SERVERS: an ICE server is a stun:"),
+        ("MEETCORE_ICE_SERVERS", "stun:", "not 'stun:'"),
+        ("MEETCORE_ICE_SERVERS", "stun:ok.example.com,http://x", "not 'http://x'"),
+        ("MEETCORE_ICE_ADDRESSES", "999.1.1.1", "MEETCORE_ICE_ADDRESSES: not an IP address"),
+        ("MEETCORE_ICE_ADDRESSES", "x" * 5000, "not an IP address to gather on"),
+    ],
+)
+def test_serve_refuses_a_wrong_ice_setting_in_one_line(
+    tmp_path: Path, name: str, value: str, says: str
+) -> None:
+    """Not at the first offer, blaming the client's SDP, as it did."""
+    line = serve_refuses(tmp_path, "--port", "0", "--store", "memory://", env={name: value})
+    assert line.startswith("meetcore: error: "), line
+    assert says in line, line
+    assert len(line) < 400
+
+
+def test_a_media_config_refuses_what_aiortc_cannot_use() -> None:
+    MediaConfig(
+        ice_servers=["stun:stun.example.com:3478", {"urls": ["turn:1.2.3.4?transport=tcp"]}]
+    )
+    with pytest.raises(ValueError, match="not 'stun:x y'"):
+        MediaConfig(ice_servers=["stun:x y"])
+    with pytest.raises(ValueError, match="not an IP address"):
+        MediaConfig(addresses=["localhost"])

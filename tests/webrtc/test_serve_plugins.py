@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import httpx
@@ -34,15 +35,45 @@ recorder = Recorder("seen.txt")
 '''
 
 
+ODD = """
+from meetcore import hookimpl
+
+class Recorder:
+    @hookimpl
+    def meetcore_records_appended(self, records):
+        pass
+
+class ExtendsServe:
+    @hookimpl
+    def meetcore_serve_plugins(self, options):
+        return []
+
+class Touchy:
+    def __getattr__(self, name):
+        raise RuntimeError("no")
+    def __dir__(self):
+        raise RuntimeError("no")
+
+answer = 42
+nothing = None
+extends_serve = ExtendsServe()
+touchy = Touchy()
+"""
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
 async def test_a_plugin_named_on_the_command_line_runs_in_the_server(tmp_path: Path) -> None:
+    """Through the `meetcore` console script, which does not put the current directory
+    on the path as `python -m` does: `--plugin` finds a module there all the same."""
     (tmp_path / "my_recorder.py").write_text(PLUGIN)
-    args = ["--plugin", "my_recorder:recorder"]
-    with ServeProcess(tmp_path, store="memory://", args=args) as server:
+    script = str(Path(sys.executable).parent / "meetcore")
+    command = [script, "serve", "--port", "0", "--dev", "--store", "memory://"]
+    command += ["--plugin", "my_recorder:recorder"]
+    with ServeProcess(tmp_path, command=command) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             token = (await http.get("/get-token")).json()["token"]
             created = await http.post("/v2/rooms", headers={"Authorization": token})
@@ -60,11 +91,20 @@ async def test_a_plugin_named_on_the_command_line_runs_in_the_server(tmp_path: P
         (":recorder", "not module:object"),
         ("a b:c", "not module:object"),
         ("x" * 10_000, "not module:object"),
-        ("broken_plugin", "cannot import broken_plugin: boom"),
+        ("broken_plugin", "cannot import broken_plugin: RuntimeError: boom"),
+        ("exiting_plugin", "cannot import exiting_plugin: SystemExit: 0"),
+        ("odd:Recorder", "is a class: name an instance of it"),
+        ("odd:answer", "implements no meetcore hook"),
+        ("odd:nothing", "implements no meetcore hook"),
+        ("json", "implements no meetcore hook"),
+        ("odd:extends_serve", "implements meetcore_serve_plugins: only installed plugins"),
+        ("odd:touchy", "cannot read it: RuntimeError: no"),
     ],
 )
 def test_a_bad_plugin_is_refused_in_one_line(tmp_path: Path, spec: str, says: str) -> None:
     (tmp_path / "broken_plugin.py").write_text("raise RuntimeError('boom')\n")
+    (tmp_path / "exiting_plugin.py").write_text("raise SystemExit(0)\n")
+    (tmp_path / "odd.py").write_text(ODD)
     line = serve_refuses(tmp_path, "--port", "0", "--store", "memory://", "--plugin", spec)
     assert line.startswith("meetcore: error: --plugin"), line
     assert says in line, line

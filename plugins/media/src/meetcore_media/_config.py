@@ -4,6 +4,8 @@ server itself (`sfu.MediaServer`) imports, when a client first offers media."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +21,8 @@ __all__ = ["AUDIO_STREAMS", "Media", "MediaConfig"]
 
 #: The loudest audio streams each participant gets by default (`MediaConfig`).
 AUDIO_STREAMS = 3
+#: An ICE server URL (RFC 7064, 7065): a scheme, a host, maybe a port and a transport.
+_ICE_URL = re.compile(r"(stuns?|turns?):[^\s/?#@:]+(:\d{1,5})?(\?transport=(udp|tcp))?")
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,32 @@ class MediaConfig:
         streams = self.audio_streams
         if not isinstance(streams, int) or isinstance(streams, bool) or streams < 0:
             raise ValueError(f"audio_streams must be 0 (all) or more, not {self.audio_streams!r}")
+        for server in self.ice_servers:
+            urls = server if isinstance(server, str) else server.get("urls", "")
+            for url in [urls] if isinstance(urls, str) else urls:
+                if not _ICE_URL.fullmatch(str(url)):
+                    why = "an ICE server is a stun:, stuns:, turn: or turns: URL with a host"
+                    raise ValueError(f"{why}, not {str(url)[:200]!r}")
+        for address in self.addresses or ():
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"not an IP address to gather on: {address[:200]!r}") from None
 
     @classmethod
     def from_env(cls, audio_streams: int = AUDIO_STREAMS) -> MediaConfig:
-        return cls(
-            ice_servers=_ice.servers_from_env(),
-            addresses=_ice.addresses_from_env(),
-            audio_streams=audio_streams,
-        )
+        """The configuration `MEETCORE_ICE_SERVERS` and `MEETCORE_ICE_ADDRESSES` give
+        (`ValueError` naming the variable when one is wrong)."""
+        servers, addresses = _ice.servers_from_env(), _ice.addresses_from_env()
+        try:
+            cls(ice_servers=servers)
+        except ValueError as error:
+            raise ValueError(f"{_ice.SERVERS_ENV}: {error}") from None
+        try:
+            cls(addresses=addresses)
+        except ValueError as error:
+            raise ValueError(f"{_ice.ADDRESSES_ENV}: {error}") from None
+        return cls(ice_servers=servers, addresses=addresses, audio_streams=audio_streams)
 
 
 class Media:

@@ -56,6 +56,9 @@ class Server:
         media: MediaFactory | None = None,
         public_url: str | None = None,
     ) -> None:
+        if media is not None and not callable(media):
+            why = "media makes the media server: Media(MediaConfig(...)), both from meetcore_media"
+            raise TypeError(f"{why}, not a {type(media).__name__}")
         self.engine = engine
         self.dev = dev
         self.rooms = RoomsView(engine.store)

@@ -102,7 +102,11 @@ def meetcore_media_backend(engine: Engine, send: MediaSend) -> MediaBackend | No
     """The media server for a meeting server on `engine`, made when its first client
     offers media; None if this plugin has none. The first result wins (plugins given
     to the engine are asked before the installed ones). Without any, offers are
-    refused with 3046."""
+    refused with 5000 and a message that says to install meetcore-media.
+
+    An embedder that opens its engine without autoload and passes a plugin implementing
+    this hook marks it `@hookimpl(optionalhook=True)` (or passes `meetcore_server.plugin`
+    too): the server adds its hooks only when it is made, after the engine opened."""
 
 
 @hookspec

@@ -18,10 +18,13 @@ import contextlib
 import copy
 import hashlib
 import importlib
+import inspect
 import ipaddress
 import logging
+import os
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -180,21 +183,42 @@ def _start_lines(store: str, url: str, dev: bool) -> None:
 
 
 def load_plugin(spec: str) -> object:
-    """The object `--plugin module:object` names (`module` alone: the module), or
-    `UsageProblem` saying why it cannot be loaded."""
+    """The plugin object `--plugin module:object` names (`module` alone: the module),
+    imported with the current directory on the path; `UsageProblem` saying why it
+    cannot be used (not importable, not there, a class, no meetcore hook in it)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or len(spec) > 300 or any(c.isspace() for c in spec):
-        raise UsageProblem(f"--plugin: not module:object: {spec[:200]!r}")
+        raise UsageProblem(f"--plugin: not module:object: {one_line(spec, 200)!r}")
+    problem = f"--plugin {one_line(spec, 200)}"
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: a plugin of one's own
     try:
         plugin: object = importlib.import_module(module_name)
-    except Exception as error:
-        raise UsageProblem(f"--plugin {spec}: cannot import {module_name}: {error}") from None
-    for name in attribute.split(".") if attribute else ():
-        try:
+    except (Exception, SystemExit) as error:  # the user's module: whatever it raises
+        why = one_line(f"{type(error).__name__}: {error}", 300)
+        raise UsageProblem(f"{problem}: cannot import {module_name}: {why}") from None
+    try:
+        for name in attribute.split(".") if attribute else ():
             plugin = getattr(plugin, name)
-        except AttributeError:
-            raise UsageProblem(f"--plugin {spec}: {module_name} has no {attribute}") from None
+        hooks = [name for name in dir(plugin) if _is_hookimpl(plugin, name)]
+    except AttributeError:
+        raise UsageProblem(f"{problem}: {module_name} has no {attribute}") from None
+    except Exception as error:  # an object whose attributes raise
+        why = one_line(f"{type(error).__name__}: {error}", 300)
+        raise UsageProblem(f"{problem}: cannot read it: {why}") from None
+    if inspect.isclass(plugin):
+        raise UsageProblem(f"{problem} is a class: name an instance of it")
+    if not hooks:
+        raise UsageProblem(f"{problem} implements no meetcore hook (@meetcore.hookimpl)")
+    late = sorted(set(hooks) & {"meetcore_serve_options", "meetcore_serve_plugins"})
+    if late:
+        why = "only installed plugins (an entry point in the group meetcore) extend serve"
+        raise UsageProblem(f"{problem} implements {', '.join(late)}: {why}")
     return plugin
+
+
+def _is_hookimpl(plugin: object, name: str) -> bool:
+    return name.startswith("meetcore_") and hasattr(getattr(plugin, name, None), "meetcore_impl")
 
 
 def _serve_plugins(pm: pluggy.PluginManager, options: dict[str, Any]) -> list[object]:
@@ -233,6 +257,8 @@ async def run(
             secret=resume_secret(),
             public_url=public_url,
         )
+        if not engine.plugins.hook.meetcore_media_backend.get_hookimpls():
+            say("no media: audio and video need meetcore-media installed (signaling works)")
         if server.signaling.clustered:
             say(
                 f"a cluster node at {public_url}: each join goes to its meeting's media node",

@@ -91,7 +91,10 @@ LOST_RACE = (
     "it): try again"
 )
 #: What a client hears when the store failed under its request (`StoreError`): 5000.
-NO_MEDIA = "this server has no media: install meetcore-media (its plugin serves it)"
+NO_MEDIA = (
+    "this server has no media: install meetcore-media, or give its engine a media plugin "
+    "(meetcore_media.Media) when the installed plugins are not loaded"
+)
 STORE_FAILED = (
     "the server's store failed on this request (see the server's log): if its events do "
     "not follow, try again"
@@ -282,6 +285,7 @@ class Signaling:
         # imported only then, so a server whose clients never offer media never loads it.
         self._media_factory = media
         self._media: MediaBackend | None = None
+        self._told_no_media = False
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -915,6 +919,9 @@ class Signaling:
                 hook = self.engine.plugins.hook.meetcore_media_backend
                 self._media = hook(engine=self.engine, send=self._send_media)
             if self._media is None:
+                if not self._told_no_media:
+                    self._told_no_media = True
+                    log.warning("a client offered media: %s", NO_MEDIA)
                 raise Rejected(ErrorCode.SOMETHING_WENT_WRONG, NO_MEDIA)
         return self._media
 

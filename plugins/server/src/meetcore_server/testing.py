@@ -44,14 +44,15 @@ def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return clean
 
 
-def serve_refuses(directory: str | Path, *args: str) -> str:
-    """Run `meetcore serve *args` in `directory` (without MEETCORE_* variables), which
-    must refuse to start as a usage error: exit 2, no traceback, one line that says
-    "error" on stderr. That line; a `RuntimeError` with the output otherwise."""
+def serve_refuses(directory: str | Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    """Run `meetcore serve *args` in `directory` (without MEETCORE_* variables but those
+    of `env`), which must refuse to start as a usage error: exit 2, no traceback, one
+    line that says "error" on stderr. That line; a `RuntimeError` with the output
+    otherwise."""
     done = subprocess.run(
         [sys.executable, "-m", "meetcore.cli", "serve", *args],
         cwd=directory,
-        env=clean_env(),
+        env=clean_env(env),
         capture_output=True,
         text=True,
         timeout=30,
