@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pluggy
 import pytest
+from support import eventually
 
 import meetcore
 import meetcore_sqlite
@@ -211,11 +212,15 @@ async def test_subscribe_catches_up_then_follows_live(engine: Engine) -> None:
     seen: list[Record] = []
 
     async def follow() -> None:
-        seen.extend(await collect(engine, 9))
+        with anyio.fail_after(5):
+            async for record in engine.subscribe(MID):
+                seen.append(record)
+                if len(seen) == 9:
+                    break
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(follow)
-        await anyio.sleep(0.01)
+        await eventually(lambda: len(seen) == 3)  # caught up: what follows comes live
         for pid in ("b", "c"):
             await engine.execute(join(pid))
             await anyio.sleep(0)
@@ -565,7 +570,7 @@ async def test_commands_to_one_meeting_run_in_arrival_order_even_when_waiters_ca
         # The meeting is held: everyone queues.
         for pid in ("a", "b", "c", "d"):
             tasks.start_soon(joiner, pid)
-        await anyio.sleep(0.01)
+        await eventually(lambda: len(engine._meeting(MID).lock._waiters or ()) == 4)
         with anyio.CancelScope() as doomed:  # one more gives up while queued
             doomed.cancel()
             await engine.execute(join("x"))
@@ -591,7 +596,7 @@ async def test_a_waiter_cancelled_as_it_is_handed_the_gate_passes_it_on() -> Non
             await gate.__aenter__()
             tasks.start_soon(waiter, "first", first)
             tasks.start_soon(waiter, "second", second)
-            await anyio.sleep(0.01)  # both queued
+            await eventually(lambda: len(gate._waiters or ()) == 2)  # both queued
             first.cancel()  # "first" is cancelled while queued...
             await gate.__aexit__(None, None, None)  # ...and handed the gate before it runs
     assert got == ["second"]

@@ -63,6 +63,21 @@ async def head_waiters(database: str, store: PostgresStore) -> int:
     return int(rows[0][0])
 
 
+async def listening(database: str, store: PostgresStore) -> bool:
+    """The store's watcher has LISTENed and read the head (what it reports starts there),
+    and waits for notifications: its session is idle after the head's query."""
+    if len(store._watchers) != 1:
+        return False
+    (watcher,) = store._watchers
+    rows = await sql(
+        database,
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'idle' AND query = %s",
+        watcher.info.backend_pid,
+        store._sql.head,
+    )
+    return rows[0][0] == 1
+
+
 def join(n: int, meeting_id: str = MEETING, prefix: str = "p") -> Join:
     return Join(
         meeting_id=meeting_id,
@@ -472,8 +487,7 @@ async def test_watch_reconnects_and_reads_what_it_missed(url: str, database: str
         seen: list[str] = []
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_watching, store, seen)
-            await eventually(lambda: store._watchers)
-            await anyio.sleep(0.1)
+            await eventually(lambda: listening(database, store))
             (watcher,) = store._watchers
             pid = watcher.info.backend_pid
             await sql(database, "SELECT pg_terminate_backend(%s)", pid)
@@ -484,7 +498,7 @@ async def test_watch_reconnects_and_reads_what_it_missed(url: str, database: str
             tasks.cancel_scope.cancel()
 
 
-async def test_a_lost_notification_is_made_up_for_by_the_log(url: str) -> None:
+async def test_a_lost_notification_is_made_up_for_by_the_log(url: str, database: str) -> None:
     """A writer whose notifications never arrive: the next notification shows a gap in
     positions, and a quiet second shows the head moved; both times the log is read."""
     async with opened(url) as store, opened(url) as other, opened(url) as silent:
@@ -492,8 +506,7 @@ async def test_a_lost_notification_is_made_up_for_by_the_log(url: str) -> None:
         seen: list[str] = []
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_watching, store, seen)
-            await eventually(lambda: store._watchers)
-            await anyio.sleep(0.2)
+            await eventually(lambda: listening(database, store))
             await silent.append("lost-1", 0, sample_events("lost-1"), None)
             await other.append("heard", 0, sample_events("heard"), None)
             await eventually(lambda: {"lost-1", "heard"} <= set(seen))
@@ -637,7 +650,7 @@ async def test_renewals_reach_the_store_in_batches(url: str) -> None:
                     assert engine.renew(MEETING, f"pc{n}")
                 await anyio.sleep(0.1)
             await eventually(lambda: store.renewals >= 1)
-            await anyio.sleep(0.3)
+            await anyio.sleep(0.3)  # real time: sweeps that each called the store would show
             elapsed = time.monotonic() - began
             assert store.renewals <= elapsed / 0.25 + 1, store.renewals
     finally:

@@ -135,7 +135,8 @@ async def test_readers_tools_and_lease_free_writers_use_a_served_file(tmp_path: 
                     )
                     assert code == 0, output
                     assert json.loads(output)["state"]["version"] == 1, output
-                    await anyio.sleep(1.5)  # past a lease time after the last of them
+                    # real time: past a lease time after the last of them, ada still in
+                    await anyio.sleep(1.5)
                     pinging = False
                 sessions = (await http.get(f"/v2/sessions?roomId={room}", headers=auth)).json()
                 active = await http.get(
@@ -266,7 +267,7 @@ async def test_what_a_lease_free_engine_writes_reaches_the_server_late_and_is_it
                 while seen != [(1, None)]:
                     await anyio.sleep(0.01)
             await script.execute(_join("bob"))
-            await anyio.sleep(1.0)  # two of the server's lease times
+            await anyio.sleep(1.0)  # real time: two of the server's lease times, told nothing
             assert seen == [(1, None)], "the server was told of bob's join"
             await server.execute(_join("ada"))
             with anyio.fail_after(5):

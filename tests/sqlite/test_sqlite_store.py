@@ -17,6 +17,7 @@ import anyio
 import msgspec
 import pytest
 from click.testing import CliRunner
+from support import eventually
 
 import meetcore
 import meetcore_sqlite
@@ -94,6 +95,18 @@ async def test_the_asyncio_waiter_can_be_awaited_again_after_a_cancelled_wait(
         assert not again.done()
         done.set()
         await asyncio.wait_for(again, 5)
+
+
+async def writing_alone(store: SQLiteStore) -> None:
+    """Wait until the writer thread has taken the one append queued (alone in its group)
+    and holds its transaction, stuck on the write lock another connection holds."""
+    await anyio.wait_all_tasks_blocked()  # the append is queued
+    await eventually(lambda: store._queue.qsize() == 0 and store._transaction.locked())
+
+
+async def queued(store: SQLiteStore, count: int) -> None:
+    """Wait until `count` appends wait in the store's queue for the writer thread."""
+    await eventually(lambda: store._queue.qsize() == count)
 
 
 @pytest.mark.anyio
@@ -235,10 +248,10 @@ async def test_a_statement_that_collides_on_a_later_row_writes_none_of_its_rows(
     blocker.execute("BEGIN IMMEDIATE")
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(append, "z", 1)  # waits for the lock, alone in its group
-        await anyio.sleep(0.05)
+        await writing_alone(ours)
         tasks.start_soon(append, "y", 2)  # then these two go together: both look
         tasks.start_soon(append, "new", 1)  # new to ours; "new" is not
-        await anyio.sleep(0.1)
+        await queued(ours, 2)
         blocker.execute("ROLLBACK")
     blocker.close()
     # The group's one statement (y, y, new) failed on its third row, outside any
@@ -279,7 +292,7 @@ async def test_an_append_that_cannot_be_stored_fails_alone(
     blocker.execute("BEGIN IMMEDIATE")
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(append, "first", "first", 0, sample_events("first"))
-        await anyio.sleep(0.05)  # the rest queue up behind it, as one group
+        await writing_alone(ours)  # the rest queue up behind it, as one group
         tasks.start_soon(append, "good", "good", 0, sample_events("good"))
         tasks.start_soon(append, "huge int", "bad", 0, joined("bad", 0, {"n": 2**70}))
         tasks.start_soon(append, "after", "bad", 3, sample_events("bad", start=3, count=1))
@@ -287,7 +300,7 @@ async def test_an_append_that_cannot_be_stored_fails_alone(
         if careful:  # a meeting ours does not know: the group goes in a transaction
             tasks.start_soon(append, "known", "known", 2, sample_events("known", start=2))
         tasks.start_soon(append, "good too", "good-2", 0, sample_events("good-2"))
-        await anyio.sleep(0.1)
+        await queued(ours, 6 if careful else 5)
         blocker.execute("ROLLBACK")
     blocker.close()
 
@@ -701,7 +714,7 @@ async def test_vacuum_into_copies_a_consistent_snapshot_under_load(tmp_path: Pat
         async with anyio.create_task_group() as tasks:
             for n in range(20):
                 tasks.start_soon(meeting, f"m-{n}")
-            await anyio.sleep(0.3)
+            await eventually(lambda: store.appends > 20 * 3)  # the meetings are writing
             before = store.appends
             await anyio.to_thread.run_sync(vacuum_into)
             assert store.appends > before, "the appends went on during the copy"

@@ -532,7 +532,7 @@ class EchoingStore(FailingStore):
     ) -> list[Record]:
         records = await super().append(meeting_id, expected_version, events, cause)
         self.send.send_nowait(meeting_id)
-        await anyio.sleep(0.2)  # the subscribers run meanwhile
+        await anyio.sleep(0.2)  # a slow group commit: the subscribers run meanwhile
         return records
 
     async def watch(self) -> AsyncIterator[str]:

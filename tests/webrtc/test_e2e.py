@@ -545,6 +545,7 @@ class Proxy:
         self.target_port = int(target.rsplit(":", 1)[1])
         self.up = True
         self.accepted = 0
+        self.refused = 0  # connections reset while the network was down
         self.links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
 
@@ -564,6 +565,7 @@ class Proxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.up:
+            self.refused += 1
             writer.transport.abort()  # the network is down: the connection resets
             return
         try:
@@ -624,9 +626,14 @@ async def test_a_network_drop_resumes_through_the_proxy_without_gap_or_duplicate
         for other in others:  # the meeting goes on while Alice is away
             await other.join()
         await others[0].leave()
-        # stay down a little, well within the lease (1.5 s) so that Alice is kept
-        await anyio.sleep(max(0.0, 0.3 - (time.monotonic() - cut)))
-        missed = [e for e in w.events if e[0].startswith("participant")]
+
+        # stay down, well within the lease (1.5 s) so that Alice is kept, until she has
+        # tried to come back and been refused, and the witness has seen what she missed
+        def away() -> list[tuple[Any, ...]]:
+            return [e for e in w.events if e[0].startswith("participant")]
+
+        await eventually(lambda: proxy.refused >= 1 and len(away()) == 4, 5)
+        missed = away()
         proxy.restore()
         await eventually(lambda: alice.state == "CONNECTED", 5)
         assert time.monotonic() - cut < LEASE_TTL, "the test was too slow to prove a resume"
@@ -703,15 +710,16 @@ async def test_leave_while_reconnecting_takes_the_participant_out(
         # VideoSDK: leave() may be called at any time (3035 before join, 3054 after leaving
         # are its only errors): the leave waits for the connection to come back
         async with anyio.create_task_group() as tasks:
+            refused = proxy.refused
             tasks.start_soon(alice.leave)
-            await anyio.sleep(0.2)
+            await eventually(lambda: proxy.refused > refused, 5)  # she tried again meanwhile
             assert alice.state == "RECONNECTING" and alice.joined
             proxy.restore()
         gone, reason = await seen
         assert (gone.id, reason.code) == (alice.participant_id, 1101)
         assert rec.of("meeting-left") == [("meeting-left", 1101)]
         assert rec.states[-3:] == ["RECONNECTING", "CONNECTED", "DISCONNECTED"]
-        await anyio.sleep(0.3)
+        await anyio.sleep(0.3)  # real time: she must not reconnect within it
         assert alice.state == "DISCONNECTED", "alice reconnected after leaving"
         assert alice.participant_id not in witness.participants
 

@@ -30,10 +30,16 @@ class RTCPeerConnection:
         asyncio.ensure_future(self.__connect())  # noqa: RUF006 (as aiortc does: unawaited)
 
 
+def _connecting(task: asyncio.Task[Any]) -> bool:
+    return getattr(task.get_coro(), "__qualname__", "") == "RTCPeerConnection.__connect"
+
+
 async def _unretrieved(error: Exception) -> None:
     """Let a connect task fail with `error`, and be freed without anyone asking."""
     RTCPeerConnection(error).connect()
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):  # until the task has run and failed
+        while any(_connecting(task) for task in asyncio.all_tasks()):
+            await asyncio.sleep(0)
     gc.collect()  # the task's finalizer reports the exception nobody retrieved
     await asyncio.sleep(0)
 
