@@ -22,8 +22,10 @@ import inspect
 import ipaddress
 import logging
 import os
+import shlex
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -37,7 +39,7 @@ import uvicorn
 from meetcore import Engine, MediaPlacement, StoreError, one_line, without_password
 from meetcore.cli import UsageProblem
 from meetcore.keys import DEFAULT_KEYS_FILE, KeysError, ensure_dev_keys, load_keys
-from meetcore_server import _logs
+from meetcore_server import _logs, _tls
 from meetcore_server._http import MeetcoreH11
 from meetcore_server.app import Server
 
@@ -83,7 +85,7 @@ class _Uvicorn(uvicorn.Server):
         await super().startup(sockets)
         for server in self.servers:
             for sock in server.sockets:
-                url = _url(sock)
+                url = _url(sock, tls=self.config.is_ssl)
                 say(f"serving on {url}", extra={"url": url})
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -129,10 +131,11 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _url(sock: socket.socket) -> str:
-    """The http URL of a listening socket (an IPv6 address in brackets)."""
+def _url(sock: socket.socket, *, tls: bool = False) -> str:
+    """The http (`tls`: https) URL of a listening socket (an IPv6 address in brackets)."""
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _public_url(url: str) -> str:
@@ -163,10 +166,51 @@ def _reachable(host: str) -> bool:
     return not address.is_unspecified
 
 
-def _start_lines(store: str, url: str, dev: bool) -> None:
+def _tls_files(options: dict[str, Any]) -> tuple[str, str, _tls.DevTls | None] | None:
+    """The certificate chain and key to serve HTTPS with (`--tls-cert`/`--tls-key`,
+    checked, or `--dev-tls`'s, made if need be), None for plain HTTP; `UsageProblem`
+    for options or files that cannot be used."""
+    cert, key, dev_tls = options["tls_cert"], options["tls_key"], options["dev_tls"]
+    if (cert is None) != (key is None):
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise UsageProblem(f"{given} needs {missing}: give both or neither")
+    if dev_tls and cert is not None:
+        raise UsageProblem(
+            "--dev-tls makes its own certificate: give it or --tls-cert/--tls-key, not both"
+        )
+    if cert is not None:
+        _tls.check_files(cert, key)
+        return os.path.abspath(cert), os.path.abspath(key), None
+    if dev_tls:
+        made = _tls.dev_tls(os.getcwd(), options["host"])
+        for what in made.made:
+            say(f"created {what}")
+        return str(made.cert), str(made.key), made
+    return None
+
+
+def _dev_tls_lines(made: _tls.DevTls) -> None:
+    """How to trust `--dev-tls`'s certificate authority."""
+    ca = shlex.quote(str(made.ca))
+    say(
+        f"development TLS: the certificate is signed by the development CA {made.ca}; "
+        "clients must trust it (never in production)",
+        extra={"devCa": str(made.ca)},
+    )
+    say(f"export REQUESTS_CA_BUNDLE={ca}  # Python requests")
+    say(f"export SSL_CERT_FILE={ca}  # Python ssl, websockets, httpx, meetcore_client")
+    say(
+        f"browsers: import {ca} as a certificate authority, "
+        "or start them with --ignore-certificate-errors"
+    )
+
+
+def _start_lines(store: str, url: str, dev: bool, dev_tls: _tls.DevTls | None = None) -> None:
     """Say where the log is, how to get a token, where the demo page and the quickstart
     are (the `serving on` line follows once uvicorn serves)."""
     say(f"store {without_password(store)}")
+    if dev_tls is not None:
+        _dev_tls_lines(dev_tls)
     if dev:
         say(
             f"get a token with: uv run meetcore token, or GET {url}/get-token",
@@ -298,6 +342,20 @@ async def run(
     "--dev", is_flag=True, help="Development mode: serve GET /get-token (never in production)."
 )
 @click.option(
+    "--tls-cert",
+    metavar="FILE",
+    help="Serve HTTPS and wss:// with this PEM certificate chain (the server's first), "
+    "with --tls-key.",
+)
+@click.option("--tls-key", metavar="FILE", help="The certificate's PEM private key, unencrypted.")
+@click.option(
+    "--dev-tls",
+    is_flag=True,
+    help="Development only: serve HTTPS with a certificate for localhost signed by a "
+    "development CA that it makes in the current directory (meetcore-dev-*.pem) and "
+    "reuses; it says how to trust the CA.",
+)
+@click.option(
     "--lease-ttl",
     default=15.0,
     show_default=True,
@@ -347,9 +405,11 @@ def serve(pm: pluggy.PluginManager | None, /, **options: Any) -> None:
             say(f"created a development API key {api_key} in {DEFAULT_KEYS_FILE}")
     except KeysError as error:
         raise UsageProblem(str(error)) from None
+    tls = _tls_files(options)
     checked = _public_url(public_url) if public_url is not None else None
     sock = listen(host, port)
-    url = _url(sock)
+    url = _url(sock, tls=tls is not None)
+    files = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls is not None else {}
     # By default a node tells the others to send clients to the address it listens on,
     # unless that is every interface: then it is no cluster node without --public-url.
     default = url if _reachable(urlsplit(url).hostname or "") else None
@@ -361,10 +421,14 @@ def serve(pm: pluggy.PluginManager | None, /, **options: Any) -> None:
                 dev=dev,
                 lease_ttl=options["lease_ttl"],
                 plugins=plugins,
-                opened=lambda: _start_lines(store, url, dev),
+                opened=lambda: _start_lines(store, url, dev, tls[2] if tls else None),
                 public_url=checked or default,
+                **files,
             )
         )
+    except ssl.SSLError as error:  # the files changed since they were checked
+        why = one_line(str(error.reason or error), 200)
+        raise UsageProblem(f"--tls-cert/--tls-key: OpenSSL cannot use them: {why}") from None
     except (StoreError, ValueError) as error:
         raise UsageProblem(str(error)) from None
     except pluggy.PluginValidationError as error:  # a --plugin implementing unknown hooks

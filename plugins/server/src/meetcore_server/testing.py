@@ -33,7 +33,7 @@ import anyio.to_thread
 __all__ = ["ServeProcess", "clean_env", "free_port", "serve_refuses"]
 
 #: The line that says the server serves, as text (`meetcore: serving on URL`) or JSON.
-_SERVING = re.compile(r'serving on (http://[^\s"]+)')
+_SERVING = re.compile(r'serving on (https?://[^\s"]+)')
 
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -132,8 +132,8 @@ class ServeProcess:
 
     @property
     def ws_url(self) -> str:
-        """The server's signaling WebSocket URL (`url` + `/ws`)."""
-        return self.url.replace("http://", "ws://", 1) + "/ws"
+        """The server's signaling WebSocket URL (`url` + `/ws`; wss:// for https://)."""
+        return "ws" + self.url.removeprefix("http") + "/ws"
 
     @property
     def output(self) -> str:
