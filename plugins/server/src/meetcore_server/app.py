@@ -66,10 +66,12 @@ class Server:
         routes: list[BaseRoute] = [
             *rest.routes(self),
             WebSocketRoute("/ws", self.signaling.endpoint),
-            *static.routes(),  # the browser SDK and the demo page
         ]
         get_token = self.get_token if dev else self.no_get_token
         routes.append(Route("/get-token", get_token, methods=["GET"]))
+        for theirs in engine.plugins.hook.meetcore_server_routes(server=self):
+            routes.extend(theirs)
+        routes.extend(static.routes())  # the browser SDK and the demo page (GET /{path})
         self.app = Starlette(
             routes=routes,
             lifespan=self.signaling.lifespan,

@@ -24,8 +24,10 @@ from meetcore.hookspecs import hookspec
 
 if TYPE_CHECKING:
     import click
+    from starlette.routing import BaseRoute
 
     from meetcore import Engine
+    from meetcore_server.app import Server
 
 __all__ = [
     "MediaBackend",
@@ -36,6 +38,7 @@ __all__ = [
     "meetcore_media_backend",
     "meetcore_serve_options",
     "meetcore_serve_plugins",
+    "meetcore_server_routes",
 ]
 
 
@@ -121,6 +124,15 @@ def meetcore_serve_plugins(options: Mapping[str, Any]) -> Sequence[object]:
     """The plugin objects `meetcore serve`'s engine runs with, configured from the
     command line's `options` (every option's value, by parameter name). Raise
     `ValueError` for a bad configuration: the command exits 2 with its message."""
+    return ()
+
+
+@hookspec
+def meetcore_server_routes(server: Server) -> Sequence[BaseRoute]:
+    """Starlette routes a plugin serves beside the server's own (another protocol's
+    front end: meetcore-videosdk's init-config, for example), on its engine
+    (`server.engine`). Called once, as the server is made; every implementation runs.
+    The server's own routes come first: a plugin cannot replace them."""
     return ()
 
 

@@ -1,0 +1,122 @@
+"""`POST /infra/v1/meetings/server-init-config`: the first call of VideoSDK's Python SDK.
+
+The SDK posts `{"roomId": ...}` with the token as `Authorization` (raw, no `Bearer`),
+always over HTTPS, and reads `data`: `signalingUrl` (the WebSocket base it connects
+to), `baseUrl`, and `iceServers`, the ICE servers as a JSON list encrypted with
+AES-256-CBC under a key and IV fixed in the SDK, then base64 (`encrypt_ice_servers`).
+It must never get a 2xx without `data`: it then falls back to VideoSDK's cloud and
+sends it the token. So every refusal here is a 4xx with `{"error", "code"}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from meetcore import Engine, ErrorCode, Principal, Rejected, one_line
+from meetcore_media import MediaConfig
+
+__all__ = ["INIT_CONFIG_PATH", "SIGNALING_PATH", "InitConfig", "encrypt_ice_servers"]
+
+#: Where the SDK asks for its configuration.
+INIT_CONFIG_PATH = "/infra/v1/meetings/server-init-config"
+#: Where VideoSDK's signaling is to be served (the `signalingUrl` answered).
+SIGNALING_PATH = "/videosdk"
+#: The largest body and token read.
+MAX_BODY_BYTES = 64 * 1024
+MAX_TOKEN_CHARS = 8192
+#: The key and IV the SDK decrypts `iceServers` with: facts of its protocol, public in
+#: every copy of it (videosdk 0.4.1, `utils.py`), not secrets of anyone's.
+_KEY = b"YSJ!gMW!Y1Eu8j1NTb^rZyQiNLplYz*n"
+_IV = b"y^LKkEGk0FwxjQ#B"
+
+
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=False):
+    roomId: str
+
+
+def encrypt_ice_servers(servers: Sequence[str | Mapping[str, Any]]) -> str:
+    """The SDK's `iceServers`: `[{"urls", "username"?, "credential"?}, ...]` as JSON,
+    AES-256-CBC with PKCS#7 padding under its key and IV, base64."""
+    listed = [{"urls": s} if isinstance(s, str) else dict(s) for s in servers]
+    plain = json.dumps(listed, separators=(",", ":")).encode()
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plain) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(_KEY), modes.CBC(_IV)).encryptor()
+    return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
+
+
+def _refuse(code: ErrorCode, message: str) -> Response:
+    status = 401 if code in (ErrorCode.INVALID_API_KEY, ErrorCode.INVALID_TOKEN) else 403
+    if code is ErrorCode.INVALID_PARAMETER:
+        status = 400
+    return JSONResponse({"error": message, "code": int(code)}, status_code=status)
+
+
+class InitConfig:
+    """The endpoint, on `engine` (whose auth plugins check the token)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def answer(self, request: Request) -> Response:
+        token = request.headers.get("authorization", "").strip()
+        if not token:
+            return _refuse(ErrorCode.INVALID_TOKEN, "no token: send it as Authorization")
+        if len(token) > MAX_TOKEN_CHARS:
+            return _refuse(ErrorCode.INVALID_TOKEN, f"the token is over {MAX_TOKEN_CHARS} chars")
+        body = await _read(request)
+        if body is None:
+            why = f"the body is over {MAX_BODY_BYTES} bytes"
+            return JSONResponse({"error": why, "code": 3073}, status_code=413)
+        try:
+            room_id = msgspec.json.decode(body, type=_Body).roomId
+        except msgspec.ValidationError as error:
+            return _refuse(ErrorCode.INVALID_PARAMETER, f"the body: {one_line(str(error), 200)}")
+        except msgspec.DecodeError:
+            return _refuse(ErrorCode.INVALID_PARAMETER, 'the body is not JSON: {"roomId": ...}')
+        try:
+            principal: Principal | None = self.engine.plugins.hook.meetcore_authenticate(
+                credential=token, meeting_id=room_id
+            )
+        except Rejected as refused:
+            return _refuse(refused.code, refused.message)
+        if principal is None:
+            return _refuse(ErrorCode.INVALID_TOKEN, "no auth plugin recognizes the token")
+        secure = request.url.scheme == "https"
+        host = request.headers.get("host", "")
+        if not _HOST.fullmatch(host):
+            return _refuse(ErrorCode.INVALID_PARAMETER, "the Host header is not a host[:port]")
+        data = {
+            "baseUrl": host,
+            "signalingUrl": f"{'wss' if secure else 'ws'}://{host}{SIGNALING_PATH}",
+            "iceServers": encrypt_ice_servers(MediaConfig.from_env().ice_servers),
+        }
+        return JSONResponse({"data": data})
+
+
+async def _read(request: Request) -> bytes | None:
+    """The body, None when it is larger than `MAX_BODY_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return b""
+    return b"".join(chunks)
