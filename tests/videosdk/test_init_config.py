@@ -103,6 +103,33 @@ async def test_a_token_for_another_room_is_refused(http: httpx.AsyncClient) -> N
     assert answer.json()["code"] == 4022
 
 
+async def test_the_rules_of_every_front_end_apply(http: httpx.AsyncClient) -> None:
+    """meetcore.auth's: a crawler-only token may not join, Bearer is taken too."""
+    crawler = mint_token(api_key="test-key", secret=KEYS["test-key"], roles=["crawler"])
+    answer = await http.post(
+        INIT_CONFIG_PATH, headers={"Authorization": crawler}, json={"roomId": "abc-def-ghi"}
+    )
+    assert (answer.status_code, answer.json()["code"]) == (403, 4024), answer.text
+    answer = await http.post(
+        INIT_CONFIG_PATH, headers={"Authorization": f"Bearer {TOKEN}"}, json={"roomId": "r"}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_a_node_with_a_public_url_sends_the_sdk_there() -> None:
+    plugins = [JWTAuth(KEYS), meetcore_videosdk.plugin]
+    async with Engine.open("memory://", plugins=plugins, autoload=False) as engine:
+        app = Server(engine, public_url="https://meet.example.com:8443").app
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.5") as http:
+            answer = await http.post(
+                INIT_CONFIG_PATH, headers={"Authorization": TOKEN}, json={"roomId": "r"}
+            )
+    data = answer.json()["data"]
+    assert data["signalingUrl"] == "wss://meet.example.com:8443/videosdk", data
+    assert data["baseUrl"] == "meet.example.com:8443"
+
+
 # -- the real SDK ------------------------------------------------------------------------
 
 SDK_SCRIPT = """

@@ -275,3 +275,14 @@ async def test_a_transport_the_client_never_connects_closes_cleanly(
         await transport.connect("client", [])
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
     assert candidate["port"] > 0
+
+
+async def test_closing_a_transport_while_it_waits_for_the_client_is_a_connection_error() -> None:
+    transport = ice_lite.WebRtcTransport(LOOPBACK)
+    await transport.start()
+    waiting = asyncio.ensure_future(transport.connect("client", []))
+    await asyncio.sleep(0)  # it waits for ICE, which nobody will complete
+    await transport.close()
+    with pytest.raises(ConnectionError, match="closed before ICE completed"):
+        await asyncio.wait_for(waiting, 5)
+    assert not waiting.cancelled()

@@ -17,10 +17,10 @@ import uvicorn
 
 from meetcore import Engine, ErrorCode, Principal, Rejected
 from meetcore import hookimpl as meetcore_hookimpl
+from meetcore.auth import MAX_MESSAGE_CHARS
 from meetcore.commands import InitMeeting
 from meetcore_client import init_meeting
 from meetcore_jwt import JWTAuth, mint_token
-from meetcore_server._auth import MAX_MESSAGE_CHARS
 from meetcore_server.app import Server
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,8 @@ from meetcore_media import _ice
 
 if TYPE_CHECKING:
     from meetcore import Engine
-    from meetcore_media.sfu import MediaServer, Offer
+    from meetcore_media.sdp import Offer
+    from meetcore_media.sfu import MediaServer
 
 __all__ = ["AUDIO_STREAMS", "Media", "MediaConfig"]
 

@@ -14,7 +14,8 @@ requests authenticated with its own credentials (the client never sends its own)
 starts no checks, and selects the pair the client nominates (USE-CANDIDATE). It and the
 rest rely on aiortc's and aioice's internals, which `check_internals` checks.
 
-Not wired to a signaling front end yet: issue 22 (VideoSDK's SDKs) builds on it.
+A building block, not yet a `router.Transport` (it has no router, publications or
+`update`): issue 22's front end for VideoSDK's SDKs will make one from it.
 """
 
 from __future__ import annotations
@@ -192,7 +193,12 @@ class WebRtcTransport:
             raise RuntimeError("start() the transport first")
         if self.closed:
             raise ConnectionError("the transport is closed")
-        await self._ice_started
+        try:
+            await self._ice_started
+        except asyncio.CancelledError:
+            if self.closed and self._ice_started.cancelled():  # close() stopped it, not us
+                raise ConnectionError("the transport closed before ICE completed") from None
+            raise
         if self.ice.state != "completed":
             raise ConnectionError(f"ICE {self.ice.state}")
         self.dtls._set_role("client" if client_role == "server" else "server")

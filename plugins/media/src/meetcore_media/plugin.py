@@ -21,7 +21,8 @@ from meetcore_media._config import AUDIO_STREAMS, Media, MediaConfig
 
 if TYPE_CHECKING:
     from meetcore import Engine
-    from meetcore_media.sfu import MediaServer, Offer
+    from meetcore_media.sdp import Offer
+    from meetcore_media.sfu import MediaServer
 
 __all__ = [
     "meetcore_addhooks",

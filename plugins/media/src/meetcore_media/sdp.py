@@ -55,7 +55,9 @@ class Section:
 class Offer:
     """The server renegotiates with a client: what it receives changed. `version` is
     the meeting's log version it reflects: the client should have been sent the
-    events up to it first, so that it knows the participants the sections name."""
+    events up to it first, so that it knows the participants the sections name.
+    (meetcore's signaling sends it as `protocol.MediaOffer`: `sections` as `streams`,
+    `version` as `seq`.)"""
 
     sdp: str
     sections: tuple[Section, ...]
@@ -211,7 +213,10 @@ class SdpTransport:
 
     async def update(self, router: Router) -> None:
         """Carry what the router says this participant gets: assign sections, offer
-        the change, and forward into the sections the client confirmed."""
+        the change, and forward into the sections the client confirmed (nothing once
+        the connection is closed, or lost and about to be)."""
+        if self.closed or self.pc.signalingState == "closed":
+            return
         if self._assign(router) or self.dirty:
             await self._renegotiate(router)
         for slot in self.slots:

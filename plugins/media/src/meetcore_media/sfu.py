@@ -31,9 +31,9 @@ from meetcore_media import hookspecs
 from meetcore_media._config import MediaConfig
 from meetcore_media._forward import AIORTC_VERSION, Publication, check_internals
 from meetcore_media.router import KINDS, MEDIA_EVENTS, Kind, Member, Router, Transport
-from meetcore_media.sdp import Offer, SdpTransport, Section, Send
+from meetcore_media.sdp import SdpTransport, Send
 
-__all__ = ["MEDIA_EVENTS", "MediaConfig", "MediaServer", "Offer", "Section", "Send"]
+__all__ = ["MEDIA_EVENTS", "MediaConfig", "MediaServer"]
 
 log = logging.getLogger("meetcore.media")
 
@@ -92,7 +92,9 @@ class MediaServer:
         """Make `participant_id`'s transport with `connect(router, member)`, replacing
         the connection's old one, once the meeting's router has followed the log up to
         now (`Rejected` when the participant cannot have one: not in, SIGNALLING_ONLY,
-        or it left meanwhile). The transport is then reconciled with the router."""
+        or it left meanwhile). The transport is then reconciled with the router.
+        `connect` closes what it made when it fails; a transport it made is closed here
+        when the participant left meanwhile."""
         old = self.transports.get(connection_id)
         if old is not None:  # a new connection replaces it
             await self._close_transport(old)
@@ -109,8 +111,8 @@ class MediaServer:
             ):
                 await transport.close()  # it left meanwhile
                 raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "offer: no longer in the meeting")
-        except Rejected:
-            await self._forget_room(router)  # a refused offer leaves nothing behind
+        except BaseException:  # refused, failed or cancelled: it leaves nothing behind
+            await asyncio.shield(self._forget_room(router))
             raise
         router.transports[connection_id] = transport
         self.transports[connection_id] = transport

@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Route, compile_path
 from starlette.types import Receive, Scope, Send
 
 from meetcore import Conflict, ErrorCode, Principal, Rejected, decide, iso_time, one_line
+from meetcore.auth import authenticate, strip_bearer
 from meetcore.commands import (
     Activate,
     AutoClose,
@@ -53,7 +54,6 @@ from meetcore.commands import (
     Webhook,
 )
 from meetcore.events import SessionEnded
-from meetcore_server._auth import authenticate, strip_bearer
 from meetcore_server._errors import error_response
 from meetcore_server._logs import client_of
 from meetcore_server.rooms import (

@@ -234,13 +234,19 @@ def load_plugin(spec: str) -> object:
     if not module_name or len(spec) > 300 or any(c.isspace() for c in spec):
         raise UsageProblem(f"--plugin: not module:object: {one_line(spec, 200)!r}")
     problem = f"--plugin {one_line(spec, 200)}"
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: a plugin of one's own
+    # the current directory on the path for this import only, as `python -m` has it: a
+    # file there must not shadow a package imported later (aiortc, at the first offer)
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
     try:
         plugin: object = importlib.import_module(module_name)
     except (Exception, SystemExit) as error:  # the user's module: whatever it raises
         why = one_line(f"{type(error).__name__}: {error}", 300)
         raise UsageProblem(f"{problem}: cannot import {module_name}: {why}") from None
+    finally:
+        if added and os.getcwd() in sys.path:
+            sys.path.remove(os.getcwd())
     try:
         for name in attribute.split(".") if attribute else ():
             plugin = getattr(plugin, name)

@@ -52,6 +52,7 @@ from meetcore import (
     fold,
     one_line,
 )
+from meetcore.auth import authenticate
 from meetcore.commands import (
     AnyCommand,
     ChangeMode,
@@ -70,7 +71,6 @@ from meetcore.events import (
     ParticipantLeft,
 )
 from meetcore_server import hookspecs
-from meetcore_server._auth import authenticate
 from meetcore_server._logs import client_of
 from meetcore_server.hookspecs import MediaBackend, MediaFactory, MediaOffer
 
@@ -90,11 +90,12 @@ LOST_RACE = (
     "the meeting kept changing while this request was applied (other servers wrote to "
     "it): try again"
 )
-#: What a client hears when the store failed under its request (`StoreError`): 5000.
+#: What a client offering media hears when nothing answers `meetcore_media_backend`: 5000.
 NO_MEDIA = (
     "this server has no media: install meetcore-media, or give its engine a media plugin "
     "(meetcore_media.Media) when the installed plugins are not loaded"
 )
+#: What a client hears when the store failed under its request (`StoreError`): 5000.
 STORE_FAILED = (
     "the server's store failed on this request (see the server's log): if its events do "
     "not follow, try again"

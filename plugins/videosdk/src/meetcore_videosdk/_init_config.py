@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from cryptography.hazmat.primitives import padding
@@ -22,7 +23,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from meetcore import Engine, ErrorCode, Principal, Rejected, one_line
+from meetcore import Engine, ErrorCode, Rejected, one_line
+from meetcore.auth import authenticate, strip_bearer
 from meetcore_media import MediaConfig
 
 __all__ = ["INIT_CONFIG_PATH", "SIGNALING_PATH", "InitConfig", "encrypt_ice_servers"]
@@ -31,9 +33,8 @@ __all__ = ["INIT_CONFIG_PATH", "SIGNALING_PATH", "InitConfig", "encrypt_ice_serv
 INIT_CONFIG_PATH = "/infra/v1/meetings/server-init-config"
 #: Where VideoSDK's signaling is to be served (the `signalingUrl` answered).
 SIGNALING_PATH = "/videosdk"
-#: The largest body and token read.
+#: The largest body read.
 MAX_BODY_BYTES = 64 * 1024
-MAX_TOKEN_CHARS = 8192
 #: The key and IV the SDK decrypts `iceServers` with: facts of its protocol, public in
 #: every copy of it (videosdk 0.4.1, `utils.py`), not secrets of anyone's.
 _KEY = b"YSJ!gMW!Y1Eu8j1NTb^rZyQiNLplYz*n"
@@ -66,43 +67,44 @@ def _refuse(code: ErrorCode, message: str) -> Response:
 
 
 class InitConfig:
-    """The endpoint, on `engine` (whose auth plugins check the token)."""
+    """The endpoint, on `engine` (whose auth plugins check the token). `public_url`: the
+    URL clients reach this node at (`meetcore serve --public-url`, a cluster node's);
+    without it, the URL the request came to."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, public_url: str | None = None) -> None:
         self.engine = engine
+        self.public_url = public_url
+        # read once: a wrong MEETCORE_ICE_SERVERS is refused where the server is made
+        self.ice_servers = encrypt_ice_servers(MediaConfig.from_env().ice_servers)
 
     async def answer(self, request: Request) -> Response:
-        token = request.headers.get("authorization", "").strip()
-        if not token:
-            return _refuse(ErrorCode.INVALID_TOKEN, "no token: send it as Authorization")
-        if len(token) > MAX_TOKEN_CHARS:
-            return _refuse(ErrorCode.INVALID_TOKEN, f"the token is over {MAX_TOKEN_CHARS} chars")
         body = await _read(request)
         if body is None:
             why = f"the body is over {MAX_BODY_BYTES} bytes"
-            return JSONResponse({"error": why, "code": 3073}, status_code=413)
+            code = int(ErrorCode.INVALID_PARAMETER)
+            return JSONResponse({"error": why, "code": code}, status_code=413)
         try:
             room_id = msgspec.json.decode(body, type=_Body).roomId
         except msgspec.ValidationError as error:
             return _refuse(ErrorCode.INVALID_PARAMETER, f"the body: {one_line(str(error), 200)}")
         except msgspec.DecodeError:
             return _refuse(ErrorCode.INVALID_PARAMETER, 'the body is not JSON: {"roomId": ...}')
-        try:
-            principal: Principal | None = self.engine.plugins.hook.meetcore_authenticate(
-                credential=token, meeting_id=room_id
-            )
+        token = strip_bearer(request.headers.get("authorization"))
+        try:  # the rules of every front end: room binding, roles, one-line refusals
+            authenticate(self.engine.plugins, token, meeting_id=room_id, action="join")
         except Rejected as refused:
             return _refuse(refused.code, refused.message)
-        if principal is None:
-            return _refuse(ErrorCode.INVALID_TOKEN, "no auth plugin recognizes the token")
-        secure = request.url.scheme == "https"
-        host = request.headers.get("host", "")
-        if not _HOST.fullmatch(host):
-            return _refuse(ErrorCode.INVALID_PARAMETER, "the Host header is not a host[:port]")
+        if self.public_url is not None:
+            base = urlsplit(self.public_url)
+            secure, host = base.scheme == "https", base.netloc
+        else:
+            secure, host = request.url.scheme == "https", request.headers.get("host", "")
+            if not _HOST.fullmatch(host):
+                return _refuse(ErrorCode.INVALID_PARAMETER, "the Host header is not a host[:port]")
         data = {
             "baseUrl": host,
             "signalingUrl": f"{'wss' if secure else 'ws'}://{host}{SIGNALING_PATH}",
-            "iceServers": encrypt_ice_servers(MediaConfig.from_env().ice_servers),
+            "iceServers": self.ice_servers,
         }
         return JSONResponse({"data": data})
 

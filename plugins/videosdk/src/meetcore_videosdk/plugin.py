@@ -18,4 +18,5 @@ __all__ = ["meetcore_server_routes"]
 @hookimpl(optionalhook=True)
 def meetcore_server_routes(server: Any) -> Sequence[BaseRoute]:
     """`POST /infra/v1/meetings/server-init-config` on the server's engine."""
-    return [Route(INIT_CONFIG_PATH, InitConfig(server.engine).answer, methods=["POST"])]
+    endpoint = InitConfig(server.engine, server.signaling.public_url)
+    return [Route(INIT_CONFIG_PATH, endpoint.answer, methods=["POST"])]

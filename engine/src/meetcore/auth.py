@@ -1,4 +1,6 @@
-"""Who is calling: the token from a request, turned into a `Principal` by the auth plugins."""
+"""Who is calling: a token turned into a `Principal` by the auth plugins, with the rules
+that hold for any plugin's principal (room and participant binding, roles). Every front
+end that takes a token uses it: meetcore-server's REST API and signaling, meetcore-videosdk."""
 
 from __future__ import annotations
 
