@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -145,23 +143,6 @@ else:
     print(json.dumps({"signaling_url": config["signaling_url"], "base_url": config["base_url"],
                       "ice_servers": servers}))
 """
-
-
-@pytest.fixture(scope="module")
-def sdk_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment with VideoSDK's Python SDK, at the version we test."""
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.fail("uv is not on PATH (the README's test command runs under uv)")
-    venv = tmp_path_factory.mktemp("videosdk") / "venv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_"))}
-    # outside the checkout: uv would apply the workspace's pins, which exclude the SDK's
-    run = {"check": True, "capture_output": True, "text": True, "timeout": 600, "env": env}
-    run["cwd"] = str(venv.parent)
-    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], **run)
-    python = venv / "bin" / "python"
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), VIDEOSDK], **run)
-    return python
 
 
 @pytest.mark.slow

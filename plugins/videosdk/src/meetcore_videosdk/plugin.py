@@ -1,22 +1,30 @@
 """The meetcore-videosdk plugin (entry point `videosdk` in group `meetcore`): serves
-VideoSDK's `server-init-config` beside meetcore-server's routes (through its hook
-`meetcore_server_routes`, optional: without the server this plugin does nothing)."""
+VideoSDK's `server-init-config` and its protoo signaling beside meetcore-server's routes
+(through its hook `meetcore_server_routes`, optional: without the server this plugin
+does nothing)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from meetcore import hookimpl
-from meetcore_videosdk._init_config import INIT_CONFIG_PATH, InitConfig
+from meetcore_videosdk._init_config import INIT_CONFIG_PATH, SIGNALING_PATH, InitConfig
+from meetcore_videosdk._signaling import ProtooSignaling
 
 __all__ = ["meetcore_server_routes"]
 
 
 @hookimpl(optionalhook=True)
 def meetcore_server_routes(server: Any) -> Sequence[BaseRoute]:
-    """`POST /infra/v1/meetings/server-init-config` on the server's engine."""
+    """`POST /infra/v1/meetings/server-init-config` and the WebSocket at `SIGNALING_PATH`
+    (the SDK connects to `{signalingUrl}/?roomId=...`: both with and without the slash)."""
     endpoint = InitConfig(server.engine, server.signaling.public_url)
-    return [Route(INIT_CONFIG_PATH, endpoint.answer, methods=["POST"])]
+    signaling = ProtooSignaling(server.engine)
+    return [
+        Route(INIT_CONFIG_PATH, endpoint.answer, methods=["POST"]),
+        WebSocketRoute(SIGNALING_PATH, signaling.endpoint),
+        WebSocketRoute(f"{SIGNALING_PATH}/", signaling.endpoint),
+    ]

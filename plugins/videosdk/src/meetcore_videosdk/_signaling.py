@@ -1,0 +1,522 @@
+"""VideoSDK's protoo WebSocket signaling at `SIGNALING_PATH` (milestone 1: signaling only).
+
+The Python SDK connects to `{signalingUrl}/?roomId=..&peerId=..&secret=<token>&mode=..
+&peerType=..` offering the subprotocol `protoo`, then sends requests
+`{"request": true, "id", "method", "data"}` and reads responses `{"response": true,
+"id", "ok", "data"}` (or `"ok": false, "errorCode", "errorReason"`) and notifications
+`{"notification": true, "method", "data"}`.
+
+Served: `getRouterRtpCapabilities` (a static router capability set),
+`createWebRtcTransport` (a real ICE-lite transport, `meetcore_media.ice_lite`),
+`connectWebRtcTransport` (connects in the background), `requestEntry`, `join` (the
+engine's `Join`; then a `newPeer` for each participant already in), `produceData`
+(answered, but data channels are not carried), `resumeConsumer`, `closeRoom` (`End`)
+and `removePeer` (`RemoveParticipant`). The meeting's log is followed: another
+participant's join is `newPeer`, its leave `peerClosed`; this connection's own way out
+(removed, ended, replaced) is the `close` request, on which the SDK leaves. The lease
+is renewed while the socket is open; a close is a `Leave` (1000: 1101 manual leave,
+otherwise 1001). Not yet: `produce`, consumers, media (refused with 5000 and a reason).
+
+Everything from outside is bounded: the query parameters, each frame's size, its JSON
+and each request's data are checked; a bad one gets a protoo error response (when it
+has an id) or a close with a reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from meetcore import (
+    Conflict,
+    Engine,
+    ErrorCode,
+    LeaveReason,
+    Principal,
+    Rejected,
+    StoreError,
+    is_text,
+    one_line,
+)
+from meetcore.auth import MAX_TOKEN_CHARS, authenticate
+from meetcore.commands import End, Join, Leave, RemoveParticipant
+from meetcore.events import ParticipantJoined, ParticipantLeft
+
+__all__ = ["MAX_FRAME_BYTES", "ROUTER_RTP_CAPABILITIES", "ProtooSignaling"]
+
+log = logging.getLogger("meetcore.videosdk")
+
+#: The largest frame read (a `join` with its RTP capabilities is a few kilobytes).
+MAX_FRAME_BYTES: Final = 64 * 1024
+#: The longest room or peer id, display name, taken from a client.
+MAX_ID_CHARS: Final = 128
+MAX_NAME_CHARS: Final = 256
+#: WebRTC transports a connection may open (a send and a receive one, with room to spare).
+MAX_TRANSPORTS: Final = 4
+#: Seconds a new connection has to send its `join`.
+JOIN_TIMEOUT: Final = 60.0
+_MODES: Final = ("SEND_AND_RECV", "SIGNALLING_ONLY", "RECV_ONLY", "CONFERENCE", "VIEWER")
+
+_RTCP_VIDEO = [
+    {"type": "nack"},
+    {"type": "nack", "parameter": "pli"},
+    {"type": "ccm", "parameter": "fir"},
+    {"type": "goog-remb"},
+]
+#: The router's capabilities (mediasoup's shape): what `Device.load` needs.
+ROUTER_RTP_CAPABILITIES: Final[dict[str, Any]] = {
+    "codecs": [
+        {
+            "kind": "audio",
+            "mimeType": "audio/opus",
+            "clockRate": 48000,
+            "channels": 2,
+            "preferredPayloadType": 100,
+            "parameters": {},
+            "rtcpFeedback": [],
+        },
+        {
+            "kind": "video",
+            "mimeType": "video/VP8",
+            "clockRate": 90000,
+            "preferredPayloadType": 101,
+            "parameters": {},
+            "rtcpFeedback": _RTCP_VIDEO,
+        },
+        {
+            "kind": "video",
+            "mimeType": "video/rtx",
+            "clockRate": 90000,
+            "preferredPayloadType": 102,
+            "parameters": {"apt": 101},
+            "rtcpFeedback": [],
+        },
+    ],
+    "headerExtensions": [
+        {
+            "kind": kind,
+            "uri": uri,
+            "preferredId": number,
+            "preferredEncrypt": False,
+            "direction": "sendrecv",
+        }
+        for kind, uri, number in [
+            ("audio", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
+            ("video", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
+            ("audio", "urn:ietf:params:rtp-hdrext:ssrc-audio-level", 10),
+            ("audio", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
+            ("video", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
+        ]
+    ],
+}
+#: What every transport answers for SCTP (mediasoup's defaults); data is not carried yet.
+SCTP_PARAMETERS: Final = {"port": 5000, "OS": 1024, "MIS": 1024, "maxMessageSize": 262144}
+
+
+class _Frame(msgspec.Struct, forbid_unknown_fields=False):
+    """A protoo message: a request, a response (to a server request) or a notification."""
+
+    request: bool = False
+    response: bool = False
+    notification: bool = False
+    id: int | None = None
+    method: str = ""
+    data: dict[str, Any] | None = None
+
+
+class _Fingerprint(msgspec.Struct, forbid_unknown_fields=False):
+    algorithm: str
+    value: str
+
+
+class _Dtls(msgspec.Struct, forbid_unknown_fields=False):
+    role: Literal["client", "server"]
+    fingerprints: list[_Fingerprint]
+
+
+class _Connect(msgspec.Struct, forbid_unknown_fields=False):
+    transportId: str
+    dtlsParameters: _Dtls
+
+
+class _JoinData(msgspec.Struct, forbid_unknown_fields=False):
+    displayName: str = ""
+    metaData: dict[str, Any] | None = None
+
+
+class _PeerData(msgspec.Struct, forbid_unknown_fields=False):
+    peerId: str
+
+
+_frame_decoder = msgspec.json.Decoder(_Frame)
+_encode = msgspec.json.Encoder().encode
+
+
+class _Refused(Exception):
+    """Close the socket with `code` and `reason` (at most 123 bytes)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = one_line(reason, 120).encode()[:123].decode(errors="ignore")
+
+
+def _close_code(code: int) -> int:
+    return code if 3000 <= code <= 4999 else 1011
+
+
+def _checked_id(value: str, what: str) -> str:
+    if len(value) > MAX_ID_CHARS or not is_text(value) or not value.isprintable():
+        raise _Refused(
+            int(ErrorCode.INVALID_PARAMETER),
+            f"{what}: at most {MAX_ID_CHARS} printable characters",
+        )
+    return value
+
+
+class ProtooSignaling:
+    """The endpoint, on `engine`; transports gather on `address()` (the first of
+    `MEETCORE_ICE_ADDRESSES`, else the first non-loopback address of the host)."""
+
+    def __init__(self, engine: Engine, address: Callable[[], str] | None = None) -> None:
+        self.engine = engine
+        self._address = address or _default_address
+        self._told_no_data = False
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        offered = websocket.scope.get("subprotocols") or []
+        await websocket.accept(subprotocol="protoo" if "protoo" in offered else None)
+        connection: _Connection | None = None
+        try:
+            query = websocket.query_params
+            room_id = _query_id(query.get("roomId"), "roomId")
+            peer_id = _query_id(query.get("peerId"), "peerId")
+            mode = query.get("mode") or "SEND_AND_RECV"
+            if mode not in _MODES:
+                raise _Refused(
+                    int(ErrorCode.INVALID_PARAMETER), f"mode: one of {', '.join(_MODES)}"
+                )
+            token = query.get("secret") or ""
+            try:
+                principal = authenticate(
+                    self.engine.plugins,
+                    token[: MAX_TOKEN_CHARS + 1],
+                    meeting_id=room_id,
+                    participant_id=peer_id,
+                    action="join",
+                )
+            except Rejected as refused:
+                raise _Refused(_close_code(refused.code), refused.message) from None
+            connection = _Connection(self, websocket, principal, room_id, peer_id, mode)
+            await connection.run()
+        except _Refused as refused:
+            log.info("refused a VideoSDK connection: %s", refused.reason)
+            with contextlib.suppress(Exception):
+                await websocket.close(refused.code, refused.reason)
+        except WebSocketDisconnect:
+            pass
+        except Exception:
+            log.exception("a VideoSDK connection failed")
+            with contextlib.suppress(Exception):
+                await websocket.close(1011, "the server failed (see its log)")
+        finally:
+            if connection is not None:
+                with anyio.CancelScope(shield=True):
+                    await connection.finish()
+            if websocket.client_state is WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await websocket.close(1000)
+
+
+def _query_id(value: str | None, what: str) -> str:
+    if not value:
+        raise _Refused(int(ErrorCode.INVALID_PARAMETER), f"{what} is missing from the URL")
+    return _checked_id(value, what)
+
+
+def _default_address() -> str:
+    from meetcore_media import MediaConfig
+
+    addresses = MediaConfig.from_env().addresses
+    if addresses:
+        return addresses[0]
+    from aioice.ice import get_host_addresses
+
+    found = get_host_addresses(use_ipv4=True, use_ipv6=False)
+    return found[0] if found else "127.0.0.1"
+
+
+class _Connection:
+    """One SDK's socket: its transports, its participant once joined, its log follower."""
+
+    def __init__(
+        self,
+        owner: ProtooSignaling,
+        websocket: WebSocket,
+        principal: Principal,
+        room_id: str,
+        peer_id: str,
+        mode: str,
+    ) -> None:
+        self.owner = owner
+        self.engine = owner.engine
+        self.websocket = websocket
+        self.principal = principal
+        self.room_id = room_id
+        self.peer_id = peer_id
+        self.mode = mode
+        self.connection_id = secrets.token_hex(8)
+        self.joined = False
+        self.out = False  # its participant is out of the meeting (left, removed, ended)
+        self.close_code: int | None = None
+        self.transports: dict[str, Any] = {}
+        self._send_lock = anyio.Lock()
+        self._tasks: TaskGroup | None = None
+        self._server_request_id = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(_encode(message).decode())
+
+    async def respond(self, request_id: int, data: dict[str, Any]) -> None:
+        await self.send({"response": True, "id": request_id, "ok": True, "data": data})
+
+    async def error(self, request_id: int, code: int, reason: str) -> None:
+        await self.send(
+            {
+                "response": True,
+                "id": request_id,
+                "ok": False,
+                "errorCode": code,
+                "errorReason": one_line(reason, 300),
+            }
+        )
+
+    async def notify(self, method: str, data: dict[str, Any]) -> None:
+        await self.send({"notification": True, "method": method, "data": data})
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            tasks.start_soon(self._renew)
+            refused: _Refused | None = None
+            try:
+                await self._receive()
+            except _Refused as error:  # raised outside the task group, not in a group
+                refused = error
+            finally:
+                tasks.cancel_scope.cancel()
+        if refused is not None:
+            raise refused
+
+    async def _renew(self) -> None:
+        every = max(0.5, self.engine.lease_ttl_ms / 3000)
+        with anyio.fail_after(JOIN_TIMEOUT):
+            while not self.joined:
+                await anyio.sleep(0.2)
+        while True:
+            self.engine.renew(self.room_id, self.connection_id)
+            await anyio.sleep(every)
+
+    async def _receive(self) -> None:
+        while True:
+            frame = await self.websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                self.close_code = int(frame.get("code") or 1005)
+                return
+            raw = frame.get("text")
+            if raw is None:
+                raw = frame.get("bytes") or b""
+            if len(raw) > MAX_FRAME_BYTES:
+                raise _Refused(1009, f"a frame larger than {MAX_FRAME_BYTES} bytes")
+            try:
+                message = _frame_decoder.decode(raw)
+            except (msgspec.DecodeError, RecursionError) as error:
+                raise _Refused(1007, f"not a protoo message: {error}") from None
+            if self.joined:
+                self.engine.renew(self.room_id, self.connection_id)
+            if not message.request:
+                continue  # a notification, or a response to a request of ours: none needed
+            if message.id is None:
+                raise _Refused(1007, "a protoo request without an id")
+            try:
+                data = await self._handle(message.method, message.data or {})
+            except Rejected as refused:
+                await self.error(message.id, int(refused.code), refused.message)
+            except msgspec.ValidationError as error:
+                why = f"{one_line(message.method, 60)}: {error}"
+                await self.error(message.id, int(ErrorCode.INVALID_PARAMETER), why)
+            except Conflict:
+                why = "the meeting kept changing while this request was applied: try again"
+                await self.error(message.id, int(ErrorCode.OPERATION_IN_PROGRESS), why)
+            except StoreError as failure:
+                log.error("a VideoSDK request failed: the store failed (%s)", failure)
+                why = "the server's store failed on this request: try again"
+                await self.error(message.id, int(ErrorCode.SOMETHING_WENT_WRONG), why)
+            else:
+                await self.respond(message.id, data)
+
+    async def _handle(self, method: str, data: dict[str, Any]) -> dict[str, Any]:
+        if method == "getRouterRtpCapabilities":
+            return ROUTER_RTP_CAPABILITIES
+        if method == "createWebRtcTransport":
+            return await self._create_transport()
+        if method == "connectWebRtcTransport":
+            connect = msgspec.convert(data, _Connect)
+            return self._connect_transport(connect)
+        if method == "requestEntry":
+            return {}
+        if method == "join":
+            return await self._join(msgspec.convert(data, _JoinData))
+        joined_only = ("produceData", "resumeConsumer", "produce", "closeRoom", "removePeer")
+        if method in joined_only and not self.joined:
+            raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, f"{method} before join")
+        if method == "produceData":
+            if not self.owner._told_no_data:
+                self.owner._told_no_data = True
+                log.warning("a VideoSDK client opened a data channel: data is not carried yet")
+            return {"id": secrets.token_hex(8)}
+        if method == "resumeConsumer":
+            return {}
+        if method == "closeRoom":
+            await self._execute(End(**self._ids()))
+            return {}
+        if method == "removePeer":
+            target = msgspec.convert(data, _PeerData).peerId
+            await self._execute(RemoveParticipant(**self._ids(), target_id=target))
+            return {}
+        if method == "produce":
+            raise Rejected(
+                ErrorCode.SOMETHING_WENT_WRONG,
+                "media is not carried by this server's VideoSDK signaling yet: "
+                "join with mic_enabled=False and webcam_enabled=False",
+            )
+        raise Rejected(ErrorCode.INVALID_PARAMETER, f"unknown method {one_line(method, 60)!r}")
+
+    def _ids(self) -> dict[str, Any]:
+        return {
+            "meeting_id": self.room_id,
+            "participant_id": self.peer_id,
+            "connection_id": self.connection_id,
+        }
+
+    async def _execute(self, command: Any) -> None:
+        await self.engine.execute(command, self.principal)
+
+    async def _create_transport(self) -> dict[str, Any]:
+        if len(self.transports) >= MAX_TRANSPORTS:
+            raise Rejected(
+                ErrorCode.INVALID_PARAMETER, f"at most {MAX_TRANSPORTS} transports per connection"
+            )
+        from meetcore_media.ice_lite import WebRtcTransport
+
+        transport = WebRtcTransport(self.owner._address())
+        self.transports[transport.id] = transport
+        await transport.start()
+        return transport.parameters() | {"sctpParameters": SCTP_PARAMETERS}
+
+    def _connect_transport(self, connect: _Connect) -> dict[str, Any]:
+        transport = self.transports.get(connect.transportId)
+        if transport is None:
+            raise Rejected(ErrorCode.INVALID_PARAMETER, "no such transport")
+        if not 1 <= len(connect.dtlsParameters.fingerprints) <= 8:
+            raise Rejected(ErrorCode.INVALID_PARAMETER, "dtlsParameters: 1 to 8 fingerprints")
+        fingerprints = [
+            {"algorithm": f.algorithm[:16], "value": f.value[:256]}
+            for f in connect.dtlsParameters.fingerprints
+        ]
+        assert self._tasks is not None
+        self._tasks.start_soon(
+            self._connect_in_background, transport, connect.dtlsParameters.role, fingerprints
+        )
+        return {}
+
+    async def _connect_in_background(
+        self, transport: Any, role: Literal["client", "server"], fingerprints: list[dict[str, str]]
+    ) -> None:
+        try:
+            await transport.connect(role, fingerprints)
+        except Exception as failure:  # the client's problem or a network's: logged
+            log.info("a VideoSDK transport did not connect: %s", one_line(str(failure), 200))
+
+    async def _join(self, data: _JoinData) -> dict[str, Any]:
+        if self.joined:
+            raise Rejected(ErrorCode.ALREADY_IN_REQUESTED_STATE, "this connection has joined")
+        name = data.displayName
+        if len(name) > MAX_NAME_CHARS or not is_text(name):
+            raise Rejected(ErrorCode.INVALID_PARAMETER, f"displayName: at most {MAX_NAME_CHARS}")
+        join = Join(
+            **self._ids(),
+            session_id=secrets.token_hex(12),
+            name=name,
+            permissions=self.principal.permissions,
+            meta_data=data.metaData or {},
+            mode=self.mode,  # type: ignore[arg-type]  # checked against _MODES
+        )
+        await self.engine.execute(join, self.principal)
+        self.joined = True
+        state = await self.engine.state(self.room_id)
+        assert state is not None
+        others = [p for p in state.participants.values() if p.connection_id != self.connection_id]
+        assert self._tasks is not None
+        self._tasks.start_soon(self._announce_then_follow, others, state.version)
+        peers = [_peer(p.participant_id, p.name, p.mode, p.meta_data) for p in others]
+        return {"peers": peers, "messages": []}
+
+    async def _announce_then_follow(self, others: list[Any], version: int) -> None:
+        await anyio.sleep(0)  # after the join's response
+        for other in others:
+            peer = _peer(other.participant_id, other.name, other.mode, other.meta_data)
+            await self.notify("newPeer", peer)
+        async for record in self.engine.subscribe(self.room_id, after_version=version):
+            event = record.event
+            if isinstance(event, ParticipantJoined) and event.connection_id != self.connection_id:
+                peer = _peer(event.participant_id, event.name, event.mode, event.meta_data)
+                await self.notify("newPeer", peer)
+            elif isinstance(event, ParticipantLeft):
+                if event.connection_id == self.connection_id:
+                    self.out = True  # removed, ended, replaced: the SDK leaves on `close`
+                    self._server_request_id += 1
+                    close = {"request": True, "id": self._server_request_id, "method": "close"}
+                    await self.send(close | {"data": {}})
+                    return
+                await self.notify("peerClosed", {"peerId": event.participant_id})
+
+    async def finish(self) -> None:
+        """The socket is closed: the participant leaves (unless out already), the
+        transports close."""
+        for transport in self.transports.values():
+            with contextlib.suppress(Exception):
+                await transport.close()
+        if not self.joined or self.out:
+            return
+        reason = (
+            LeaveReason.MANUAL_LEAVE_CALLED
+            if self.close_code == 1000
+            else LeaveReason.WEBSOCKET_DISCONNECTED
+        )
+        try:
+            await self.engine.execute(Leave(**self._ids(), reason=reason))
+        except Rejected:
+            pass
+        except (Conflict, StoreError) as failure:  # its lease ends it
+            log.warning("a VideoSDK leave could not be written: %s", one_line(str(failure), 200))
+
+
+def _peer(participant_id: str, name: str, mode: str, meta_data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": participant_id,
+        "displayName": name,
+        "device": "Unknown",
+        "mode": mode,
+        "metaData": meta_data,
+        "peerType": "normal",
+    }
