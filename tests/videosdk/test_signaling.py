@@ -27,6 +27,7 @@ from meetcore_client import init_meeting
 from meetcore_jwt import JWTAuth, mint_token
 from meetcore_server.app import Server
 from meetcore_server.testing import ServeProcess, clean_env
+from meetcore_videosdk import _signaling as signaling_module
 from meetcore_videosdk._signaling import MAX_FRAME_BYTES
 
 KEYS = {"test-key": "test-secret-of-at-least-32-bytes!!"}
@@ -259,3 +260,35 @@ async def _with_the_sdk(
         if sys.exc_info()[0] is not None:
             print(err.decode(errors="replace")[-4000:])
             print("\n".join(server.lines[-40:]))
+
+
+def test_a_socket_that_never_joins_is_closed_saying_so(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(signaling_module, "JOIN_TIMEOUT", 0.3)
+    with (
+        client.websocket_connect(url(), subprotocols=["protoo"]) as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        ws.receive_text()
+    assert (closed.value.code, closed.value.reason) == (3073, "no join in time")
+    assert "Traceback" not in caplog.text and "failed" not in caplog.text
+
+
+def test_videosdk_s_older_mode_names_are_meetcore_s(client: TestClient) -> None:
+    with client.websocket_connect(url(mode="VIEWER"), subprotocols=["protoo"]) as ws:
+        ws.send_text(request("join", {"displayName": "Old"}))
+        answer = json.loads(ws.receive_text())
+        assert answer["ok"] is True, answer
+        ws.send_text(request("join", {"displayName": "Again"}, rid=2))
+        again = json.loads(ws.receive_text())
+        assert (again["ok"], again["errorCode"]) == (False, 3054), again
+
+
+def test_an_ask_join_token_is_refused_rather_than_let_in(client: TestClient) -> None:
+    asking = mint_token(api_key="test-key", secret=KEYS["test-key"], permissions=["ask_join"])
+    with client.websocket_connect(url(secret=asking), subprotocols=["protoo"]) as ws:
+        ws.send_text(request("join", {"displayName": "Waiting"}))
+        answer = json.loads(ws.receive_text())
+    assert (answer["ok"], answer["errorCode"]) == (False, 4008), answer
+    assert "waiting room" in answer["errorReason"]

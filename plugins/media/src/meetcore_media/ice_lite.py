@@ -46,9 +46,30 @@ from aiortc.rtcdtlstransport import RTCDtlsFingerprint
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
-__all__ = ["IceLiteConnection", "LiteIceGatherer", "WebRtcTransport", "check_internals"]
+__all__ = [
+    "IceLiteConnection",
+    "LiteIceGatherer",
+    "WebRtcTransport",
+    "check_internals",
+    "default_address",
+]
 
 DtlsRole = Literal["client", "server"]
+
+
+def default_address() -> str:
+    """The address a transport takes its candidate on: the first of
+    `MEETCORE_ICE_ADDRESSES`, else the host's first IPv4 address that is not loopback
+    (loopback when it has none)."""
+    from aioice.ice import get_host_addresses
+
+    from meetcore_media._config import MediaConfig
+
+    addresses = MediaConfig.from_env().addresses
+    if addresses:
+        return addresses[0]
+    found = get_host_addresses(use_ipv4=True, use_ipv6=False)
+    return found[0] if found else "127.0.0.1"
 
 
 class IceLiteConnection(aioice.Connection):

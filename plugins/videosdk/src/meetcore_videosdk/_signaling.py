@@ -64,6 +64,8 @@ MAX_TRANSPORTS: Final = 4
 #: Seconds a new connection has to send its `join`.
 JOIN_TIMEOUT: Final = 60.0
 _MODES: Final = ("SEND_AND_RECV", "SIGNALLING_ONLY", "RECV_ONLY", "CONFERENCE", "VIEWER")
+#: VideoSDK's older names of two modes.
+_LEGACY_MODES: Final = {"CONFERENCE": "SEND_AND_RECV", "VIEWER": "SIGNALLING_ONLY"}
 
 _RTCP_VIDEO = [
     {"type": "nack"},
@@ -182,6 +184,12 @@ def _checked_id(value: str, what: str) -> str:
     return value
 
 
+def _default_address() -> str:
+    from meetcore_media.ice_lite import default_address
+
+    return default_address()
+
+
 class ProtooSignaling:
     """The endpoint, on `engine`; transports gather on `address()` (the first of
     `MEETCORE_ICE_ADDRESSES`, else the first non-loopback address of the host)."""
@@ -242,18 +250,6 @@ def _query_id(value: str | None, what: str) -> str:
     return _checked_id(value, what)
 
 
-def _default_address() -> str:
-    from meetcore_media import MediaConfig
-
-    addresses = MediaConfig.from_env().addresses
-    if addresses:
-        return addresses[0]
-    from aioice.ice import get_host_addresses
-
-    found = get_host_addresses(use_ipv4=True, use_ipv6=False)
-    return found[0] if found else "127.0.0.1"
-
-
 class _Connection:
     """One SDK's socket: its transports, its participant once joined, its log follower."""
 
@@ -279,12 +275,21 @@ class _Connection:
         self.close_code: int | None = None
         self.transports: dict[str, Any] = {}
         self._send_lock = anyio.Lock()
+        self.gone = False  # the socket closed under a send
+        self.refused: _Refused | None = None  # why the server ends the connection
         self._tasks: TaskGroup | None = None
         self._server_request_id = 0
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Send a message; nothing once the socket is gone (the receiving side sees the
+        close and ends the connection)."""
+        if self.gone:
+            return
         async with self._send_lock:
-            await self.websocket.send_text(_encode(message).decode())
+            try:
+                await self.websocket.send_text(_encode(message).decode())
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.gone = True
 
     async def respond(self, request_id: int, data: dict[str, Any]) -> None:
         await self.send({"response": True, "id": request_id, "ok": True, "data": data})
@@ -307,21 +312,25 @@ class _Connection:
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             tasks.start_soon(self._renew)
-            refused: _Refused | None = None
             try:
                 await self._receive()
             except _Refused as error:  # raised outside the task group, not in a group
-                refused = error
+                self.refused = error
             finally:
                 tasks.cancel_scope.cancel()
-        if refused is not None:
-            raise refused
+        if self.refused is not None:
+            raise self.refused
 
     async def _renew(self) -> None:
         every = max(0.5, self.engine.lease_ttl_ms / 3000)
-        with anyio.fail_after(JOIN_TIMEOUT):
+        with anyio.move_on_after(JOIN_TIMEOUT):
             while not self.joined:
                 await anyio.sleep(0.2)
+        if not self.joined:  # a socket that never joins is closed, saying why
+            self.refused = _Refused(int(ErrorCode.INVALID_PARAMETER), "no join in time")
+            assert self._tasks is not None
+            self._tasks.cancel_scope.cancel()
+            return
         while True:
             self.engine.renew(self.room_id, self.connection_id)
             await anyio.sleep(every)
@@ -450,6 +459,9 @@ class _Connection:
     async def _join(self, data: _JoinData) -> dict[str, Any]:
         if self.joined:
             raise Rejected(ErrorCode.ALREADY_IN_REQUESTED_STATE, "this connection has joined")
+        if "allow_join" not in self.principal.permissions:  # it would wait to be let in
+            why = "the waiting room (an ask_join token) is not served to VideoSDK's SDKs yet"
+            raise Rejected(ErrorCode.INVALID_PERMISSIONS, why)
         name = data.displayName
         if len(name) > MAX_NAME_CHARS or not is_text(name):
             raise Rejected(ErrorCode.INVALID_PARAMETER, f"displayName: at most {MAX_NAME_CHARS}")
@@ -459,7 +471,7 @@ class _Connection:
             name=name,
             permissions=self.principal.permissions,
             meta_data=data.metaData or {},
-            mode=self.mode,  # type: ignore[arg-type]  # checked against _MODES
+            mode=_LEGACY_MODES.get(self.mode, self.mode),  # type: ignore[arg-type]
         )
         await self.engine.execute(join, self.principal)
         self.joined = True
