@@ -4,9 +4,16 @@ with --import-mode=importlib), so that a test module says `from support import .
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
+import pytest
 
 __all__ = ["eventually"]
 
@@ -24,3 +31,23 @@ async def eventually(
             if result:
                 return
             await anyio.sleep(0.02)
+
+
+def fresh_venv(folder: Path, *requirements: str, constraints: Path | None = None) -> Path:
+    """A new virtual environment in `folder`/venv with `requirements` installed (uv pip
+    install, run from `folder`: outside the checkout, whose pins would apply otherwise);
+    its python."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is not on PATH (the README's test command runs under uv)")
+    venv = folder / "venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_"))}
+    run: dict[str, Any] = {"check": True, "capture_output": True, "text": True}
+    run |= {"timeout": 600, "env": env, "cwd": str(folder)}
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], **run)
+    python = venv / "bin" / "python"
+    pinned = ["-c", str(constraints)] if constraints is not None else []
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(python), *pinned, *requirements], **run
+    )
+    return python

@@ -6,16 +6,14 @@ checks of aiortc. Installed from the checkout, dependencies at the tested pins."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import eventually
+from support import eventually, fresh_venv
 
 from meetcore_client import init_meeting
 from meetcore_server.testing import ServeProcess, clean_env
@@ -68,22 +66,11 @@ asyncio.run(main(*sys.argv[1:4]))
 
 def _venv(tmp_path: Path, distribution: str) -> Path:
     """A new virtual environment with `distribution` installed alone; its python."""
-    if UV is None:
-        pytest.fail("uv is not on PATH (the README's test command runs under uv)")
     pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("\n".join(pins["constraint-dependencies"]) + "\n")
-    venv = tmp_path / "venv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_"))}
-    run = {"check": True, "capture_output": True, "text": True, "timeout": 300, "env": env}
-    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(venv)], **run)
-    python = venv / "bin" / "python"
     folders = [str(ROOT / folder) for folder in FOLDERS[distribution]]
-    subprocess.run(
-        [UV, "pip", "install", "-q", "--python", str(python), "-c", str(constraints), *folders],
-        **run,
-    )
-    return python
+    return fresh_venv(tmp_path, *folders, constraints=constraints)
 
 
 def _has(python: Path, module: str) -> bool:

@@ -6,34 +6,7 @@ media to send or receive. See docs/embedding.md and docs/media.md.
 
 from __future__ import annotations
 
-from meetcore_client.meeting import (
-    CONNECT_TIMEOUT,
-    DEAD_NODE_RETRY,
-    MAX_REDIRECTS,
-    NO_MEDIA,
-    RECONNECT_DELAYS,
-    REQUEST_TIMEOUT,
-    EncodedFrame,
-    EntryRequest,
-    Meeting,
-    Participant,
-    Reason,
-    Stream,
-    init_meeting,
-)
+from meetcore_client import meeting as _meeting
+from meetcore_client.meeting import *  # noqa: F403 - the SDK's public names, listed once there
 
-__all__ = [
-    "CONNECT_TIMEOUT",
-    "DEAD_NODE_RETRY",
-    "MAX_REDIRECTS",
-    "NO_MEDIA",
-    "RECONNECT_DELAYS",
-    "REQUEST_TIMEOUT",
-    "EncodedFrame",
-    "EntryRequest",
-    "Meeting",
-    "Participant",
-    "Reason",
-    "Stream",
-    "init_meeting",
-]
+__all__ = _meeting.__all__

@@ -110,10 +110,9 @@ _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
 
 
-def check_internals() -> list[str]:
-    """What forwarding relies on in aiortc that the installed version lacks (empty: all
-    there). `media.MediaServer` refuses to start when something is missing."""
-    problems: list[str] = []
+def source_checker(problems: list[str]) -> Callable[[Callable[..., Any] | type, str, str], None]:
+    """`needs(where, fragment, what)`: note in `problems` that `what` is missing when the
+    source of `where` (a library's function or class) lacks `fragment`."""
 
     def needs(where: Callable[..., Any] | type, fragment: str, what: str) -> None:
         try:
@@ -123,6 +122,15 @@ def check_internals() -> list[str]:
             return
         if fragment not in source:
             problems.append(f"{what}: {fragment!r} not found in {where.__qualname__}")
+
+    return needs
+
+
+def check_internals() -> list[str]:
+    """What forwarding relies on in aiortc that the installed version lacks (empty: all
+    there). `media.MediaServer` refuses to start when something is missing."""
+    problems: list[str] = []
+    needs = source_checker(problems)
 
     needs(
         RTCRtpReceiver._handle_rtp_packet,

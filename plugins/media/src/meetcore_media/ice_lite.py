@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import random
 from collections.abc import Callable
 from typing import Any, Literal
@@ -45,6 +44,8 @@ from aiortc import (
 from aiortc.rtcdtlstransport import RTCDtlsFingerprint
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
+
+from meetcore_media._forward import source_checker
 
 __all__ = [
     "IceLiteConnection",
@@ -291,15 +292,7 @@ def check_internals() -> list[str]:
     """What the ICE-lite transport relies on in aioice and aiortc that the installed
     versions lack (empty: all there)."""
     problems: list[str] = []
-
-    def needs(where: Callable[..., Any] | type, fragment: str, what: str) -> None:
-        try:
-            source = inspect.getsource(where)
-        except (OSError, TypeError):  # pragma: no cover - no source shipped
-            problems.append(f"cannot read the source of {where!r} to check {what}")
-            return
-        if fragment not in source:
-            problems.append(f"{what}: {fragment!r} not found in {where.__qualname__}")
+    needs = source_checker(problems)
 
     connection = aioice.Connection
     needs(connection.__init__, "self._early_checks_done", "checks answered before connect()")

@@ -271,6 +271,7 @@ class _Connection:
         self.mode = mode
         self.connection_id = secrets.token_hex(8)
         self.joined = False
+        self.joined_now = anyio.Event()  # set as `joined` becomes true
         self.out = False  # its participant is out of the meeting (left, removed, ended)
         self.close_code: int | None = None
         self.transports: dict[str, Any] = {}
@@ -324,8 +325,7 @@ class _Connection:
     async def _renew(self) -> None:
         every = max(0.5, self.engine.lease_ttl_ms / 3000)
         with anyio.move_on_after(JOIN_TIMEOUT):
-            while not self.joined:
-                await anyio.sleep(0.2)
+            await self.joined_now.wait()
         if not self.joined:  # a socket that never joins is closed, saying why
             self.refused = _Refused(int(ErrorCode.INVALID_PARAMETER), "no join in time")
             assert self._tasks is not None
@@ -475,6 +475,7 @@ class _Connection:
         )
         await self.engine.execute(join, self.principal)
         self.joined = True
+        self.joined_now.set()
         state = await self.engine.state(self.room_id)
         assert state is not None
         others = [p for p in state.participants.values() if p.connection_id != self.connection_id]
