@@ -69,9 +69,9 @@ class Server:
         ]
         get_token = self.get_token if dev else self.no_get_token
         routes.append(Route("/get-token", get_token, methods=["GET"]))
+        routes.extend(static.routes())  # the browser SDK and the demo page
         for theirs in engine.plugins.hook.meetcore_server_routes(server=self):
-            routes.extend(theirs)
-        routes.extend(static.routes())  # the browser SDK and the demo page (GET /{path})
+            routes.extend(theirs)  # after every route of the server's own
         self.app = Starlette(
             routes=routes,
             lifespan=self.signaling.lifespan,

@@ -3,8 +3,8 @@ so that VideoSDK's official SDKs join meetcore meetings by changing their
 `signaling_base_url` alone (docs/videosdk.md).
 
 Built so far: `POST /infra/v1/meetings/server-init-config`, which the Python SDK calls
-first (`init_config`). Not yet: the protoo WebSocket signaling and its media
-(mediasoup's transports: `meetcore_media.ice_lite`).
+first, and the protoo WebSocket signaling at `/videosdk` (`_signaling`: join, peers,
+transports). Not yet: media through it (mediasoup's transports: `meetcore_media.ice_lite`).
 """
 
 from __future__ import annotations
