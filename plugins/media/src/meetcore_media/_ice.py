@@ -21,7 +21,10 @@ per socket per turn of the loop: a server forwarding hundreds of streams takes t
 milliseconds a turn, so a socket bringing a publisher's audio and video (60 packets a
 second and more) fell behind until the kernel dropped what its buffer could not hold
 (measured with `benchmarks/media.py --many 10 20`: three frames of four lost, none of
-the server's CPU short).
+the server's CPU short). It also asks the kernel for `RECEIVE_BUFFER` bytes of receive
+buffer per socket (capped by `net.core.rmem_max`): the default 208 KiB holds about 90
+datagrams, a fifth of a second of a busy socket, so a process the scheduler left
+waiting that long (two cores shared by a server and fifty clients) lost packets.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +49,7 @@ __all__ = [
     "configuration",
     "gathering_on",
     "quiet_closed_connects",
+    "read_gatherer_in_batches",
     "read_in_batches",
     "servers_from_env",
 ]
@@ -66,6 +71,9 @@ _addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.Context
 _installed = False
 #: Datagrams read from a media socket at most each time the loop finds it readable.
 READ_BATCH = 8
+#: Bytes of kernel receive buffer asked for each media socket (Linux counts about
+#: 2.3 KiB per full-size datagram: some 450 of them).
+RECEIVE_BUFFER = 1024 * 1024
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -175,25 +183,35 @@ def read_in_batches(pc: RTCPeerConnection) -> None:
     """Read the peer connection's UDP sockets `READ_BATCH` datagrams at a time (call it
     once it has gathered: after `setLocalDescription`). A socket already switched, a
     TURN relay, or an event loop that is not asyncio's selector loop is left as it is."""
-    loop = asyncio.get_running_loop()
-    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
-        return
     for transceiver in pc.getTransceivers():
         try:
             gatherer = transceiver.receiver.transport.transport.iceGatherer
-            protocols = list(gatherer._connection._protocols)
-        except AttributeError:  # aiortc or aioice changed: check_internals() says so
+        except AttributeError:  # aiortc changed: check_internals() says so
             return
-        for protocol in protocols:
-            transport = getattr(protocol, "transport", None)
-            if (
-                isinstance(transport, _DatagramTransport)
-                and not transport._conn_lost
-                and not getattr(transport, "_meetcore_batched", False)
-            ):
-                loop._remove_reader(transport._sock_fd)  # type: ignore[attr-defined]
-                loop._add_reader(transport._sock_fd, _read_batch, transport)  # type: ignore[attr-defined]
-                transport._meetcore_batched = True
+        read_gatherer_in_batches(gatherer)
+
+
+def read_gatherer_in_batches(gatherer: Any) -> None:
+    """`read_in_batches` for the sockets of one `RTCIceGatherer` (once it has gathered)."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return
+    try:
+        protocols = list(gatherer._connection._protocols)
+    except AttributeError:  # aiortc or aioice changed: check_internals() says so
+        return
+    for protocol in protocols:
+        transport = getattr(protocol, "transport", None)
+        if (
+            isinstance(transport, _DatagramTransport)
+            and not transport._conn_lost
+            and not getattr(transport, "_meetcore_batched", False)
+        ):
+            with contextlib.suppress(OSError):
+                transport._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            loop._remove_reader(transport._sock_fd)  # type: ignore[attr-defined]
+            loop._add_reader(transport._sock_fd, _read_batch, transport)  # type: ignore[attr-defined]
+            transport._meetcore_batched = True
 
 
 _DatagramTransport = asyncio.selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]

@@ -14,8 +14,7 @@ requests authenticated with its own credentials (the client never sends its own)
 starts no checks, and selects the pair the client nominates (USE-CANDIDATE). It and the
 rest rely on aiortc's and aioice's internals, which `check_internals` checks.
 
-A building block, not yet a `router.Transport` (it has no router, publications or
-`update`): issue 22's front end for VideoSDK's SDKs will make one from it.
+`ortc.OrtcTransport` makes a participant's `router.Transport` of two of them.
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from aiortc.rtcdtlstransport import RTCDtlsFingerprint
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
+from meetcore_media import _ice
 from meetcore_media._forward import source_checker
 
 __all__ = [
@@ -174,6 +174,7 @@ class WebRtcTransport:
     async def start(self) -> None:
         """Gather, and answer the client's checks from now on."""
         await self.gatherer.gather()
+        _ice.read_gatherer_in_batches(self.gatherer)
         # no remote parameters or candidates: returns once the client nominates a pair
         self._ice_started = asyncio.ensure_future(self.ice.start(RTCIceParameters()))
 
@@ -270,6 +271,14 @@ class WebRtcTransport:
         if self.closed or not self.connected.is_set():
             raise ConnectionError("the transport closed before it connected")
         await sender.send(parameters)
+
+    async def stop(self, part: RTCRtpReceiver | RTCRtpSender) -> None:
+        """Stop one producer's receiver or consumer's sender of this transport."""
+        if part in self._receivers:
+            self._receivers.remove(part)
+        if part in self._senders:
+            self._senders.remove(part)
+        await part.stop()
 
     async def close(self) -> None:
         if self.closed:

@@ -141,6 +141,17 @@ class MediaServer:
         await transport.answer(sdp)
         self._schedule(transport.router)
 
+    def changed(self, transport: Transport) -> None:
+        """A transport's publications changed (a producer opened or closed): reconcile."""
+        if not transport.closed:
+            self._schedule(transport.router)
+
+    async def close_connection(self, connection_id: str) -> None:
+        """Close the connection's transport, if it has one (its signaling ended)."""
+        transport = self.transports.get(connection_id)
+        if transport is not None:
+            await self._close_transport(transport)
+
     def resumed(self, connection_id: str) -> None:
         """A connection came back after a drop: send it the offer it may have missed."""
         transport = self.transports.get(connection_id)

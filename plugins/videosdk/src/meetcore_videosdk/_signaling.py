@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from typing import Any, Final, Literal
@@ -47,8 +48,11 @@ from meetcore import (
     one_line,
 )
 from meetcore.auth import MAX_TOKEN_CHARS, authenticate
-from meetcore.commands import End, Join, Leave, RemoveParticipant
-from meetcore.events import ParticipantJoined, ParticipantLeft
+from meetcore.commands import End, Join, Leave, RemoveParticipant, SetMedia
+from meetcore.events import MediaChanged, ParticipantJoined, ParticipantLeft
+from meetcore_media.ice_lite import WebRtcTransport, default_address
+from meetcore_media.ortc import ROUTER_RTP_CAPABILITIES, Consumer, OrtcTransport
+from meetcore_media.sfu import MediaServer
 
 __all__ = ["MAX_FRAME_BYTES", "ROUTER_RTP_CAPABILITIES", "ProtooSignaling"]
 
@@ -67,58 +71,6 @@ _MODES: Final = ("SEND_AND_RECV", "SIGNALLING_ONLY", "RECV_ONLY", "CONFERENCE", 
 #: VideoSDK's older names of two modes.
 _LEGACY_MODES: Final = {"CONFERENCE": "SEND_AND_RECV", "VIEWER": "SIGNALLING_ONLY"}
 
-_RTCP_VIDEO = [
-    {"type": "nack"},
-    {"type": "nack", "parameter": "pli"},
-    {"type": "ccm", "parameter": "fir"},
-    {"type": "goog-remb"},
-]
-#: The router's capabilities (mediasoup's shape): what `Device.load` needs.
-ROUTER_RTP_CAPABILITIES: Final[dict[str, Any]] = {
-    "codecs": [
-        {
-            "kind": "audio",
-            "mimeType": "audio/opus",
-            "clockRate": 48000,
-            "channels": 2,
-            "preferredPayloadType": 100,
-            "parameters": {},
-            "rtcpFeedback": [],
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/VP8",
-            "clockRate": 90000,
-            "preferredPayloadType": 101,
-            "parameters": {},
-            "rtcpFeedback": _RTCP_VIDEO,
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/rtx",
-            "clockRate": 90000,
-            "preferredPayloadType": 102,
-            "parameters": {"apt": 101},
-            "rtcpFeedback": [],
-        },
-    ],
-    "headerExtensions": [
-        {
-            "kind": kind,
-            "uri": uri,
-            "preferredId": number,
-            "preferredEncrypt": False,
-            "direction": "sendrecv",
-        }
-        for kind, uri, number in [
-            ("audio", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
-            ("video", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
-            ("audio", "urn:ietf:params:rtp-hdrext:ssrc-audio-level", 10),
-            ("audio", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
-            ("video", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
-        ]
-    ],
-}
 #: What every transport answers for SCTP (mediasoup's defaults); data is not carried yet.
 SCTP_PARAMETERS: Final = {"port": 5000, "OS": 1024, "MIS": 1024, "maxMessageSize": 262144}
 
@@ -147,6 +99,25 @@ class _Dtls(msgspec.Struct, forbid_unknown_fields=False):
 class _Connect(msgspec.Struct, forbid_unknown_fields=False):
     transportId: str
     dtlsParameters: _Dtls
+
+
+class _TransportData(msgspec.Struct, forbid_unknown_fields=False):
+    producing: bool = False
+    consuming: bool = False
+
+
+class _Produce(msgspec.Struct, forbid_unknown_fields=False):
+    transportId: str
+    kind: Literal["audio", "video"]
+    rtpParameters: dict[str, Any]
+
+
+class _ProducerData(msgspec.Struct, forbid_unknown_fields=False):
+    producerId: str
+
+
+class _ConsumerData(msgspec.Struct, forbid_unknown_fields=False):
+    consumerId: str
 
 
 class _JoinData(msgspec.Struct, forbid_unknown_fields=False):
@@ -184,20 +155,29 @@ def _checked_id(value: str, what: str) -> str:
     return value
 
 
-def _default_address() -> str:
-    from meetcore_media.ice_lite import default_address
-
-    return default_address()
-
-
 class ProtooSignaling:
     """The endpoint, on `engine`; transports gather on `address()` (the first of
     `MEETCORE_ICE_ADDRESSES`, else the first non-loopback address of the host)."""
 
-    def __init__(self, engine: Engine, address: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        address: Callable[[], str] | None = None,
+        media: Callable[[], Any] | None = None,
+    ) -> None:
         self.engine = engine
-        self._address = address or _default_address
+        self._address = address or default_address
+        # the node's media server, shared with meetcore's own signaling (one SFU)
+        self._media_factory = media
         self._told_no_data = False
+
+    def media(self) -> MediaServer:
+        """The node's media server (`Rejected` when it has none that serves transports)."""
+        server = self._media_factory() if self._media_factory is not None else None
+        if not isinstance(server, MediaServer):
+            why = "this server has no media server for VideoSDK's transports (meetcore-media)"
+            raise Rejected(ErrorCode.SOMETHING_WENT_WRONG, why)
+        return server
 
     async def endpoint(self, websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols") or []
@@ -275,6 +255,15 @@ class _Connection:
         self.out = False  # its participant is out of the meeting (left, removed, ended)
         self.close_code: int | None = None
         self.transports: dict[str, Any] = {}
+        self.send_transport: Any = None  # the WebRtcTransports the client produces on
+        self.recv_transport: Any = None  # and consumes on
+        self.media: OrtcTransport | None = None
+        # the log version up to which the client has been told the meeting's events
+        self.told = -1
+        self._told_more = anyio.Event()
+        self._consumers_in, self._consumers_out = anyio.create_memory_object_stream[
+            tuple[str, Consumer, int]
+        ](math.inf)
         self._send_lock = anyio.Lock()
         self.gone = False  # the socket closed under a send
         self.refused: _Refused | None = None  # why the server ends the connection
@@ -309,10 +298,17 @@ class _Connection:
     async def notify(self, method: str, data: dict[str, Any]) -> None:
         await self.send({"notification": True, "method": method, "data": data})
 
+    async def request(self, method: str, data: dict[str, Any]) -> None:
+        """A request of the server's; its response is not awaited (nor needed)."""
+        self._server_request_id += 1
+        request = {"request": True, "id": self._server_request_id, "method": method}
+        await self.send(request | {"data": data})
+
     async def run(self) -> None:
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             tasks.start_soon(self._renew)
+            tasks.start_soon(self._deliver_consumers)
             try:
                 await self._receive()
             except _Refused as error:  # raised outside the task group, not in a group
@@ -377,7 +373,7 @@ class _Connection:
         if method == "getRouterRtpCapabilities":
             return ROUTER_RTP_CAPABILITIES
         if method == "createWebRtcTransport":
-            return await self._create_transport()
+            return await self._create_transport(msgspec.convert(data, _TransportData))
         if method == "connectWebRtcTransport":
             connect = msgspec.convert(data, _Connect)
             return self._connect_transport(connect)
@@ -385,7 +381,14 @@ class _Connection:
             return {}
         if method == "join":
             return await self._join(msgspec.convert(data, _JoinData))
-        joined_only = ("produceData", "resumeConsumer", "produce", "closeRoom", "removePeer")
+        joined_only = (
+            "produceData",
+            "resumeConsumer",
+            "produce",
+            "closeProducer",
+            "closeRoom",
+            "removePeer",
+        )
         if method in joined_only and not self.joined:
             raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, f"{method} before join")
         if method == "produceData":
@@ -394,6 +397,15 @@ class _Connection:
                 log.warning("a VideoSDK client opened a data channel: data is not carried yet")
             return {"id": secrets.token_hex(8)}
         if method == "resumeConsumer":
+            consumer_id = msgspec.convert(data, _ConsumerData).consumerId
+            if self.media is None:
+                raise Rejected(ErrorCode.INVALID_PARAMETER, "resumeConsumer: no such consumer")
+            self.media.resume(consumer_id)
+            return {}
+        if method == "produce":
+            return await self._produce(msgspec.convert(data, _Produce))
+        if method == "closeProducer":
+            await self._close_producer(msgspec.convert(data, _ProducerData).producerId)
             return {}
         if method == "closeRoom":
             await self._execute(End(**self._ids()))
@@ -402,12 +414,6 @@ class _Connection:
             target = msgspec.convert(data, _PeerData).peerId
             await self._execute(RemoveParticipant(**self._ids(), target_id=target))
             return {}
-        if method == "produce":
-            raise Rejected(
-                ErrorCode.SOMETHING_WENT_WRONG,
-                "media is not carried by this server's VideoSDK signaling yet: "
-                "join with mic_enabled=False and webcam_enabled=False",
-            )
         raise Rejected(ErrorCode.INVALID_PARAMETER, f"unknown method {one_line(method, 60)!r}")
 
     def _ids(self) -> dict[str, Any]:
@@ -420,16 +426,23 @@ class _Connection:
     async def _execute(self, command: Any) -> None:
         await self.engine.execute(command, self.principal)
 
-    async def _create_transport(self) -> dict[str, Any]:
+    async def _create_transport(self, data: _TransportData) -> dict[str, Any]:
         if len(self.transports) >= MAX_TRANSPORTS:
             raise Rejected(
                 ErrorCode.INVALID_PARAMETER, f"at most {MAX_TRANSPORTS} transports per connection"
             )
-        from meetcore_media.ice_lite import WebRtcTransport
-
         transport = WebRtcTransport(self.owner._address())
         self.transports[transport.id] = transport
         await transport.start()
+        # the latest of each kind is the one used (an SDK makes one of each)
+        if data.producing:
+            self.send_transport = transport
+        if data.consuming:
+            self.recv_transport = transport
+        if self.media is not None and not self.media.closed:
+            self.media.send = self.media.send or self.send_transport
+            self.media.recv = self.media.recv or self.recv_transport
+            self.owner.media().changed(self.media)
         return transport.parameters() | {"sctpParameters": SCTP_PARAMETERS}
 
     def _connect_transport(self, connect: _Connect) -> dict[str, Any]:
@@ -478,6 +491,8 @@ class _Connection:
         self.joined_now.set()
         state = await self.engine.state(self.room_id)
         assert state is not None
+        if join.mode != "SIGNALLING_ONLY" and self.transports:
+            await self._open_media()
         others = [p for p in state.participants.values() if p.connection_id != self.connection_id]
         assert self._tasks is not None
         self._tasks.start_soon(self._announce_then_follow, others, state.version)
@@ -489,6 +504,7 @@ class _Connection:
         for other in others:
             peer = _peer(other.participant_id, other.name, other.mode, other.meta_data)
             await self.notify("newPeer", peer)
+        self._tell(version)
         async for record in self.engine.subscribe(self.room_id, after_version=version):
             event = record.event
             if isinstance(event, ParticipantJoined) and event.connection_id != self.connection_id:
@@ -497,15 +513,107 @@ class _Connection:
             elif isinstance(event, ParticipantLeft):
                 if event.connection_id == self.connection_id:
                     self.out = True  # removed, ended, replaced: the SDK leaves on `close`
-                    self._server_request_id += 1
-                    close = {"request": True, "id": self._server_request_id, "method": "close"}
-                    await self.send(close | {"data": {}})
+                    await self.request("close", {})
                     return
                 await self.notify("peerClosed", {"peerId": event.participant_id})
+            elif isinstance(event, MediaChanged):
+                kind = "audio" if event.kind == "mic" else "video"
+                change = {"peerId": event.participant_id, "kind": kind, "newState": event.enabled}
+                await self.notify("participantMediaStateChanged", change)
+            self._tell(record.version)
+
+    def _tell(self, version: int) -> None:
+        """The client has been told the meeting's events up to `version`."""
+        self.told = version
+        self._told_more.set()
+        self._told_more = anyio.Event()
+
+    # -- media ------------------------------------------------------------------------------
+
+    async def _open_media(self) -> None:
+        """The participant's media connection on the node's media server: its producers
+        and the consumers the router gives it."""
+        server = self.owner.media()
+        self.media = await server.open(
+            self.room_id,
+            self.peer_id,
+            self.connection_id,
+            lambda router, member: _connect(
+                router, member, self.send_transport, self.recv_transport, self
+            ),
+        )  # type: ignore[assignment]
+
+    async def _media_connection(self) -> OrtcTransport:
+        if self.media is None or self.media.closed:
+            if self.mode in ("SIGNALLING_ONLY", "VIEWER"):
+                raise Rejected(ErrorCode.NOT_SUPPORTED_IN_MODE, "no media in SIGNALLING_ONLY")
+            await self._open_media()
+        assert self.media is not None
+        return self.media
+
+    async def _produce(self, data: _Produce) -> dict[str, Any]:
+        mode = _LEGACY_MODES.get(self.mode, self.mode)
+        if mode != "SEND_AND_RECV":
+            raise Rejected(ErrorCode.NOT_SUPPORTED_IN_MODE, f"produce: nothing is sent in {mode}")
+        media = await self._media_connection()
+        if media.send is None or data.transportId != media.send.id:
+            raise Rejected(ErrorCode.INVALID_PARAMETER, "produce: not a send transport")
+        producer_id = await media.produce(data.kind, data.rtpParameters)
+        await self._set_media(data.kind, True)
+        self.owner.media().changed(media)
+        return {"id": producer_id}
+
+    async def _close_producer(self, producer_id: str) -> None:
+        if self.media is None:
+            raise Rejected(ErrorCode.INVALID_PARAMETER, "closeProducer: no such producer")
+        kind = await self.media.close_producer(producer_id)
+        await self._set_media(kind, False)
+        self.owner.media().changed(self.media)
+
+    async def _set_media(self, kind: str, enabled: bool) -> None:
+        """The log says the mic (webcam) is on or off, as the client's producers are."""
+        command = SetMedia(
+            **self._ids(), kind="mic" if kind == "audio" else "webcam", enabled=enabled
+        )
+        try:
+            await self._execute(command)
+        except Rejected as refused:
+            if refused.code != ErrorCode.ALREADY_IN_REQUESTED_STATE:
+                raise
+
+    def consumer_added(self, consumer: Consumer, version: int) -> None:
+        self._consumers_in.send_nowait(("new", consumer, version))
+
+    def consumer_removed(self, consumer: Consumer) -> None:
+        self._consumers_in.send_nowait(("closed", consumer, 0))
+
+    async def _deliver_consumers(self) -> None:
+        """`newConsumer` and `consumerClosed`, in the order the media server made them;
+        a new one once the client knows its participant (its `newPeer` was sent)."""
+        async for change, consumer, version in self._consumers_out:
+            if change == "closed":
+                await self.notify("consumerClosed", {"consumerId": consumer.id})
+                continue
+            while self.told < version:
+                await self._told_more.wait()
+            offer = {
+                "id": consumer.id,
+                "producerId": consumer.producer_id,
+                "kind": consumer.kind,
+                "rtpParameters": consumer.rtp_parameters,
+                "type": "simple",
+                "producerPaused": False,
+                "peerId": consumer.participant_id,
+                "appData": {"peerId": consumer.participant_id},
+            }
+            await self.request("newConsumer", offer)
 
     async def finish(self) -> None:
         """The socket is closed: the participant leaves (unless out already), the
         transports close."""
+        if self.media is not None:
+            with contextlib.suppress(Exception):
+                await self.owner.media().close_connection(self.connection_id)
         for transport in self.transports.values():
             with contextlib.suppress(Exception):
                 await transport.close()
@@ -522,6 +630,19 @@ class _Connection:
             pass
         except (Conflict, StoreError) as failure:  # its lease ends it
             log.warning("a VideoSDK leave could not be written: %s", one_line(str(failure), 200))
+
+
+async def _connect(
+    router: Any, member: Any, send: Any, recv: Any, connection: _Connection
+) -> OrtcTransport:
+    return OrtcTransport(
+        router,
+        member,
+        send,
+        recv,
+        added=connection.consumer_added,
+        removed=connection.consumer_removed,
+    )
 
 
 def _peer(participant_id: str, name: str, mode: str, meta_data: dict[str, Any]) -> dict[str, Any]:

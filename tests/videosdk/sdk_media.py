@@ -1,0 +1,166 @@
+"""Run with the SDK's own python: the unmodified VideoSDK Python SDK in a meeting, with
+media. Its camera is a moving 640x480 test pattern at 30 fps, its microphone a tone.
+
+argv: meeting id, token, signaling_base_url, participant id, then a JSON object of
+init_meeting options (mic_enabled, webcam_enabled, mode, name). Prints one JSON line
+per event (meeting-joined, participant-joined/left, stream-enabled/disabled,
+media-status-changed, error, meeting-left), and reads commands on stdin, one a line:
+`stats` (prints the frames decoded so far of each remote stream, with their sizes),
+`disable-webcam`, `enable-webcam`, `disable-mic`, `enable-mic`, `end`, `leave`.
+Its aioice gathers on 127.0.0.1 only (everything on loopback)."""
+
+import asyncio
+import fractions
+import json
+import logging
+import math
+import sys
+import time
+
+import aioice.ice
+
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+import numpy  # noqa: E402
+from av import AudioFrame, VideoFrame  # noqa: E402
+from videosdk import (  # noqa: E402
+    CustomAudioTrack,
+    CustomVideoTrack,
+    MeetingEventHandler,
+    ParticipantEventHandler,
+    VideoSDK,
+)
+
+frames = {}  # "peer:kind" -> [decoded frames, last width, last height]
+
+
+def say(event, **fields):
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+class Camera(CustomVideoTrack):
+    """640x480 at 30 fps, a bar moving across (VP8 has something to encode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    async def recv(self):
+        pts, time_base = await self.next_timestamp()
+        image = numpy.full((480, 640, 3), 40, dtype=numpy.uint8)
+        x = (self.count * 8) % 600
+        image[:, x : x + 40] = (250, 200, 20)
+        self.count += 1
+        frame = VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+class Tone(CustomAudioTrack):
+    """A 440 Hz tone, 20 ms frames at 48 kHz."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = 0
+        self.start = None
+
+    async def recv(self):
+        if self.start is None:
+            self.start = time.time()
+        self.sent += 960
+        wait = self.start + self.sent / 48000 - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        t = (numpy.arange(960) + self.sent) / 48000
+        samples = (numpy.sin(2 * math.pi * 440 * t) * 8000).astype(numpy.int16)
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts, frame.time_base = self.sent, fractions.Fraction(1, 48000)
+        return frame
+
+
+async def count(key, track):
+    entry = frames.setdefault(key, [0, 0, 0])
+    try:
+        while True:
+            frame = await track.recv()
+            entry[0] += 1
+            entry[1], entry[2] = getattr(frame, "width", 0), getattr(frame, "height", 0)
+    except Exception:
+        pass
+
+
+class Remote(ParticipantEventHandler):
+    def __init__(self, participant):
+        super().__init__()
+        self.participant = participant
+
+    def on_stream_enabled(self, stream):
+        say("stream-enabled", id=self.participant.id, kind=stream.kind)
+        asyncio.ensure_future(count(f"{self.participant.id}:{stream.kind}", stream.track))
+
+    def on_stream_disabled(self, stream):
+        say("stream-disabled", id=self.participant.id, kind=stream.kind)
+
+    def on_media_status_changed(self, data):
+        say("media-status-changed", id=data["peerId"], kind=data["kind"], on=data["newState"])
+
+
+class Handler(MeetingEventHandler):
+    def on_meeting_joined(self, data):
+        say("meeting-joined")
+
+    def on_meeting_left(self, data):
+        say("meeting-left")
+
+    def on_participant_joined(self, participant):
+        participant.add_event_listener(Remote(participant))
+        say("participant-joined", id=participant.id, name=participant.display_name)
+
+    def on_participant_left(self, participant):
+        say("participant-left", id=participant.id)
+
+    def on_error(self, data):
+        say("error", data=str(data)[:300])
+
+
+async def main():
+    logging.basicConfig(
+        level=logging.DEBUG if "-v" in sys.argv else logging.WARNING, stream=sys.stderr
+    )
+    loop = asyncio.get_running_loop()
+    options = json.loads(sys.argv[5])
+    meeting = VideoSDK.init_meeting(
+        meeting_id=sys.argv[1],
+        token=sys.argv[2],
+        signaling_base_url=sys.argv[3],
+        participant_id=sys.argv[4],
+        name=options.pop("name", sys.argv[4]),
+        custom_camera_video_track=Camera(),
+        custom_microphone_audio_track=Tone(),
+        loop=loop,
+        **options,
+    )
+    meeting.add_event_listener(Handler())
+    meeting.join()
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if line == "stats":
+            say("stats", frames=frames, at=time.monotonic())
+        elif line == "disable-webcam":
+            meeting.disable_webcam()
+        elif line == "enable-webcam":
+            meeting.enable_webcam(Camera())
+        elif line == "disable-mic":
+            meeting.disable_mic()
+        elif line == "enable-mic":
+            meeting.enable_mic(Tone())
+        elif line == "end":
+            meeting.end()
+        elif line in ("leave", ""):
+            meeting.leave()
+            await asyncio.sleep(2)
+            return
+
+
+asyncio.run(main())
