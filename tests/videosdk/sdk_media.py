@@ -9,6 +9,7 @@ media-status-changed, error, meeting-left), and reads commands on stdin, one a l
 `disable-webcam`, `enable-webcam`, `disable-mic`, `enable-mic`, `end`, `leave`.
 Its aioice gathers on 127.0.0.1 only (everything on loopback)."""
 
+import array
 import asyncio
 import fractions
 import json
@@ -21,7 +22,6 @@ import aioice.ice
 
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
-import numpy  # noqa: E402
 from av import AudioFrame, VideoFrame  # noqa: E402
 from videosdk import (  # noqa: E402
     CustomAudioTrack,
@@ -32,6 +32,7 @@ from videosdk import (  # noqa: E402
 )
 
 frames = {}  # "peer:kind" -> [decoded frames, last width, last height]
+counting = set()  # the counting tasks
 
 
 def say(event, **fields):
@@ -39,7 +40,7 @@ def say(event, **fields):
 
 
 class Camera(CustomVideoTrack):
-    """640x480 at 30 fps, a bar moving across (VP8 has something to encode)."""
+    """640x480 at 30 fps, a bright bar moving across (VP8 has something to encode)."""
 
     def __init__(self):
         super().__init__()
@@ -47,11 +48,17 @@ class Camera(CustomVideoTrack):
 
     async def recv(self):
         pts, time_base = await self.next_timestamp()
-        image = numpy.full((480, 640, 3), 40, dtype=numpy.uint8)
+        frame = VideoFrame(width=640, height=480, format="yuv420p")
         x = (self.count * 8) % 600
-        image[:, x : x + 40] = (250, 200, 20)
         self.count += 1
-        frame = VideoFrame.from_ndarray(image, format="bgr24")
+        for number, plane in enumerate(frame.planes):
+            width = plane.line_size
+            rows = plane.buffer_size // width
+            if number == 0:
+                row = bytes([40]) * x + bytes([230]) * 40 + bytes([40]) * (width - x - 40)
+            else:
+                row = bytes([128]) * width
+            plane.update(row * rows)
         frame.pts, frame.time_base = pts, time_base
         return frame
 
@@ -71,9 +78,12 @@ class Tone(CustomAudioTrack):
         wait = self.start + self.sent / 48000 - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        t = (numpy.arange(960) + self.sent) / 48000
-        samples = (numpy.sin(2 * math.pi * 440 * t) * 8000).astype(numpy.int16)
-        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        samples = array.array(
+            "h",
+            (int(8000 * math.sin(2 * math.pi * 440 * (self.sent + i) / 48000)) for i in range(960)),
+        )
+        frame = AudioFrame(format="s16", layout="mono", samples=960)
+        frame.planes[0].update(samples.tobytes())
         frame.sample_rate = 48000
         frame.pts, frame.time_base = self.sent, fractions.Fraction(1, 48000)
         return frame
@@ -97,7 +107,9 @@ class Remote(ParticipantEventHandler):
 
     def on_stream_enabled(self, stream):
         say("stream-enabled", id=self.participant.id, kind=stream.kind)
-        asyncio.ensure_future(count(f"{self.participant.id}:{stream.kind}", stream.track))
+        task = asyncio.ensure_future(count(f"{self.participant.id}:{stream.kind}", stream.track))
+        counting.add(task)
+        task.add_done_callback(counting.discard)
 
     def on_stream_disabled(self, stream):
         say("stream-disabled", id=self.participant.id, kind=stream.kind)

@@ -355,6 +355,14 @@ class _Connection:
             try:
                 data = await self._handle(message.method, message.data or {})
             except Rejected as refused:
+                log.info(
+                    "refused %s of %s in %s: %d %s",
+                    one_line(message.method, 60),
+                    self.peer_id,
+                    self.room_id,
+                    int(refused.code),
+                    refused.message,
+                )
                 await self.error(message.id, int(refused.code), refused.message)
             except msgspec.ValidationError as error:
                 why = f"{one_line(message.method, 60)}: {error}"

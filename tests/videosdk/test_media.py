@@ -1,0 +1,412 @@
+"""VideoSDK's unmodified Python SDK in meetcore meetings with media (issue 22): audio and
+video both ways with meetcore's own Python client and with a second SDK client, webcam
+off and on mid-meeting, the end of the meeting, and a killed SDK process. One
+`meetcore serve --dev --dev-tls`, one log, one SFU, two protocols; everything on
+127.0.0.1 (the SDK's aioice is made to gather there, `sdk_media.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from meetcore_client import Meeting, init_meeting
+from meetcore_jwt import mint_token
+from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
+from meetcore_server.testing import ServeProcess, clean_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.media]
+
+SDK_SCRIPT = Path(__file__).with_name("sdk_media.py")
+LOOPBACK = ["127.0.0.1"]
+#: Seconds a participant whose connection is gone stays in (`--lease-ttl`).
+LEASE = 5
+
+
+class Server:
+    def __init__(self, process: ServeProcess, folder: Path) -> None:
+        self.process = process
+        self.url = process.url
+        self.base = process.url.removeprefix("https://")
+        self.ca = str(folder / "meetcore-dev-ca.pem")
+        trust = ssl.create_default_context(cafile=self.ca)
+        self.token = httpx.get(f"{self.url}/get-token", verify=trust, timeout=10).json()["token"]
+        self.trust = trust
+        ((self.api_key, self.secret),) = json.loads(
+            (folder / "meetcore-keys.json").read_text()
+        ).items()
+
+    def token_for(self, *permissions: str) -> str:
+        return mint_token(api_key=self.api_key, secret=self.secret, permissions=permissions)
+
+    def room(self, room_id: str) -> str:
+        made = httpx.post(
+            f"{self.url}/v2/rooms",
+            headers={"Authorization": self.token},
+            json={"customRoomId": room_id},
+            verify=self.trust,
+            timeout=10,
+        )
+        assert made.status_code == 200, made.text
+        return room_id
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("videosdk-media")
+    command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
+    command += ["--dev-tls", "--store", "memory://", "--lease-ttl", str(LEASE)]
+    env = {"MEETCORE_ICE_ADDRESSES": "127.0.0.1"}
+    with ServeProcess(folder, command=command, env=env) as process:
+        previous = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(folder / "meetcore-dev-ca.pem")  # the Python client
+        try:
+            yield Server(process, folder)
+            failures = [line for line in process.lines if " ERROR " in line or "Traceback" in line]
+            assert not failures, "\n".join(process.lines)
+        finally:
+            if previous is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = previous
+
+
+class Sdk:
+    """One SDK client in its own process (`sdk_media.py`): its events, its commands."""
+
+    def __init__(self, process: asyncio.subprocess.Process, peer_id: str) -> None:
+        self.process = process
+        self.peer_id = peer_id
+        self.events: list[dict[str, Any]] = []
+        self._new = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while raw := await self.process.stdout.readline():
+            try:
+                self.events.append(json.loads(raw))
+            except ValueError:
+                continue
+            self._new.set()
+
+    async def wait_for(self, timeout: float = 30, **fields: Any) -> dict[str, Any]:
+        """The first event (seen so far or to come) with these fields."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self.events:
+                    if all(event.get(k) == v for k, v in fields.items()):
+                        return event
+                self._new.clear()
+                await self._new.wait()
+
+    async def command(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def stats(self) -> dict[str, Any]:
+        before = len([e for e in self.events if e["event"] == "stats"])
+        await self.command("stats")
+        async with asyncio.timeout(10):
+            while len(stats := [e for e in self.events if e["event"] == "stats"]) == before:
+                self._new.clear()
+                await self._new.wait()
+        return stats[-1]
+
+
+@asynccontextmanager
+async def sdk(
+    python: Path, server: Server, room: str, peer_id: str, token: str = "", **options: Any
+) -> AsyncIterator[Sdk]:
+    process = await asyncio.create_subprocess_exec(
+        str(python),
+        str(SDK_SCRIPT),
+        room,
+        token or server.token,
+        server.base,
+        peer_id,
+        json.dumps(options),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env({"REQUESTS_CA_BUNDLE": server.ca, "SSL_CERT_FILE": server.ca}),
+    )
+    client = Sdk(process, peer_id)
+    failed = True
+    try:
+        yield client
+        failed = False
+    finally:
+        if process.returncode is None:
+            process.kill()
+        client._reader.cancel()
+        assert process.stderr is not None
+        err = await process.stderr.read()
+        await process.wait()
+        if failed:
+            print(json.dumps(client.events, indent=1)[-4000:])
+            print(err.decode(errors="replace")[-4000:])
+            print("\n".join(server.process.lines[-40:]))
+
+
+class Counted:
+    """A meetcore client's decoded frames of each remote stream, as they come."""
+
+    def __init__(self, meeting: Meeting) -> None:
+        self.frames: dict[str, int] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self._tasks: set[asyncio.Future[None]] = set()
+        meeting.on("participant-joined", self._watch)
+        self._meeting = meeting
+
+    def watch_present(self) -> None:
+        for participant in self._meeting.participants.values():
+            self._watch(participant)
+
+    def _watch(self, participant: Any) -> None:
+        def enabled(stream: Any) -> None:
+            self.events.append(("stream-enabled", participant.id, stream.kind))
+            task = asyncio.ensure_future(
+                self._count(f"{participant.id}:{stream.kind}", stream.track)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        participant.on("stream-enabled", enabled)
+        participant.on(
+            "stream-disabled",
+            lambda stream: self.events.append(("stream-disabled", participant.id, stream.kind)),
+        )
+
+    async def _count(self, key: str, track: Any) -> None:
+        self.frames.setdefault(key, 0)
+        try:
+            while True:
+                frame = await track.recv()
+                self.frames[key] += 1
+                if hasattr(frame, "width"):
+                    self.sizes[key] = (frame.width, frame.height)
+        except Exception:
+            pass
+
+    async def wait_for(self, event: tuple[str, str, str], timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while event not in self.events:
+                await asyncio.sleep(0.05)
+
+
+def native(server: Server, room: str, name: str, **options: Any) -> Meeting:
+    return init_meeting(
+        base_url=server.url,
+        token=server.token,
+        meeting_id=room,
+        name=name,
+        ice_addresses=LOOPBACK,
+        **options,
+    )
+
+
+async def rates(
+    sdk_client: Sdk, counted: Counted, seconds: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Frames per second each side decoded of each stream, over `seconds`."""
+    before_sdk, before_native, started = (
+        await sdk_client.stats(),
+        dict(counted.frames),
+        time.monotonic(),
+    )
+    await asyncio.sleep(seconds)
+    after_sdk, after_native = await sdk_client.stats(), dict(counted.frames)
+    elapsed = time.monotonic() - started
+    sdk_rates = {
+        key: (value[0] - before_sdk["frames"].get(key, [0])[0])
+        / (after_sdk["at"] - before_sdk["at"])
+        for key, value in after_sdk["frames"].items()
+    }
+    native_rates = {
+        key: (value - before_native.get(key, 0)) / elapsed for key, value in after_native.items()
+    }
+    return sdk_rates, native_rates
+
+
+@pytest.mark.anyio
+async def test_an_sdk_client_and_a_meetcore_client_get_each_other_s_audio_and_video(
+    server: Server, sdk_python: Path
+) -> None:
+    room = server.room("media-both-ways")
+    async with sdk(sdk_python, server, room, "sdk-alice") as alice:
+        await alice.wait_for(event="meeting-joined")
+        bob = native(
+            server,
+            room,
+            "Bob",
+            mic_enabled=True,
+            webcam_enabled=True,
+            custom_camera_video_track=SyntheticVideoTrack(width=640, height=480, fps=30),
+            custom_microphone_audio_track=ToneAudioTrack(),
+        )
+        counted = Counted(bob)
+        await bob.join()
+        counted.watch_present()
+        bob_id = bob.local_participant.id
+        await alice.wait_for(event="participant-joined", id=bob_id)
+        await alice.wait_for(event="stream-enabled", id=bob_id, kind="video")
+        await alice.wait_for(event="stream-enabled", id=bob_id, kind="audio")
+        await counted.wait_for(("stream-enabled", "sdk-alice", "video"))
+        await counted.wait_for(("stream-enabled", "sdk-alice", "audio"))
+        await asyncio.sleep(2)  # past the first key frame
+        sdk_rates, native_rates = await rates(alice, counted, 5)
+        print("the SDK decoded", sdk_rates, "meetcore's client", native_rates)
+        # video both ways at 640x480, at least 20 of the 30 frames a second; audio 50/s
+        assert sdk_rates[f"{bob_id}:video"] >= 20
+        assert native_rates["sdk-alice:video"] >= 20
+        assert counted.sizes["sdk-alice:video"] == (640, 480)
+        last = (await alice.stats())["frames"][f"{bob_id}:video"]
+        assert (last[1], last[2]) == (640, 480)
+        assert sdk_rates[f"{bob_id}:audio"] >= 40
+        assert native_rates["sdk-alice:audio"] >= 40
+
+        # the SDK's webcam off and on: meetcore's client sees the stream end and start
+        await alice.command("disable-webcam")
+        await counted.wait_for(("stream-disabled", "sdk-alice", "video"))
+        webcam = bob.participants["sdk-alice"]
+        assert webcam.webcam_on is False
+        await alice.command("enable-webcam")
+        enabled_again = [e for e in counted.events if e == ("stream-enabled", "sdk-alice", "video")]
+        async with asyncio.timeout(30):
+            while len(enabled_again) < 2:
+                await asyncio.sleep(0.05)
+                enabled_again = [
+                    e for e in counted.events if e == ("stream-enabled", "sdk-alice", "video")
+                ]
+        assert bob.participants["sdk-alice"].webcam_on is True
+
+        # meetcore's client's webcam off: the SDK's stream ends, and it is told the state
+        await bob.disable_webcam()
+        await alice.wait_for(event="stream-disabled", id=bob_id, kind="video")
+        await alice.wait_for(event="media-status-changed", id=bob_id, kind="video", on=False)
+
+        # the moderator (meetcore's client, a dev token) ends the meeting: the SDK leaves
+        await bob.end()
+        await alice.wait_for(event="meeting-left")
+
+
+@pytest.mark.anyio
+async def test_two_sdk_clients_meet_and_one_killed_leaves_within_the_lease(
+    server: Server, sdk_python: Path
+) -> None:
+    room = server.room("two-sdks")
+    watcher = native(server, room, "Watcher")
+    left: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+    watcher.on(
+        "participant-left",
+        lambda p, reason=None: (
+            p.id == "sdk-carol" and not left.done() and left.set_result((p.id, reason))
+        ),
+    )
+    await watcher.join()
+    async with (
+        sdk(sdk_python, server, room, "sdk-alice") as alice,
+        sdk(sdk_python, server, room, "sdk-carol") as carol,
+    ):
+        await alice.wait_for(event="meeting-joined")
+        await carol.wait_for(event="meeting-joined")
+        # whoever joined first, each sees the other, and gets its audio and video
+        await alice.wait_for(event="participant-joined", id="sdk-carol")
+        await carol.wait_for(event="participant-joined", id="sdk-alice")
+        for me, other in ((alice, "sdk-carol"), (carol, "sdk-alice")):
+            await me.wait_for(event="stream-enabled", id=other, kind="video")
+            await me.wait_for(event="stream-enabled", id=other, kind="audio")
+        await asyncio.sleep(2)
+        first = await alice.stats()
+        await asyncio.sleep(3)
+        then = await alice.stats()
+        fps = (then["frames"]["sdk-carol:video"][0] - first["frames"]["sdk-carol:video"][0]) / (
+            then["at"] - first["at"]
+        )
+        assert fps >= 20, (first, then)
+        assert then["frames"]["sdk-carol:video"][1:] == [640, 480]
+
+        killed = time.monotonic()
+        carol.process.send_signal(signal.SIGKILL)
+        await alice.wait_for(event="participant-left", id="sdk-carol", timeout=LEASE + 15)
+        who, reason = await asyncio.wait_for(left, LEASE + 15)
+        assert time.monotonic() - killed < LEASE + 10
+        assert who == "sdk-carol" and reason is not None and reason.code == 1001, reason
+        await alice.command("leave")
+        await alice.wait_for(event="meeting-left")
+    await watcher.leave()
+
+
+@pytest.mark.anyio
+async def test_modes_removal_and_a_participant_without_allow_mod(
+    server: Server, sdk_python: Path
+) -> None:
+    room = server.room("modes")
+    host = native(
+        server,
+        room,
+        "Host",
+        mic_enabled=True,
+        webcam_enabled=True,
+        custom_camera_video_track=SyntheticVideoTrack(width=320, height=240, fps=15),
+        custom_microphone_audio_track=ToneAudioTrack(),
+    )
+    counted = Counted(host)
+    await host.join()
+    host_id = host.local_participant.id
+    plain = server.token_for("allow_join")
+    async with (
+        sdk(sdk_python, server, room, "sdk-viewer", mode="RECV_ONLY") as viewer,
+        sdk(
+            sdk_python,
+            server,
+            room,
+            "sdk-listener",
+            mode="SIGNALLING_ONLY",
+            mic_enabled=False,
+            webcam_enabled=False,
+        ) as listener,
+        sdk(sdk_python, server, room, "sdk-guest", token=plain) as guest,
+    ):
+        for client in (viewer, listener, guest):
+            await client.wait_for(event="meeting-joined")
+            await client.wait_for(event="participant-joined", id=host_id)
+        # RECV_ONLY gets the host's media and sends none; SIGNALLING_ONLY gets none
+        await viewer.wait_for(event="stream-enabled", id=host_id, kind="video")
+        await guest.wait_for(event="stream-enabled", id=host_id, kind="video")
+        await counted.wait_for(("stream-enabled", "sdk-guest", "video"))
+        assert host.participants["sdk-viewer"].mode == "RECV_ONLY"
+        assert host.participants["sdk-listener"].mode == "SIGNALLING_ONLY"
+        await asyncio.sleep(2)
+        assert not [e for e in counted.events if e[1] in ("sdk-viewer", "sdk-listener")]
+        assert not [e for e in listener.events if e["event"] == "stream-enabled"]
+
+        # without allow_mod, ending the meeting is refused: everyone stays in
+        await guest.command("end")
+        await asyncio.sleep(2)
+        assert "sdk-guest" in host.participants and host.joined
+        assert not [e for e in viewer.events if e["event"] == "meeting-left"]
+        assert any("4006" in line or "allow_mod" in line for line in server.process.lines), (
+            server.process.lines[-20:]
+        )
+
+        # the host removes the viewer: its SDK leaves; the others see it go
+        await host.remove_participant("sdk-viewer")
+        await viewer.wait_for(event="meeting-left")
+        await guest.wait_for(event="participant-left", id="sdk-viewer")
+        await listener.wait_for(event="participant-left", id="sdk-viewer")
+    await host.leave()
