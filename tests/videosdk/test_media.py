@@ -410,3 +410,133 @@ async def test_modes_removal_and_a_participant_without_allow_mod(
         await guest.wait_for(event="participant-left", id="sdk-viewer")
         await listener.wait_for(event="participant-left", id="sdk-viewer")
     await host.leave()
+
+
+# -- one meeting, three SDKs: VideoSDK's, meetcore's Python client, meetcore.js ---------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+# What the page decoded of a participant's video so far (null: no such stream).
+PAGE_DECODED = """
+async (participantId) => {
+  const meeting = window.demo.meeting;
+  const stream = meeting.participants.get(participantId)?.streamOf("video");
+  if (!stream || !meeting.peerConnection) return null;
+  let count = null;
+  (await meeting.peerConnection.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "video" && report.mid === stream.mid) {
+      count = report.framesDecoded;
+    }
+  });
+  return count;
+}
+"""
+
+
+async def page_decoded(page: Any, participant_id: str) -> int:
+    """The page's count (Chrome's stats lack the report for a moment while the page
+    applies an offer)."""
+    async with asyncio.timeout(10):
+        while (count := await page.evaluate(PAGE_DECODED, participant_id)) is None:
+            await asyncio.sleep(0.1)
+    return int(count)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+@pytest.mark.anyio
+async def test_a_videosdk_client_a_python_client_and_a_browser_in_one_meeting(
+    server: Server, sdk_python: Path
+) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    room = server.room("three-sdks")
+    async with (
+        playwright_api.async_playwright() as playwright,
+        sdk(sdk_python, server, room, "sdk-alice") as alice,
+    ):
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                "--ignore-certificate-errors",  # the development CA's certificate
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+            ],
+        )
+        try:
+            await alice.wait_for(event="meeting-joined")
+            bob = native(
+                server,
+                room,
+                "Bob",
+                mic_enabled=True,
+                webcam_enabled=True,
+                custom_camera_video_track=SyntheticVideoTrack(width=640, height=480, fps=30),
+                custom_microphone_audio_track=ToneAudioTrack(),
+            )
+            counted = Counted(bob)
+            await bob.join()
+            counted.watch_present()
+            bob_id = bob.local_participant.id
+
+            page = await browser.new_page()
+            await page.goto(f"{server.url}/?meetingId={room}")
+            await page.fill("#name", "Carol")
+            await page.set_checked("#webcam", True)
+            await page.set_checked("#mic", True)
+            await page.click("#join")
+            await page.wait_for_selector("#room:not([hidden])")
+            carol_id = await page.evaluate("window.demo.meeting.localParticipant.id")
+
+            # everyone sees everyone join, and gets everyone's audio and video
+            for who in (bob_id, carol_id):
+                await alice.wait_for(event="participant-joined", id=who)
+                for kind in ("audio", "video"):
+                    await alice.wait_for(event="stream-enabled", id=who, kind=kind)
+            for who in ("sdk-alice", carol_id):
+                for kind in ("audio", "video"):
+                    await counted.wait_for(("stream-enabled", who, kind))
+            await page.wait_for_selector('#people li[data-participant-id="sdk-alice"]')
+            await page.wait_for_function(
+                f"async () => (await ({PAGE_DECODED})('sdk-alice')) > 0", timeout=30_000
+            )
+            await page.wait_for_function(
+                f"async () => (await ({PAGE_DECODED})({json.dumps(bob_id)})) > 0", timeout=30_000
+            )
+
+            # frames keep coming, every way, over a few seconds
+            page_before = await page_decoded(page, "sdk-alice")
+            sdk_rates, native_rates = await rates(alice, counted, 4)
+            page_after = await page_decoded(page, "sdk-alice")
+            print("SDK", sdk_rates, "Python", native_rates, "page", page_before, page_after)
+            for key in (f"{bob_id}:video", f"{carol_id}:video"):
+                assert sdk_rates[key] >= 10, sdk_rates
+            for key in (f"{bob_id}:audio", f"{carol_id}:audio"):
+                assert sdk_rates[key] >= 40, sdk_rates
+            for key in ("sdk-alice:video", f"{carol_id}:video"):
+                assert native_rates[key] >= 10, native_rates
+            assert native_rates["sdk-alice:audio"] >= 40, native_rates
+            assert page_after - page_before >= 40  # 10 a second of the SDK's video
+
+            # the page leaves: the SDK sees it go; the SDK leaves: the page does
+            await page.click("#leave")
+            await alice.wait_for(event="participant-left", id=carol_id)
+            page2 = await browser.new_page()
+            await page2.goto(f"{server.url}/?meetingId={room}")
+            await page2.fill("#name", "Dora")
+            await page2.set_checked("#webcam", False)
+            await page2.set_checked("#mic", False)
+            await page2.click("#join")
+            await page2.wait_for_selector('#people li[data-participant-id="sdk-alice"]')
+            await alice.command("leave")
+            await alice.wait_for(event="meeting-left")
+            await page2.wait_for_selector(
+                '#people li[data-participant-id="sdk-alice"]', state="detached"
+            )
+            assert "sdk-alice" not in bob.participants
+            await bob.leave()
+        finally:
+            await browser.close()
