@@ -33,6 +33,11 @@ async def eventually(
             await anyio.sleep(0.02)
 
 
+#: The VideoSDK Python SDK version the tests run, exactly (docs/videosdk.md; the
+#: benchmark benchmarks/videosdk.py names it too).
+VIDEOSDK = "videosdk==0.4.1"
+
+
 def fresh_venv(folder: Path, *requirements: str, constraints: Path | None = None) -> Path:
     """A new virtual environment in `folder`/venv with `requirements` installed (uv pip
     install, run from `folder`: outside the checkout, whose pins would apply otherwise);

@@ -6,10 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import fresh_venv
-
-#: The SDK version these tests run, exactly (docs/videosdk.md).
-VIDEOSDK = "videosdk==0.4.1"
+from support import VIDEOSDK, fresh_venv
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,10 @@ media. Its camera is a moving 640x480 test pattern at 30 fps, its microphone a t
 
 argv: meeting id, token, signaling_base_url, participant id, then a JSON object of
 init_meeting options (mic_enabled, webcam_enabled, mode, name). Prints one JSON line
-per event (meeting-joined, participant-joined/left, stream-enabled/disabled,
-media-status-changed, error, meeting-left), and reads commands on stdin, one a line:
-`stats` (prints the frames decoded so far of each remote stream, with their sizes),
-`disable-webcam`, `enable-webcam`, `disable-mic`, `enable-mic`, `end`, `leave`.
+per event (meeting-joined with the seconds since `join()`, participant-joined/left,
+stream-enabled/disabled, media-status-changed, error, meeting-left), and reads commands
+on stdin, one a line: `stats` (prints the frames decoded so far of each remote stream,
+with their sizes), `disable-webcam`, `enable-webcam`, `disable-mic`, `enable-mic`, `end`, `leave`.
 Its aioice gathers on 127.0.0.1 only (everything on loopback)."""
 
 import array
@@ -119,8 +119,12 @@ class Remote(ParticipantEventHandler):
 
 
 class Handler(MeetingEventHandler):
+    def __init__(self):
+        super().__init__()
+        self.started = time.monotonic()
+
     def on_meeting_joined(self, data):
-        say("meeting-joined")
+        say("meeting-joined", seconds=time.monotonic() - self.started)
 
     def on_meeting_left(self, data):
         say("meeting-left")
@@ -153,7 +157,9 @@ async def main():
         loop=loop,
         **options,
     )
-    meeting.add_event_listener(Handler())
+    handler = Handler()
+    meeting.add_event_listener(handler)
+    handler.started = time.monotonic()  # join() is where init-config starts
     meeting.join()
     while True:
         line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()

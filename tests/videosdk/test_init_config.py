@@ -27,8 +27,6 @@ pytestmark = pytest.mark.anyio
 
 KEYS = {"test-key": "test-secret-of-at-least-32-bytes!!"}
 TOKEN = mint_token(api_key="test-key", secret=KEYS["test-key"])
-#: The SDK version these tests run, exactly (docs/videosdk.md).
-VIDEOSDK = "videosdk==0.4.1"
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+import meetcore_protocol as p
 from meetcore_client import Meeting, init_meeting
 from meetcore_jwt import mint_token
 from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
@@ -404,11 +405,36 @@ async def test_modes_removal_and_a_participant_without_allow_mod(
             server.process.lines[-20:]
         )
 
+        # the host (a moderator, on meetcore's protocol) switches the guest's webcam off:
+        # its stream stops reaching everyone, whichever protocol they speak
+        await host._request(
+            p.SetMediaRequest(kind="webcam", enabled=False, participant_id="sdk-guest")
+        )
+        await counted.wait_for(("stream-disabled", "sdk-guest", "video"))
+        await viewer.wait_for(event="stream-disabled", id="sdk-guest", kind="video")
+        await viewer.wait_for(event="media-status-changed", id="sdk-guest", kind="video", on=False)
+
         # the host removes the viewer: its SDK leaves; the others see it go
         await host.remove_participant("sdk-viewer")
         await viewer.wait_for(event="meeting-left")
         await guest.wait_for(event="participant-left", id="sdk-viewer")
         await listener.wait_for(event="participant-left", id="sdk-viewer")
+
+        # the same participant id joins again: the first connection is taken out
+        async with sdk(
+            sdk_python,
+            server,
+            room,
+            "sdk-listener",
+            mode="SIGNALLING_ONLY",
+            mic_enabled=False,
+            webcam_enabled=False,
+        ) as again:
+            await again.wait_for(event="meeting-joined")
+            await listener.wait_for(event="meeting-left")
+            await again.wait_for(event="participant-joined", id=host_id)
+            assert host.participants["sdk-listener"].mode == "SIGNALLING_ONLY"
+            assert not [e for e in again.events if e["event"] == "meeting-left"]
     await host.leave()
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -153,6 +154,22 @@ class LiteIceGatherer(RTCIceGatherer):
         return parameters
 
 
+#: Seconds a DTLS certificate is used for new transports (aiortc makes them valid 30 days).
+CERTIFICATE_LIFETIME = 24 * 3600.0
+_certificate: tuple[float, RTCCertificate] | None = None
+
+
+def _shared_certificate() -> RTCCertificate:
+    """The DTLS certificate of this process's transports, as mediasoup's worker has one:
+    making a key pair and a certificate took most of a transport's creation (1.2 of
+    1.7 ms). A new one each `CERTIFICATE_LIFETIME`."""
+    global _certificate
+    now = time.monotonic()
+    if _certificate is None or now - _certificate[0] > CERTIFICATE_LIFETIME:
+        _certificate = (now, RTCCertificate.generateCertificate())
+    return _certificate[1]
+
+
 class WebRtcTransport:
     """One client transport on the server: ICE-lite, DTLS in the role the client's
     leaves, SRTP. `parameters()` is what mediasoup's `createWebRtcTransport` answers;
@@ -161,7 +178,7 @@ class WebRtcTransport:
     def __init__(self, address: str) -> None:
         self.id = random_string(16)
         self.gatherer = LiteIceGatherer(address)
-        self.certificate = RTCCertificate.generateCertificate()
+        self.certificate = _shared_certificate()
         self.ice = RTCIceTransport(self.gatherer)
         self.dtls = RTCDtlsTransport(self.ice, [self.certificate])
         self.connected = asyncio.Event()
