@@ -500,7 +500,10 @@ class _Connection:
         state = await self.engine.state(self.room_id)
         assert state is not None
         if join.mode != "SIGNALLING_ONLY" and self.transports:
-            await self._open_media()
+            try:
+                await self._open_media()
+            except Rejected as refused:  # joined all the same, without media
+                log.warning("no media for %s in %s: %s", self.peer_id, self.room_id, refused)
         others = [p for p in state.participants.values() if p.connection_id != self.connection_id]
         assert self._tasks is not None
         self._tasks.start_soon(self._announce_then_follow, others, state.version)
