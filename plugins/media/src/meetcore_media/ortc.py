@@ -170,7 +170,7 @@ class _RtpParameters(msgspec.Struct, forbid_unknown_fields=False):
 
 def _ssrc(value: int, what: str) -> int:
     if not 0 < value < 2**32:
-        raise ValueError(f"{what}: an SSRC is 1 to 2^32-1")
+        raise ValueError(f"rtpParameters: {what}: an SSRC is 1 to 2^32-1")
     return value
 
 
