@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import eventually
 
 import meetcore_protocol as p
 from meetcore_client import Meeting, init_meeting
@@ -341,6 +342,14 @@ async def test_two_sdk_clients_meet_and_one_killed_leaves_within_the_lease(
         assert fps >= 20, (first, then)
         assert then["frames"]["sdk-carol:video"][1:] == [640, 480]
 
+        # a moderator asks the other to switch its mic on, and switches its webcam off
+        await alice.command("ask-mic sdk-carol")
+        await carol.wait_for(event="mic-request-received")
+        await alice.command("stop-webcam sdk-carol")
+        await alice.wait_for(event="stream-disabled", id="sdk-carol", kind="video")
+        await alice.wait_for(event="media-status-changed", id="sdk-carol", kind="video", on=False)
+        await eventually(lambda: not watcher.participants["sdk-carol"].webcam_on)
+
         killed = time.monotonic()
         carol.process.send_signal(signal.SIGKILL)
         await alice.wait_for(event="participant-left", id="sdk-carol", timeout=LEASE + 15)
@@ -396,14 +405,16 @@ async def test_modes_removal_and_a_participant_without_allow_mod(
         assert not [e for e in counted.events if e[1] in ("sdk-viewer", "sdk-listener")]
         assert not [e for e in listener.events if e["event"] == "stream-enabled"]
 
-        # without allow_mod, ending the meeting is refused: everyone stays in
+        # without allow_mod, ending the meeting or asking for a mic is refused
+        await guest.command("ask-mic sdk-viewer")
         await guest.command("end")
         await asyncio.sleep(2)
         assert "sdk-guest" in host.participants and host.joined
         assert not [e for e in viewer.events if e["event"] == "meeting-left"]
-        assert any("4006" in line or "allow_mod" in line for line in server.process.lines), (
-            server.process.lines[-20:]
-        )
+        refusals = [line for line in server.process.lines if "refused" in line]
+        assert any("closeRoom of sdk-guest" in line for line in refusals), refusals
+        assert any("enablePeerMic of sdk-guest" in line for line in refusals), refusals
+        assert not [e for e in viewer.events if e["event"] == "mic-request-received"]
 
         # the host (a moderator, on meetcore's protocol) switches the guest's webcam off:
         # its stream stops reaching everyone, whichever protocol they speak

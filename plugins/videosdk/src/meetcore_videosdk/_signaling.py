@@ -1,4 +1,4 @@
-"""VideoSDK's protoo WebSocket signaling at `SIGNALING_PATH` (milestone 1: signaling only).
+"""VideoSDK's protoo WebSocket signaling at `SIGNALING_PATH`.
 
 The Python SDK connects to `{signalingUrl}/?roomId=..&peerId=..&secret=<token>&mode=..
 &peerType=..` offering the subprotocol `protoo`, then sends requests
@@ -6,16 +6,23 @@ The Python SDK connects to `{signalingUrl}/?roomId=..&peerId=..&secret=<token>&m
 "id", "ok", "data"}` (or `"ok": false, "errorCode", "errorReason"`) and notifications
 `{"notification": true, "method", "data"}`.
 
-Served: `getRouterRtpCapabilities` (a static router capability set),
+Served: `getRouterRtpCapabilities` (`meetcore_media.ortc.ROUTER_RTP_CAPABILITIES`),
 `createWebRtcTransport` (a real ICE-lite transport, `meetcore_media.ice_lite`),
 `connectWebRtcTransport` (connects in the background), `requestEntry`, `join` (the
-engine's `Join`; then a `newPeer` for each participant already in), `produceData`
-(answered, but data channels are not carried), `resumeConsumer`, `closeRoom` (`End`)
-and `removePeer` (`RemoveParticipant`). The meeting's log is followed: another
-participant's join is `newPeer`, its leave `peerClosed`; this connection's own way out
-(removed, ended, replaced) is the `close` request, on which the SDK leaves. The lease
-is renewed while the socket is open; a close is a `Leave` (1000: 1101 manual leave,
-otherwise 1001). Not yet: `produce`, consumers, media (refused with 5000 and a reason).
+engine's `Join`; then a `newPeer` for each participant already in, and the
+participant's media connection, an `ortc.OrtcTransport` on the node's media server),
+`produce` and `closeProducer` (the mic or webcam switched on and off in the log too),
+`resumeConsumer`, `produceData` (answered, but data channels are not carried),
+`closeRoom` (`End`), `removePeer` (`RemoveParticipant`) and a moderator's
+`disablePeerMic`/`disablePeerWebcam` (`SetMedia` with a target) and
+`enablePeerMic`/`enablePeerWebcam` (VideoSDK's `enabledMic`/`enableWebcam` request to
+that participant, when it is a VideoSDK client of this node). The meeting's log is
+followed: another participant's join is `newPeer`, its leave `peerClosed`, a mic or
+webcam switched `participantMediaStateChanged`; this connection's own way out
+(removed, ended, replaced) is the `close` request, on which the SDK leaves. The media
+server's consumers are offered with the `newConsumer` request, once the client knows
+their participant, and withdrawn with `consumerClosed`. The lease is renewed while the
+socket is open; a close is a `Leave` (1000: 1101 manual leave, otherwise 1001).
 
 Everything from outside is bounded: the query parameters, each frame's size, its JSON
 and each request's data are checked; a bad one gets a protoo error response (when it
@@ -129,6 +136,9 @@ class _PeerData(msgspec.Struct, forbid_unknown_fields=False):
     peerId: str
 
 
+#: A moderator's requests about another participant's media.
+_PEER_MEDIA: Final = ("enablePeerMic", "disablePeerMic", "enablePeerWebcam", "disablePeerWebcam")
+
 _frame_decoder = msgspec.json.Decoder(_Frame)
 _encode = msgspec.json.Encoder().encode
 
@@ -170,6 +180,9 @@ class ProtooSignaling:
         # the node's media server, shared with meetcore's own signaling (one SFU)
         self._media_factory = media
         self._told_no_data = False
+        #: The joined connections, by (room, participant id): where a moderator's
+        #: request for someone's mic or webcam goes.
+        self.connections: dict[tuple[str, str], _Connection] = {}
 
     def media(self) -> MediaServer:
         """The node's media server (`Rejected` when it has none that serves transports)."""
@@ -390,6 +403,7 @@ class _Connection:
         if method == "join":
             return await self._join(msgspec.convert(data, _JoinData))
         joined_only = (
+            *_PEER_MEDIA,
             "produceData",
             "resumeConsumer",
             "produce",
@@ -415,6 +429,9 @@ class _Connection:
         if method == "closeProducer":
             await self._close_producer(msgspec.convert(data, _ProducerData).producerId)
             return {}
+        if method in _PEER_MEDIA:
+            await self._peer_media(method, msgspec.convert(data, _PeerData).peerId)
+            return {}
         if method == "closeRoom":
             await self._execute(End(**self._ids()))
             return {}
@@ -423,6 +440,26 @@ class _Connection:
             await self._execute(RemoveParticipant(**self._ids(), target_id=target))
             return {}
         raise Rejected(ErrorCode.INVALID_PARAMETER, f"unknown method {one_line(method, 60)!r}")
+
+    async def _peer_media(self, method: str, target: str) -> None:
+        """A moderator's request about another participant's mic or webcam: switched off
+        in the log (the engine checks allow_mod), or the participant asked to switch it
+        on (only it can: VideoSDK's `enabledMic` / `enableWebcam`, to a VideoSDK
+        client of this node)."""
+        kind: Literal["mic", "webcam"] = "mic" if method.endswith("Mic") else "webcam"
+        if method.startswith("disable"):
+            await self._execute(SetMedia(**self._ids(), kind=kind, enabled=False, target_id=target))
+            return
+        if "allow_mod" not in self.principal.permissions:
+            why = f"asking another to switch the {kind} on needs allow_mod"
+            raise Rejected(ErrorCode.UNAUTHORIZED_REQUEST, why)
+        other = self.owner.connections.get((self.room_id, target))
+        if other is None or other.out:
+            why = f"{one_line(target, 64)!r} is not in the meeting through VideoSDK's protocol here"
+            raise Rejected(ErrorCode.INVALID_PARAMETER, why)
+        await other.request(
+            "enabledMic" if kind == "mic" else "enableWebcam", {"peerId": self.peer_id}
+        )
 
     def _ids(self) -> dict[str, Any]:
         return {
@@ -497,6 +534,7 @@ class _Connection:
         await self.engine.execute(join, self.principal)
         self.joined = True
         self.joined_now.set()
+        self.owner.connections[self.room_id, self.peer_id] = self  # a later one replaces it
         state = await self.engine.state(self.room_id)
         assert state is not None
         if join.mode != "SIGNALLING_ONLY" and self.transports:
@@ -622,6 +660,8 @@ class _Connection:
     async def finish(self) -> None:
         """The socket is closed: the participant leaves (unless out already), the
         transports close."""
+        if self.owner.connections.get((self.room_id, self.peer_id)) is self:
+            del self.owner.connections[self.room_id, self.peer_id]
         if self.media is not None:
             with contextlib.suppress(Exception):
                 await self.owner.media().close_connection(self.connection_id)
