@@ -47,6 +47,14 @@ VP8 = {
     "rtcp": {"cname": "abc"},
 }
 
+OPUS = {
+    "mid": "1",
+    "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2}],
+    "headerExtensions": [{"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 1}],
+    "encodings": [{"ssrc": 3333}],
+    "rtcp": {"cname": "abc"},
+}
+
 
 def with_(**changes: Any) -> dict[str, Any]:
     return {**VP8, **changes}
@@ -130,6 +138,20 @@ BAD_PARAMETERS = [
     with_(encodings=[{"ssrc": 2**40}]),
     with_(encodings=[{"ssrc": "1111"}]),
     with_(encodings=[{"ssrc": 1111, "rtx": {"ssrc": 0}}]),
+    with_(encodings=[{"ssrc": 1111, "rtx": {"ssrc": 1111}}]),  # RTX on the media's SSRC
+    with_(encodings=[{"ssrc": 10**30}]),
+    with_(encodings=[{"ssrc": 1.5}]),
+    with_(encodings=[{"ssrc": True}]),
+    with_(codecs=[{**VP8["codecs"][0], "payloadType": -1}]),
+    with_(codecs=[{**VP8["codecs"][0], "payloadType": True}]),
+    with_(codecs=[{**VP8["codecs"][0], "mimeType": None}]),
+    with_(codecs=[{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000}]),
+    with_(codecs=[{**VP8["codecs"][0], "parameters": []}]),
+    with_(encodings=[{"ssrc": 1}] * 1000),
+    with_(headerExtensions=[{"uri": "x", "id": 0}]),
+    with_(headerExtensions="x"),
+    with_(mid=""),
+    with_(mid=5),
     with_(headerExtensions=[{"uri": "x", "id": 99}]),
     with_(headerExtensions=[{"uri": "x", "id": 1}] * 100),
     with_(mid="m" * 1000),
@@ -214,3 +236,179 @@ def test_another_peer_s_producer_cannot_be_closed(client: TestClient) -> None:
         )
         assert produced["ok"], produced
         other.refused("closeProducer", {"producerId": produced["data"]["id"]}, 3073)
+
+
+@pytest.mark.parametrize(
+    "rtx",
+    [
+        {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 97}},
+        {
+            "mimeType": "video/rtx",
+            "payloadType": 98,
+            "clockRate": 90000,
+            "parameters": {"apt": 97.0},
+        },
+        {
+            "mimeType": "video/rtx",
+            "payloadType": 98,
+            "clockRate": 90000,
+            "parameters": {"apt": "97"},
+        },
+        {"mimeType": "video/rtx", "payloadType": 98, "clockRate": 90000, "parameters": {}},
+    ],
+)
+def test_an_rtx_codec_that_cannot_be_told_apart_is_not_received(rtx: dict[str, Any]) -> None:
+    """An RTX on its media's own payload type, or whose apt is not that payload type as
+    a number, is left out: the VP8 alone is received (no RTX decoding of VP8 packets)."""
+    got = receive_parameters("video", with_(codecs=[VP8["codecs"][0], rtx]))
+    assert [(c.mimeType, c.payloadType) for c in got.codecs] == [("video/VP8", 97)]
+    assert got.encodings[0].rtx is None
+
+
+def test_request_data_that_cannot_be_read_is_answered_not_closed(client: TestClient) -> None:
+    with connect(client, "p1") as ws:
+        peer = Peer(ws)
+        send, _ = transports(peer)
+        assert peer.ask("join", {"displayName": "P1"})["ok"]
+        for rid, data in enumerate(
+            ["[1]", '"x"', "5", "true", '{"transportId": "' + send + '", "x": 1e400}'], start=100
+        ):
+            ws.send_text(f'{{"request": true, "id": {rid}, "method": "produce", "data": {data}}}')
+            while True:
+                answer = json.loads(ws.receive_text())
+                if answer.get("response"):
+                    break
+            assert answer["id"] == rid and answer["ok"] is False, answer
+            assert answer["errorCode"] == 3073 and "data" in answer["errorReason"], answer
+        for method, data in [
+            ("createWebRtcTransport", {"producing": "yes"}),
+            ("connectWebRtcTransport", {"transportId": 5}),
+            ("connectWebRtcTransport", {"transportId": send, "dtlsParameters": {"role": "x"}}),
+            ("produce", {"transportId": None, "kind": "video", "rtpParameters": VP8}),
+            ("produce", {"transportId": send, "kind": 7, "rtpParameters": VP8}),
+            ("closeProducer", {"producerId": ["x"]}),
+            ("resumeConsumer", {"consumerId": None}),
+            # more codecs than allowed, within a frame
+            (
+                "produce",
+                {
+                    "transportId": send,
+                    "kind": "video",
+                    "rtpParameters": with_(codecs=[VP8["codecs"][0]] * 400),
+                },
+            ),
+        ]:
+            peer.refused(method, data, 3073)
+        assert peer.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})[
+            "ok"
+        ]
+
+
+def test_producers_of_both_kinds_cannot_share_a_mid_or_an_ssrc(client: TestClient) -> None:
+    with connect(client, "p1") as ws:
+        peer = Peer(ws)
+        send, _ = transports(peer)
+        assert peer.ask("join", {"displayName": "P1"})["ok"]
+
+        def produce(kind: str, parameters: dict[str, Any]) -> dict[str, Any]:
+            return {"transportId": send, "kind": kind, "rtpParameters": parameters}
+
+        assert peer.ask("produce", produce("video", VP8))["ok"]
+        assert "mid" in peer.refused("produce", produce("audio", {**OPUS, "mid": "0"}), 3073)
+        for ssrc in (1111, 2222):
+            why = peer.refused(
+                "produce", produce("audio", {**OPUS, "encodings": [{"ssrc": ssrc}]}), 3073
+            )
+            assert "SSRC" in why
+        assert peer.ask("produce", produce("audio", OPUS))["ok"]
+        # the video replaced on its own mid and SSRCs, not on the audio's
+        assert peer.ask("produce", produce("video", VP8))["ok"]
+        peer.refused("produce", produce("video", with_(encodings=[{"ssrc": 3333}])), 3073)
+        peer.refused("produce", produce("video", with_(mid="1")), 3073)
+
+
+def test_a_transport_is_connected_once(client: TestClient) -> None:
+    dtls = {"role": "client", "fingerprints": [{"algorithm": "sha-256", "value": "AB:CD"}]}
+    with connect(client, "p1") as ws:
+        peer = Peer(ws)
+        send, recv = transports(peer)
+        peer.refused(
+            "connectWebRtcTransport", {"transportId": "nope", "dtlsParameters": dtls}, 3073
+        )
+        no_fingerprint = {"role": "client", "fingerprints": []}
+        peer.refused(
+            "connectWebRtcTransport", {"transportId": send, "dtlsParameters": no_fingerprint}, 3073
+        )
+        assert peer.ask("connectWebRtcTransport", {"transportId": send, "dtlsParameters": dtls})[
+            "ok"
+        ]
+        for _ in range(3):  # each would have been one more task waiting for ICE
+            peer.refused(
+                "connectWebRtcTransport", {"transportId": send, "dtlsParameters": dtls}, 3054
+            )
+        assert peer.ask("connectWebRtcTransport", {"transportId": recv, "dtlsParameters": dtls})[
+            "ok"
+        ]
+
+
+def test_another_peer_s_transport_cannot_be_produced_on(client: TestClient) -> None:
+    with connect(client, "a") as first, connect(client, "b") as second:
+        a, b = Peer(first), Peer(second)
+        transports(a)
+        b_send, _ = transports(b)
+        assert a.ask("join", {"displayName": "A"})["ok"]
+        a.refused("produce", {"transportId": b_send, "kind": "video", "rtpParameters": VP8}, 3073)
+
+
+def test_a_removed_participant_s_media_requests_are_refused(client: TestClient) -> None:
+    with connect(client, "a") as first, connect(client, "b") as second:
+        a, b = Peer(first), Peer(second)
+        send, _ = transports(a)
+        transports(b)
+        assert a.ask("join", {"displayName": "A"})["ok"]
+        assert b.ask("join", {"displayName": "B"})["ok"]
+        produced = a.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})
+        assert produced["ok"], produced
+        assert b.ask("removePeer", {"peerId": "a"})["ok"]
+        a.refused("produce", {"transportId": send, "kind": "audio", "rtpParameters": OPUS}, 3035)
+        a.refused("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8}, 3035)
+        a.refused("resumeConsumer", {"consumerId": "x"}, 3073)
+        a.refused("join", {"displayName": "again"}, 3054)
+        assert b.ask("getRouterRtpCapabilities")["ok"]
+
+
+def test_a_socket_closed_in_the_middle_of_produce_leaves_nothing_behind(
+    client: TestClient,
+) -> None:
+    with connect(client, "a") as ws:
+        a = Peer(ws)
+        send, _ = transports(a)
+        assert a.ask("join", {"displayName": "A"})["ok"]
+        data = {"transportId": send, "kind": "video", "rtpParameters": VP8}
+        ws.send_text(json.dumps({"request": True, "id": 99, "method": "produce", "data": data}))
+    with connect(client, "b") as ws:  # the server goes on; A left
+        b = Peer(ws)
+        b_send, _ = transports(b)
+        joined = b.ask("join", {"displayName": "B"})
+        assert joined["ok"] and joined["data"]["peers"] == [], joined
+        assert b.ask("produce", {"transportId": b_send, "kind": "video", "rtpParameters": VP8})[
+            "ok"
+        ]
+
+
+def test_many_producers_of_one_kind_replace_each_other(client: TestClient) -> None:
+    with connect(client, "p1") as ws:
+        peer = Peer(ws)
+        send, _ = transports(peer)
+        assert peer.ask("join", {"displayName": "P1"})["ok"]
+        ids = []
+        for _ in range(30):
+            answer = peer.ask(
+                "produce", {"transportId": send, "kind": "video", "rtpParameters": VP8}
+            )
+            assert answer["ok"], answer
+            ids.append(answer["data"]["id"])
+        for old in ids[:-1]:
+            peer.refused("closeProducer", {"producerId": old}, 3073)
+        assert peer.ask("closeProducer", {"producerId": ids[-1]})["ok"]
+        peer.refused("closeProducer", {"producerId": ids[-1]}, 3073)

@@ -199,7 +199,10 @@ def receive_parameters(kind: Kind, data: Any) -> RTCRtpReceiveParameters:
         (
             c
             for c in parameters.codecs
-            if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") == codec.payloadType
+            if c.mimeType.lower() == "video/rtx"
+            and type(c.parameters.get("apt")) is int
+            and c.parameters["apt"] == codec.payloadType
+            and c.payloadType != codec.payloadType
         ),
         None,
     )
@@ -213,6 +216,8 @@ def receive_parameters(kind: Kind, data: Any) -> RTCRtpReceiveParameters:
     (encoding,) = parameters.encodings
     ssrc = _ssrc(encoding.ssrc, "encodings.ssrc")
     rtx_ssrc = _ssrc(encoding.rtx.ssrc, "encodings.rtx.ssrc") if encoding.rtx else None
+    if rtx_ssrc == ssrc:
+        raise ValueError("rtpParameters: the RTX SSRC is the encoding's own")
     return RTCRtpReceiveParameters(
         codecs=[
             RTCRtpCodecParameters(
@@ -238,6 +243,15 @@ def receive_parameters(kind: Kind, data: Any) -> RTCRtpReceiveParameters:
             )
         ],
     )
+
+
+def _ssrcs_of(parameters: RTCRtpReceiveParameters) -> set[int]:
+    ssrcs: set[int] = set()
+    for encoding in parameters.encodings:
+        ssrcs.add(encoding.ssrc)
+        if encoding.rtx is not None:
+            ssrcs.add(encoding.rtx.ssrc)
+    return ssrcs
 
 
 # -- consumers ------------------------------------------------------------------------------
@@ -340,6 +354,7 @@ class OrtcTransport:
         self.consumers: dict[Stream, Consumer] = {}
         self.closed = False
         self._receivers: dict[str, RTCRtpReceiver] = {}
+        self._parameters: dict[str, RTCRtpReceiveParameters] = {}
         self._added = added
         self._removed = removed
         self._mids = itertools.count()
@@ -357,6 +372,7 @@ class OrtcTransport:
             parameters = receive_parameters(kind, rtp_parameters)
         except ValueError as error:
             raise Rejected(ErrorCode.INVALID_PARAMETER, f"produce: {error}") from None
+        self._check_unshared(kind, parameters)
         old = self.publications.get(kind)
         if old is not None:
             await self.close_producer(self._producer_id(old))
@@ -376,8 +392,25 @@ class OrtcTransport:
         producer_id = secrets.token_hex(8)
         self.producers[producer_id] = publication
         self._receivers[producer_id] = receiver
+        self._parameters[producer_id] = parameters
         self.publications[kind] = publication
         return producer_id
+
+    def _check_unshared(self, kind: Kind, parameters: RTCRtpReceiveParameters) -> None:
+        """`Rejected` when a producer of the other kind has the same mid or an SSRC of
+        these (the transport could not tell their packets apart; mediasoup refuses too);
+        the one of the same kind is replaced."""
+        ssrcs = _ssrcs_of(parameters)
+        for producer_id, publication in self.producers.items():
+            if publication.kind == kind:
+                continue
+            theirs = self._parameters[producer_id]
+            if parameters.muxId and parameters.muxId == theirs.muxId:
+                why = "produce: rtpParameters: its mid is another producer's"
+                raise Rejected(ErrorCode.INVALID_PARAMETER, why)
+            if ssrcs & _ssrcs_of(theirs):
+                why = "produce: rtpParameters: an SSRC of it is another producer's"
+                raise Rejected(ErrorCode.INVALID_PARAMETER, why)
 
     async def close_producer(self, producer_id: str) -> Kind:
         """The client closed a producer (its mic or webcam went off); its kind."""
@@ -391,6 +424,7 @@ class OrtcTransport:
             self.router.loudest.discard(publication)
         publication.close()
         receiver = self._receivers.pop(producer_id)
+        self._parameters.pop(producer_id, None)
         if self.send is not None:
             with contextlib.suppress(Exception):
                 await self.send.stop(receiver)

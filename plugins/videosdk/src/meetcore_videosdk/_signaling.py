@@ -90,7 +90,8 @@ class _Frame(msgspec.Struct, forbid_unknown_fields=False):
     notification: bool = False
     id: int | None = None
     method: str = ""
-    data: dict[str, Any] | None = None
+    # decoded apart: a request whose data is bad is answered an error, not closed
+    data: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
 
 
 class _Fingerprint(msgspec.Struct, forbid_unknown_fields=False):
@@ -268,6 +269,7 @@ class _Connection:
         self.out = False  # its participant is out of the meeting (left, removed, ended)
         self.close_code: int | None = None
         self.transports: dict[str, Any] = {}
+        self.connected: set[str] = set()  # the transports connectWebRtcTransport was for
         self.send_transport: Any = None  # the WebRtcTransports the client produces on
         self.recv_transport: Any = None  # and consumes on
         self.media: OrtcTransport | None = None
@@ -366,7 +368,16 @@ class _Connection:
             if message.id is None:
                 raise _Refused(1007, "a protoo request without an id")
             try:
-                data = await self._handle(message.method, message.data or {})
+                request = msgspec.json.decode(message.data) if message.data else None
+            except (msgspec.DecodeError, RecursionError) as error:
+                request = error
+            if request is not None and not isinstance(request, dict):
+                problem = request if isinstance(request, Exception) else "not an object"
+                why = f"{one_line(message.method, 60)}: data: {problem}"
+                await self.error(message.id, int(ErrorCode.INVALID_PARAMETER), why)
+                continue
+            try:
+                data = await self._handle(message.method, request or {})
             except Rejected as refused:
                 log.info(
                     "refused %s of %s in %s: %d %s",
@@ -494,12 +505,16 @@ class _Connection:
         transport = self.transports.get(connect.transportId)
         if transport is None:
             raise Rejected(ErrorCode.INVALID_PARAMETER, "no such transport")
+        if connect.transportId in self.connected:  # one connect a transport, as mediasoup
+            why = "connectWebRtcTransport: this transport is connected already"
+            raise Rejected(ErrorCode.ALREADY_IN_REQUESTED_STATE, why)
         if not 1 <= len(connect.dtlsParameters.fingerprints) <= 8:
             raise Rejected(ErrorCode.INVALID_PARAMETER, "dtlsParameters: 1 to 8 fingerprints")
         fingerprints = [
             {"algorithm": f.algorithm[:16], "value": f.value[:256]}
             for f in connect.dtlsParameters.fingerprints
         ]
+        self.connected.add(connect.transportId)
         assert self._tasks is not None
         self._tasks.start_soon(
             self._connect_in_background, transport, connect.dtlsParameters.role, fingerprints
