@@ -93,6 +93,7 @@ class Peer:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.rid = 0
+        self.seen: list[dict[str, Any]] = []  # the server's requests and notifications
 
     def ask(self, method: str, data: Any = None) -> dict[str, Any]:
         """A request's response (server requests and notifications are skipped)."""
@@ -104,6 +105,17 @@ class Peer:
             message = json.loads(self.ws.receive_text())
             if message.get("response") and message["id"] == self.rid:
                 return dict(message)
+            self.seen.append(message)
+
+    def wait_for(self, method: str) -> dict[str, Any]:
+        """The data of the server's next request or notification `method` (earlier ones
+        of other methods are kept in `seen`)."""
+        while True:
+            for message in self.seen:
+                if message.get("method") == method:
+                    self.seen.remove(message)
+                    return dict(message["data"])
+            self.seen.append(json.loads(self.ws.receive_text()))
 
     def refused(self, method: str, data: Any, code: int) -> str:
         answer = self.ask(method, data)
@@ -412,3 +424,36 @@ def test_many_producers_of_one_kind_replace_each_other(client: TestClient) -> No
             peer.refused("closeProducer", {"producerId": old}, 3073)
         assert peer.ask("closeProducer", {"producerId": ids[-1]})["ok"]
         peer.refused("closeProducer", {"producerId": ids[-1]}, 3073)
+
+
+def test_only_its_own_consumers_are_resumed(client: TestClient) -> None:
+    with connect(client, "a") as first, connect(client, "b") as second:
+        a, b = Peer(first), Peer(second)
+        send, _ = transports(a)
+        transports(b)
+        assert a.ask("join", {"displayName": "A"})["ok"]
+        assert b.ask("join", {"displayName": "B"})["ok"]
+        produced = a.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})
+        assert produced["ok"], produced
+        offer = b.wait_for("newConsumer")
+        assert offer["producerId"] == produced["data"]["id"] and offer["peerId"] == "a"
+        a.refused("resumeConsumer", {"consumerId": offer["id"]}, 3073)
+        a.refused("closeProducer", {"producerId": offer["id"]}, 3073)
+        assert b.ask("resumeConsumer", {"consumerId": offer["id"]})["ok"]
+        b.refused("closeProducer", {"producerId": produced["data"]["id"]}, 3073)
+        assert a.ask("closeProducer", {"producerId": produced["data"]["id"]})["ok"]
+        assert b.wait_for("consumerClosed") == {"consumerId": offer["id"]}
+        b.refused("resumeConsumer", {"consumerId": offer["id"]}, 3073)
+
+
+def test_produce_before_a_send_transport_is_refused_then_served(client: TestClient) -> None:
+    with connect(client, "p1") as ws:
+        peer = Peer(ws)
+        assert peer.ask("join", {"displayName": "P1"})["ok"]  # no transports yet
+        peer.refused("produce", {"transportId": "x", "kind": "video", "rtpParameters": VP8}, 3073)
+        recv = peer.ask("createWebRtcTransport", {"producing": False, "consuming": True})
+        data = {"transportId": recv["data"]["id"], "kind": "video", "rtpParameters": VP8}
+        peer.refused("produce", data, 3073)
+        send = peer.ask("createWebRtcTransport", {"producing": True, "consuming": False})
+        data = {"transportId": send["data"]["id"], "kind": "video", "rtpParameters": VP8}
+        assert peer.ask("produce", data)["ok"]
