@@ -93,6 +93,8 @@ class RemoteTrack(MediaStreamTrack):
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not frame.done():
             frame.cancel()
+            # a source that ends as it is cancelled raises MediaStreamError: retrieved
+            frame.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise MediaStreamError
         self.frames += 1
         return frame.result()
