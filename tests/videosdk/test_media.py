@@ -577,3 +577,30 @@ async def test_a_videosdk_client_a_python_client_and_a_browser_in_one_meeting(
             await bob.leave()
         finally:
             await browser.close()
+
+
+@pytest.mark.anyio
+async def test_an_ask_join_sdk_client_waits_until_a_moderator_lets_it_in_or_denies_it(
+    server: Server, sdk_python: Path
+) -> None:
+    room = server.room("waiting-room")
+    host = native(server, room, "Host")
+    answers = iter(["allowed", "denied"])
+
+    async def answer(request: Any) -> None:
+        await asyncio.sleep(1)  # the SDK's join waits meanwhile
+        await (request.allow() if next(answers) == "allowed" else request.deny())
+
+    tasks: set[asyncio.Future[None]] = set()
+    host.on("entry-requested", lambda request: tasks.add(asyncio.ensure_future(answer(request))))
+    await host.join()
+    asking = server.token_for("ask_join")
+    async with sdk(sdk_python, server, room, "sdk-asking", token=asking) as let_in:
+        await let_in.wait_for(event="meeting-joined")
+        await let_in.wait_for(event="participant-joined", id=host.local_participant.id)
+        assert "sdk-asking" in host.participants
+        async with sdk(sdk_python, server, room, "sdk-denied", token=asking) as denied:
+            await denied.wait_for(event="error")
+            assert "sdk-denied" not in host.participants
+            assert not [e for e in denied.events if e["event"] == "meeting-joined"]
+    await host.leave()

@@ -285,10 +285,17 @@ def test_videosdk_s_older_mode_names_are_meetcore_s(client: TestClient) -> None:
         assert (again["ok"], again["errorCode"]) == (False, 3054), again
 
 
-def test_an_ask_join_token_is_refused_rather_than_let_in(client: TestClient) -> None:
+def test_an_ask_join_token_waits_and_unanswered_is_refused_and_withdrawn(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signaling_module, "ENTRY_TIMEOUT", 0.5)
     asking = mint_token(api_key="test-key", secret=KEYS["test-key"], permissions=["ask_join"])
     with client.websocket_connect(url(secret=asking), subprotocols=["protoo"]) as ws:
         ws.send_text(request("join", {"displayName": "Waiting"}))
         answer = json.loads(ws.receive_text())
-    assert (answer["ok"], answer["errorCode"]) == (False, 4008), answer
-    assert "waiting room" in answer["errorReason"]
+    assert (answer["ok"], answer["errorCode"]) == (False, 3079), answer
+    assert "nobody let" in answer["errorReason"]
+    # the request was withdrawn: the same participant asks again and waits again
+    with client.websocket_connect(url(secret=asking), subprotocols=["protoo"]) as ws:
+        ws.send_text(request("join", {"displayName": "Waiting"}))
+        assert json.loads(ws.receive_text())["errorCode"] == 3079

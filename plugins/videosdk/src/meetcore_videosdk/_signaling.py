@@ -9,7 +9,8 @@ The Python SDK connects to `{signalingUrl}/?roomId=..&peerId=..&secret=<token>&m
 Served: `getRouterRtpCapabilities` (`meetcore_media.ortc.ROUTER_RTP_CAPABILITIES`),
 `createWebRtcTransport` (a real ICE-lite transport, `meetcore_media.ice_lite`),
 `connectWebRtcTransport` (connects in the background), `requestEntry`, `join` (the
-engine's `Join`; then a `newPeer` for each participant already in, and the
+engine's `Join`; with an ask_join token, answered once the request is let in, after
+an `entryResponded`; then a `newPeer` for each participant already in, and the
 participant's media connection, an `ortc.OrtcTransport` on the node's media server),
 `produce` and `closeProducer` (the mic or webcam switched on and off in the log too),
 `resumeConsumer`, `produceData` (answered, but data channels are not carried),
@@ -56,7 +57,14 @@ from meetcore import (
 )
 from meetcore.auth import MAX_TOKEN_CHARS, authenticate
 from meetcore.commands import End, Join, Leave, RemoveParticipant, SetMedia
-from meetcore.events import MediaChanged, ParticipantJoined, ParticipantLeft
+from meetcore.events import (
+    EntryRequested,
+    EntryResponded,
+    EntryWithdrawn,
+    MediaChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+)
 from meetcore_media.ice_lite import WebRtcTransport, default_address
 from meetcore_media.ortc import ROUTER_RTP_CAPABILITIES, Consumer, OrtcTransport
 from meetcore_media.sfu import MediaServer
@@ -74,6 +82,8 @@ MAX_NAME_CHARS: Final = 256
 MAX_TRANSPORTS: Final = 4
 #: Seconds a new connection has to send its `join`.
 JOIN_TIMEOUT: Final = 60.0
+#: Seconds a `join` with an ask_join token waits to be let in (the SDK waits 15).
+ENTRY_TIMEOUT: Final = 14.0
 _MODES: Final = ("SEND_AND_RECV", "SIGNALLING_ONLY", "RECV_ONLY", "CONFERENCE", "VIEWER")
 #: VideoSDK's older names of two modes.
 _LEGACY_MODES: Final = {"CONFERENCE": "SEND_AND_RECV", "VIEWER": "SIGNALLING_ONLY"}
@@ -334,7 +344,6 @@ class _Connection:
             raise self.refused
 
     async def _renew(self) -> None:
-        every = max(0.5, self.engine.lease_ttl_ms / 3000)
         with anyio.move_on_after(JOIN_TIMEOUT):
             await self.joined_now.wait()
         if not self.joined:  # a socket that never joins is closed, saying why
@@ -342,6 +351,10 @@ class _Connection:
             assert self._tasks is not None
             self._tasks.cancel_scope.cancel()
             return
+        await self._keep_lease()
+
+    async def _keep_lease(self) -> None:
+        every = max(0.5, self.engine.lease_ttl_ms / 3000)
         while True:
             self.engine.renew(self.room_id, self.connection_id)
             await anyio.sleep(every)
@@ -532,9 +545,6 @@ class _Connection:
     async def _join(self, data: _JoinData) -> dict[str, Any]:
         if self.joined:
             raise Rejected(ErrorCode.ALREADY_IN_REQUESTED_STATE, "this connection has joined")
-        if "allow_join" not in self.principal.permissions:  # it would wait to be let in
-            why = "the waiting room (an ask_join token) is not served to VideoSDK's SDKs yet"
-            raise Rejected(ErrorCode.INVALID_PERMISSIONS, why)
         name = data.displayName
         if len(name) > MAX_NAME_CHARS or not is_text(name):
             raise Rejected(ErrorCode.INVALID_PARAMETER, f"displayName: at most {MAX_NAME_CHARS}")
@@ -546,7 +556,9 @@ class _Connection:
             meta_data=data.metaData or {},
             mode=_LEGACY_MODES.get(self.mode, self.mode),  # type: ignore[arg-type]
         )
-        await self.engine.execute(join, self.principal)
+        records = await self.engine.execute(join, self.principal)
+        if any(isinstance(r.event, EntryRequested) for r in records):
+            await self._wait_to_be_let_in(records[-1].version)
         self.joined = True
         self.joined_now.set()
         self.owner.connections[self.room_id, self.peer_id] = self  # a later one replaces it
@@ -562,6 +574,44 @@ class _Connection:
         self._tasks.start_soon(self._announce_then_follow, others, state.version)
         peers = [_peer(p.participant_id, p.name, p.mode, p.meta_data) for p in others]
         return {"peers": peers, "messages": []}
+
+    async def _wait_to_be_let_in(self, after: int) -> None:
+        """An ask_join token's join waits in the waiting room until someone answers its
+        request (`ENTRY_TIMEOUT`: the SDK gives up on its `join` after 15 s); let in, it
+        is told `entryResponded`. `Rejected` when denied or unanswered (the request
+        is then withdrawn)."""
+        answer: bool | None = None
+        with anyio.move_on_after(ENTRY_TIMEOUT):
+            async with anyio.create_task_group() as leasing:
+                leasing.start_soon(self._keep_lease)  # a waiting request has a lease too
+                answer = await self._entry_answer(after)
+                leasing.cancel_scope.cancel()
+        if answer:
+            state = await self.engine.state(self.room_id)
+            session = state.session_id if state is not None else None
+            await self.notify("entryResponded", {"peerId": self.peer_id, "sessionId": session})
+            return
+        self.out = True
+        if answer is None:
+            with contextlib.suppress(Rejected, Conflict, StoreError):
+                await self.engine.execute(Leave(**self._ids()))  # withdraws the request
+            why = f"nobody let this participant in within {ENTRY_TIMEOUT:g} s"
+            raise Rejected(ErrorCode.OPERATION_TIMED_OUT, why)
+        raise Rejected(ErrorCode.INVALID_PERMISSIONS, "the request to join was denied")
+
+    async def _entry_answer(self, after: int) -> bool:
+        """Whether the request to join was let in (the log's answer to it)."""
+        async for record in self.engine.subscribe(self.room_id, after_version=after):
+            event = record.event
+            if getattr(event, "connection_id", None) != self.connection_id:
+                continue
+            if isinstance(event, EntryResponded) and not event.allowed:
+                return False
+            if isinstance(event, ParticipantJoined):
+                return True
+            if isinstance(event, EntryWithdrawn | ParticipantLeft):
+                return False
+        return False
 
     async def _announce_then_follow(self, others: list[Any], version: int) -> None:
         await anyio.sleep(0)  # after the join's response
