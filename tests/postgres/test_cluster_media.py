@@ -126,6 +126,26 @@ async def test_participants_of_different_nodes_meet_on_the_media_node(
         )
 
 
+async def test_videosdk_s_init_config_sends_the_sdk_to_the_meeting_s_media_node(
+    nodes: list[ServeProcess],
+) -> None:
+    """VideoSDK's SDK has no redirect: its `server-init-config` answer says where to
+    connect, the node carrying the meeting's media, whichever node it asked."""
+    a, b = nodes
+    for carrier, other in ((a, b), (b, a)):
+        token, room = await token_and_room(other, carrier, [a.url, b.url])
+        for asked in (other, carrier):
+            async with httpx.AsyncClient(base_url=asked.url, timeout=10) as http:
+                answer = await http.post(
+                    "/infra/v1/meetings/server-init-config",
+                    headers={"Authorization": token},
+                    json={"roomId": room},
+                )
+            assert answer.status_code == 200, answer.text
+            host = carrier.url.removeprefix("http://")
+            assert answer.json()["data"]["signalingUrl"] == f"ws://{host}/videosdk", asked.url
+
+
 async def test_a_signalling_only_participant_stays_where_it_came_in(
     nodes: list[ServeProcess], clients: list[Meeting]
 ) -> None:

@@ -354,7 +354,7 @@ class Signaling:
         if self._media is None:
             return
         for meeting_id in list(self._media.rooms):
-            home = await self._media_node(meeting_id)
+            home = await self.media_node(meeting_id)
             if home is None:
                 continue
             log.warning(
@@ -375,7 +375,7 @@ class Signaling:
         connection.gone = True
         connection.wake.set()
 
-    async def _media_node(self, meeting_id: str) -> str | None:
+    async def media_node(self, meeting_id: str) -> str | None:
         """The node this meeting's participants must connect to, when it is not this one."""
         if self._cluster is None or await self.engine.state(meeting_id) is None:
             return None  # no such meeting: this node refuses the join, nothing is placed
@@ -507,7 +507,7 @@ class Signaling:
                 "SIGNALLING_ONLY",
                 "VIEWER",
             )
-            home = None if signalling_only else await self._media_node(hello.meeting_id)
+            home = None if signalling_only else await self.media_node(hello.meeting_id)
             if home is not None:  # no media here: served anywhere
                 await self._redirect(websocket, hello, home)
                 return None
@@ -933,7 +933,7 @@ class Signaling:
             if connection.waiting:
                 raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "no media before being let in")
             if isinstance(message, p.OfferRequest):
-                home = await self._media_node(connection.meeting_id)
+                home = await self.media_node(connection.meeting_id)
                 if home is not None:  # it joined without media, the media is elsewhere
                     self._send_away(connection, home, message.request_id)
                     return

@@ -5,15 +5,21 @@ always over HTTPS, and reads `data`: `signalingUrl` (the WebSocket base it conne
 to), `baseUrl`, and `iceServers`, the ICE servers as a JSON list encrypted with
 AES-256-CBC under a key and IV fixed in the SDK, then base64 (`encrypt_ice_servers`).
 It must never get a 2xx without `data`: it then falls back to VideoSDK's cloud and
-sends it the token. So every refusal here is a 4xx with `{"error", "code"}`.
+sends it the token. So every refusal here is a 4xx with `{"error", "code"}` (a 503 when
+the store fails).
+
+In a cluster, `signalingUrl` is the node carrying the meeting's media (the server's
+`media_node`, as meetcore's own signaling redirects to it), so that every VideoSDK
+client of a meeting meets in one SFU.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from meetcore import Engine, ErrorCode, Rejected, one_line
+from meetcore import Engine, ErrorCode, Rejected, StoreError, one_line
 from meetcore.auth import authenticate, strip_bearer
 from meetcore_media import MediaConfig
 
@@ -31,6 +37,8 @@ __all__ = ["INIT_CONFIG_PATH", "SIGNALING_PATH", "InitConfig", "encrypt_ice_serv
 
 #: Where the SDK asks for its configuration.
 INIT_CONFIG_PATH = "/infra/v1/meetings/server-init-config"
+log = logging.getLogger("meetcore.videosdk")
+
 #: Where VideoSDK's signaling is to be served (the `signalingUrl` answered).
 SIGNALING_PATH = "/videosdk"
 #: The largest body read.
@@ -71,9 +79,16 @@ class InitConfig:
     URL clients reach this node at (`meetcore serve --public-url`, a cluster node's);
     without it, the URL the request came to."""
 
-    def __init__(self, engine: Engine, public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        public_url: str | None = None,
+        home: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
         self.engine = engine
         self.public_url = public_url
+        # in a cluster: the URL of the node carrying the meeting's media, if not this one
+        self.home = home
         # read once: a wrong MEETCORE_ICE_SERVERS is refused where the server is made
         self.ice_servers = encrypt_ice_servers(MediaConfig.from_env().ice_servers)
 
@@ -94,8 +109,16 @@ class InitConfig:
             authenticate(self.engine.plugins, token, meeting_id=room_id, action="join")
         except Rejected as refused:
             return _refuse(refused.code, refused.message)
-        if self.public_url is not None:
-            base = urlsplit(self.public_url)
+        try:
+            node = await self.home(room_id) if self.home is not None else None
+        except StoreError as failure:
+            log.warning("placing meeting %s failed: %s", one_line(room_id, 80), failure)
+            why = "the server's store failed: try again"
+            code = int(ErrorCode.SOMETHING_WENT_WRONG)
+            return JSONResponse({"error": why, "code": code}, status_code=503)
+        where = node if node is not None else self.public_url  # the media node's, or ours
+        if where is not None:
+            base = urlsplit(where)
             secure, host = base.scheme == "https", base.netloc
         else:
             secure, host = request.url.scheme == "https", request.headers.get("host", "")

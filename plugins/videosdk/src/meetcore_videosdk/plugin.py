@@ -21,7 +21,7 @@ __all__ = ["meetcore_server_routes"]
 def meetcore_server_routes(server: Any) -> Sequence[BaseRoute]:
     """`POST /infra/v1/meetings/server-init-config` and the WebSocket at `SIGNALING_PATH`
     (the SDK connects to `{signalingUrl}/?roomId=...`: both with and without the slash)."""
-    endpoint = InitConfig(server.engine, server.signaling.public_url)
+    endpoint = InitConfig(server.engine, server.signaling.public_url, server.signaling.media_node)
     signaling = ProtooSignaling(server.engine, media=server.signaling.media)
     return [
         Route(INIT_CONFIG_PATH, endpoint.answer, methods=["POST"]),
