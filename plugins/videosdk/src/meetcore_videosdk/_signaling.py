@@ -696,10 +696,12 @@ class _Connection:
                 raise
 
     def consumer_added(self, consumer: Consumer, version: int) -> None:
-        self._consumers_in.send_nowait(("new", consumer, version))
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._consumers_in.send_nowait(("new", consumer, version))
 
     def consumer_removed(self, consumer: Consumer) -> None:
-        self._consumers_in.send_nowait(("closed", consumer, 0))
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._consumers_in.send_nowait(("closed", consumer, 0))
 
     async def _deliver_consumers(self) -> None:
         """`newConsumer` and `consumerClosed`, in the order the media server made them;
@@ -727,6 +729,8 @@ class _Connection:
         transports close."""
         if self.owner.connections.get((self.room_id, self.peer_id)) is self:
             del self.owner.connections[self.room_id, self.peer_id]
+        self._consumers_in.close()
+        self._consumers_out.close()
         if self.media is not None:
             with contextlib.suppress(Exception):
                 await self.owner.media().close_connection(self.connection_id)
