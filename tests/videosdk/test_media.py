@@ -269,8 +269,8 @@ async def test_an_sdk_client_and_a_meetcore_client_get_each_other_s_audio_and_vi
         await alice.wait_for(event="stream-enabled", id=bob_id, kind="audio")
         await counted.wait_for(("stream-enabled", "sdk-alice", "video"))
         await counted.wait_for(("stream-enabled", "sdk-alice", "audio"))
-        await asyncio.sleep(2)  # past the first key frame
-        sdk_rates, native_rates = await rates(alice, counted, 5)
+        await asyncio.sleep(1)  # past the first key frame
+        sdk_rates, native_rates = await rates(alice, counted, 3)
         print("the SDK decoded", sdk_rates, "meetcore's client", native_rates)
         # video both ways at 640x480, at least 20 of the 30 frames a second; audio 50/s
         assert sdk_rates[f"{bob_id}:video"] >= 20
@@ -332,9 +332,9 @@ async def test_two_sdk_clients_meet_and_one_killed_leaves_within_the_lease(
         for me, other in ((alice, "sdk-carol"), (carol, "sdk-alice")):
             await me.wait_for(event="stream-enabled", id=other, kind="video")
             await me.wait_for(event="stream-enabled", id=other, kind="audio")
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
         first = await alice.stats()
-        await asyncio.sleep(3)
+        await asyncio.sleep(2)
         then = await alice.stats()
         fps = (then["frames"]["sdk-carol:video"][0] - first["frames"]["sdk-carol:video"][0]) / (
             then["at"] - first["at"]
@@ -401,19 +401,20 @@ async def test_modes_removal_and_a_participant_without_allow_mod(
         await counted.wait_for(("stream-enabled", "sdk-guest", "video"))
         assert host.participants["sdk-viewer"].mode == "RECV_ONLY"
         assert host.participants["sdk-listener"].mode == "SIGNALLING_ONLY"
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)  # proof that nothing comes meanwhile
         assert not [e for e in counted.events if e[1] in ("sdk-viewer", "sdk-listener")]
         assert not [e for e in listener.events if e["event"] == "stream-enabled"]
 
         # without allow_mod, ending the meeting or asking for a mic is refused
         await guest.command("ask-mic sdk-viewer")
         await guest.command("end")
-        await asyncio.sleep(2)
+
+        def refused(what: str) -> bool:
+            return any(f"refused {what} of sdk-guest" in line for line in server.process.lines)
+
+        await eventually(lambda: refused("closeRoom") and refused("enablePeerMic"))
         assert "sdk-guest" in host.participants and host.joined
         assert not [e for e in viewer.events if e["event"] == "meeting-left"]
-        refusals = [line for line in server.process.lines if "refused" in line]
-        assert any("closeRoom of sdk-guest" in line for line in refusals), refusals
-        assert any("enablePeerMic of sdk-guest" in line for line in refusals), refusals
         assert not [e for e in viewer.events if e["event"] == "mic-request-received"]
 
         # the host (a moderator, on meetcore's protocol) switches the guest's webcam off:
@@ -546,7 +547,7 @@ async def test_a_videosdk_client_a_python_client_and_a_browser_in_one_meeting(
 
             # frames keep coming, every way, over a few seconds
             page_before = await page_decoded(page, "sdk-alice")
-            sdk_rates, native_rates = await rates(alice, counted, 4)
+            sdk_rates, native_rates = await rates(alice, counted, 3)
             page_after = await page_decoded(page, "sdk-alice")
             print("SDK", sdk_rates, "Python", native_rates, "page", page_before, page_after)
             for key in (f"{bob_id}:video", f"{carol_id}:video"):
@@ -556,7 +557,7 @@ async def test_a_videosdk_client_a_python_client_and_a_browser_in_one_meeting(
             for key in ("sdk-alice:video", f"{carol_id}:video"):
                 assert native_rates[key] >= 10, native_rates
             assert native_rates["sdk-alice:audio"] >= 40, native_rates
-            assert page_after - page_before >= 40  # 10 a second of the SDK's video
+            assert page_after - page_before >= 30  # 10 a second of the SDK's video
 
             # the page leaves: the SDK sees it go; the SDK leaves: the page does
             await page.click("#leave")

@@ -26,7 +26,7 @@ def test_fifty_participants_ten_publishing_everyone_gets_every_stream() -> None:
             str(SCRIPT),
             *("--many", "10", "40", "--audio", "10", "--speaking", "2", "--processes", "3"),
             *("--size", "160x120", "--fps", "5", "--bitrate", "50000"),
-            *("--modes", "meetcore", "--seconds", "8", "--json"),
+            *("--modes", "meetcore", "--seconds", "6", "--json"),
         ],
         capture_output=True,
         text=True,
