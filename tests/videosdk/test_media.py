@@ -221,6 +221,26 @@ def native(server: Server, room: str, name: str, **options: Any) -> Meeting:
     )
 
 
+async def publishing(
+    server: Server, room: str, name: str, width: int = 640, height: int = 480, fps: int = 30
+) -> tuple[Meeting, Counted]:
+    """A meetcore client in `room` sending a synthetic camera and a tone, joined, with
+    the frames it decodes of each remote stream counted."""
+    meeting = native(
+        server,
+        room,
+        name,
+        mic_enabled=True,
+        webcam_enabled=True,
+        custom_camera_video_track=SyntheticVideoTrack(width=width, height=height, fps=fps),
+        custom_microphone_audio_track=ToneAudioTrack(),
+    )
+    counted = Counted(meeting)
+    await meeting.join()
+    counted.watch_present()
+    return meeting, counted
+
+
 async def rates(
     sdk_client: Sdk, counted: Counted, seconds: float
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -251,18 +271,7 @@ async def test_an_sdk_client_and_a_meetcore_client_get_each_other_s_audio_and_vi
     room = server.room("media-both-ways")
     async with sdk(sdk_python, server, room, "sdk-alice") as alice:
         await alice.wait_for(event="meeting-joined")
-        bob = native(
-            server,
-            room,
-            "Bob",
-            mic_enabled=True,
-            webcam_enabled=True,
-            custom_camera_video_track=SyntheticVideoTrack(width=640, height=480, fps=30),
-            custom_microphone_audio_track=ToneAudioTrack(),
-        )
-        counted = Counted(bob)
-        await bob.join()
-        counted.watch_present()
+        bob, counted = await publishing(server, room, "Bob")
         bob_id = bob.local_participant.id
         await alice.wait_for(event="participant-joined", id=bob_id)
         await alice.wait_for(event="stream-enabled", id=bob_id, kind="video")
@@ -366,17 +375,7 @@ async def test_modes_removal_and_a_participant_without_allow_mod(
     server: Server, sdk_python: Path
 ) -> None:
     room = server.room("modes")
-    host = native(
-        server,
-        room,
-        "Host",
-        mic_enabled=True,
-        webcam_enabled=True,
-        custom_camera_video_track=SyntheticVideoTrack(width=320, height=240, fps=15),
-        custom_microphone_audio_track=ToneAudioTrack(),
-    )
-    counted = Counted(host)
-    await host.join()
+    host, counted = await publishing(server, room, "Host", 320, 240, 15)
     host_id = host.local_participant.id
     plain = server.token_for("allow_join")
     async with (
@@ -506,18 +505,7 @@ async def test_a_videosdk_client_a_python_client_and_a_browser_in_one_meeting(
         )
         try:
             await alice.wait_for(event="meeting-joined")
-            bob = native(
-                server,
-                room,
-                "Bob",
-                mic_enabled=True,
-                webcam_enabled=True,
-                custom_camera_video_track=SyntheticVideoTrack(width=640, height=480, fps=30),
-                custom_microphone_audio_track=ToneAudioTrack(),
-            )
-            counted = Counted(bob)
-            await bob.join()
-            counted.watch_present()
+            bob, counted = await publishing(server, room, "Bob")
             bob_id = bob.local_participant.id
 
             page = await browser.new_page()

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import meetcore_media.plugin
-import meetcore_videosdk.plugin
-from meetcore import Engine
-from meetcore.commands import InitMeeting
-from meetcore_jwt import JWTAuth, mint_token
+from meetcore_jwt import mint_token
 from meetcore_media.ortc import receive_parameters
-from meetcore_server.app import Server
 
 KEYS = {"test-key": "test-secret-of-at-least-32-bytes!!"}
 TOKEN = mint_token(api_key="test-key", secret=KEYS["test-key"])
@@ -62,28 +55,10 @@ def with_(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def client(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, in_process: Any
 ) -> Iterator[TestClient]:
     monkeypatch.setenv("MEETCORE_ICE_ADDRESSES", "127.0.0.1")
-    holder: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        plugins = [JWTAuth(KEYS), meetcore_videosdk.plugin, meetcore_media.plugin]
-        async with Engine.open("memory://", plugins=plugins, autoload=False) as engine:
-            await engine.execute(InitMeeting(meeting_id=ROOM, custom_room_id=ROOM))
-            server = Server(engine)
-            holder["app"] = server.app
-            async with server.signaling.lifespan():
-                yield
-
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        await holder["app"](scope, receive, send)
-
-    with (
-        caplog.at_level(logging.INFO),
-        TestClient(Starlette(lifespan=lifespan, routes=[Mount("/", app=inner)])) as test,
-    ):
+    with caplog.at_level(logging.INFO), in_process(KEYS, ROOM, meetcore_media.plugin) as test:
         yield test
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, caplog.text

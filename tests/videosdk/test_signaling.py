@@ -8,24 +8,17 @@ import asyncio
 import json
 import ssl
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-import meetcore_videosdk.plugin
-from meetcore import Engine
-from meetcore.commands import InitMeeting
 from meetcore_client import init_meeting
-from meetcore_jwt import JWTAuth, mint_token
-from meetcore_server.app import Server
+from meetcore_jwt import mint_token
 from meetcore_server.testing import ServeProcess, clean_env
 from meetcore_videosdk import _signaling as signaling_module
 from meetcore_videosdk._signaling import MAX_FRAME_BYTES
@@ -37,24 +30,9 @@ SDK_SCRIPT = Path(__file__).with_name("sdk_join.py")
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def client(in_process: Any) -> Iterator[TestClient]:
     """The server in process, its engine opened in the test client's event loop."""
-    holder: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        plugins = [JWTAuth(KEYS), meetcore_videosdk.plugin]
-        async with Engine.open("memory://", plugins=plugins, autoload=False) as engine:
-            await engine.execute(InitMeeting(meeting_id=ROOM, custom_room_id=ROOM))
-            server = Server(engine)
-            holder["app"] = server.app
-            async with server.signaling.lifespan():
-                yield
-
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        await holder["app"](scope, receive, send)
-
-    with TestClient(Starlette(lifespan=lifespan, routes=[Mount("/", app=inner)])) as test:
+    with in_process(KEYS, ROOM) as test:
         yield test
 
 

@@ -499,8 +499,8 @@ class OrtcTransport:
         assert self.recv is not None
         try:
             await self.recv.send(consumer.sender, parameters)
-        except ConnectionError:
-            pass  # the transport closed first
+        except ConnectionError:  # the transport closed before it connected: nothing to send
+            return
         except Exception:
             log.exception("starting a consumer of %s failed", self.participant_id)
 
