@@ -36,9 +36,11 @@ stream, forwarded streams per core of server CPU, and the packets lost between t
 publishers and the subscribers (RTP sequence gaps the subscribers' receivers saw,
 from their `getStats()`), and the frames delivered (every frame a publisher sent in the
 window, counted once per stream that should carry it: frames lost before the server
-forwards them, or dropped by it, show here and not in the packets). Each process
-counts over its own window, timed on the machine's monotonic clock, so a busy process
-that answers late does not count more or fewer frames than were sent.
+forwards them, or dropped by it, show here and not in the packets). Frames are counted
+exactly: before and after the window the cameras are held until no process's count
+moves for a second, so a busy process that catches up late still counts every frame
+sent in the window, and none from outside it. Packets are counted over each process's
+own window, timed on the machine's monotonic clock.
 `largest_under_1_percent_loss` is the most forwarded streams of the run with under 1%
 of the packets and of the frames lost; `relay` and `forward` are the bare servers' streams per
 core at `--subscribers`, measured in the same run (those of `--modes`). All media goes to 127.0.0.1,
@@ -374,8 +376,22 @@ class ReplayedCamera(MediaStreamTrack):
         self.shape = shape
         self.frames = 0
         self._start: float | None = None
+        self._running = asyncio.Event()
+        self._running.set()
+
+    def hold(self) -> None:
+        """Sends no more frames until `go()`."""
+        self._running.clear()
+
+    def go(self) -> None:
+        """Sends frames again, at the shape's rate from now on (no burst to catch up)."""
+        if self._start is not None and not self._running.is_set():
+            loop = asyncio.get_running_loop()
+            self._start = loop.time() - self.frames / self.shape.fps
+        self._running.set()
 
     async def recv(self) -> av.Packet:
+        await self._running.wait()
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
@@ -605,27 +621,44 @@ async def run_many(
                     for a, b in zip(before, after, strict=True)
                 )
 
+            async def drained() -> list[dict[str, Any]]:
+                """The counts once the cameras are held and every frame they sent has
+                arrived: unchanged for a second (a busy process catches up first)."""
+                for camera in cameras:
+                    camera.hold()
+                found = await counts()
+                for _ in range(30):
+                    await asyncio.sleep(1.0)
+                    again = await counts()
+                    if [c["frames"] for c in again] == [c["frames"] for c in found]:
+                        break
+                    found = again
+                return found
+
             await asyncio.sleep(1.0)  # settle
-            before = await counts()
+            before = await drained()
             pids = [server.pid, os.getpid(), *(child.pid for child in children)]
             drops = [udp_drops(pid) for pid in pids]
-            cpus, sent, started = (
-                [cpu_seconds(pid) for pid in pids],
-                sum(c.frames for c in cameras),
-                time.monotonic(),
-            )
+            cpus, sent = [cpu_seconds(pid) for pid in pids], sum(c.frames for c in cameras)
+            started = time.monotonic()
+            for camera in cameras:
+                camera.go()
+            sending = await counts()  # packets are counted while the cameras send
             await asyncio.sleep(seconds)
+            sent_all = await counts()
+            for camera in cameras:
+                camera.hold()
             elapsed = time.monotonic() - started
             cpus = [cpu_seconds(pid) - was for pid, was in zip(pids, cpus, strict=True)]
             cpu = cpus[0]
             drops = [udp_drops(pid) - was for pid, was in zip(pids, drops, strict=True)]
+            after = await drained()
             sent = sum(c.frames for c in cameras) - sent
-            after = await counts()
-            received, lost = (rate(before, after, key) for key in ("received", "lost"))
-            frames = rate(before, after, "frames")
+            received, lost = (rate(sending, sent_all, key) for key in ("received", "lost"))
+            frames = sum(b["frames"] - a["frames"] for a, b in zip(before, after, strict=True))
             flowing = sum(  # audio streams that brought frames in the window
                 1
-                for a, b in zip(before, after, strict=True)
+                for a, b in zip(sending, sent_all, strict=True)
                 for key, count in b["audio"].items()
                 if count > a["audio"].get(key, count)
             )
@@ -648,7 +681,7 @@ async def run_many(
                 "udp_drops_server_publishers_subscribers": drops,
                 # every frame a publisher sent in the window, once per stream carrying it
                 "frames_delivered_percent": round(
-                    100 * frames * elapsed / max(1, sent * (publishers - 1 + subscribers)), 2
+                    100 * frames / max(1, sent * (publishers - 1 + subscribers)), 2
                 ),
                 "publisher_fps": round(sent / publishers / elapsed, 1),
                 "publishers_process_cpu_percent": round(100 * cpus[1] / elapsed, 1),

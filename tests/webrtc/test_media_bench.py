@@ -42,7 +42,8 @@ def test_a_small_many_party_run_counts_streams_loss_and_frames() -> None:
     assert result["forwarded_streams"] == 6
     assert result["server_cpu_percent"] > 0 and result["streams_per_core"] > 0
     assert result["packets_per_second"] > 6 * 20  # 640x480 VP8: dozens of packets a second
-    assert 50 < result["frames_delivered_percent"] < 150
+    # counted exactly (the cameras are held at both ends of the window)
+    assert 90 <= result["frames_delivered_percent"] <= 101
     assert 0 <= result["loss_percent"] < 50
     assert len(result["subscriber_processes_cpu_percent"]) == 2
     assert results["largest_under_1_percent_loss"] in (0, 6)

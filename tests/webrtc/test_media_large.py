@@ -30,7 +30,7 @@ def test_fifty_participants_ten_publishing_everyone_gets_every_stream() -> None:
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "MEETCORE_BENCH_READY_WITHIN": "30"},
+        env={**os.environ, "MEETCORE_BENCH_READY_WITHIN": "45"},
         timeout=300,
         check=False,
     )
@@ -42,10 +42,12 @@ def test_fifty_participants_ten_publishing_everyone_gets_every_stream() -> None:
     # silence: the 2 speaking (to each speaker, the other one)
     assert result["forwarded_audio_streams"] == 2 * (8 + 40) + 2 * 1
     assert result["audio_streams_flowing"] == result["forwarded_audio_streams"]
-    # every participant got a frame of every stream it should within 30 s (it took 5 to
-    # 18 s here), and they kept flowing
+    # every participant got a frame of every stream it should within 45 s (it took 5 to
+    # 18 s here alone, 30 s beside another test run), and they kept flowing
     # (the sections that brought nothing say whether the server sent on them at all)
     assert result["streams_never_received"] == 0, result["silent_sections"]
-    assert result["seconds_to_every_stream"] < 30
-    assert result["frames_delivered_percent"] > 80
+    assert result["seconds_to_every_stream"] < 45
+    # frames are counted exactly (the cameras are held at both ends of the window, until
+    # every process has caught up): a busy process no longer looks like lost frames
+    assert result["frames_delivered_percent"] > 95
     assert result["loss_percent"] < 5
