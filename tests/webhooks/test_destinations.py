@@ -316,6 +316,24 @@ def test_allowed_networks_from_options_and_the_environment() -> None:
         Webhooks(url="https://user:pw@hooks.example.com/")
 
 
+def test_allowing_every_address_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """0.0.0.0/0 (or ::/0, 169.254.0.0/16, fd00::/8) lets a room's webhook URL reach a
+    cloud metadata address (169.254.169.254, fd00:ec2::254): allowed, as the operator
+    asked, but said at start."""
+    with caplog.at_level(logging.WARNING, logger="meetcore_webhooks"):
+        Webhooks(allow_networks=("10.0.0.0/8", "192.168.1.7", "fd01::/16"))
+        assert caplog.records == []
+        Webhooks(allow_networks=("0.0.0.0/0", "::/0", "169.254.0.0/16", "fd00::/8"))
+    warned = [r.getMessage() for r in caplog.records]
+    assert all("cloud metadata address" in line for line in warned), warned
+    assert [line.split()[4].rstrip(",") for line in warned] == [
+        "0.0.0.0/0",
+        "::/0",
+        "169.254.0.0/16",
+        "fd00::/8",
+    ]
+
+
 # -- through the rooms API -----------------------------------------------------------
 
 KEYS = {API_KEY: SECRET}

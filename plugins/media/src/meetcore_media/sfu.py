@@ -110,7 +110,7 @@ class MediaServer:
                 self.rooms.get(meeting_id) is not router
             ):
                 await transport.close()  # it left meanwhile
-                raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "offer: no longer in the meeting")
+                raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "media: no longer in the meeting")
         except BaseException:  # refused, failed or cancelled: it leaves nothing behind
             await asyncio.shield(self._forget_room(router))
             raise
@@ -128,9 +128,9 @@ class MediaServer:
             raise Rejected(ErrorCode.OPERATION_TIMED_OUT, "the meeting's log is late") from None
         member = router.members.get(participant_id)
         if member is None or member.connection_id != connection_id:
-            raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "offer: join the meeting first")
+            raise Rejected(ErrorCode.ACTION_BEFORE_JOINED, "media: join the meeting first")
         if member.mode == "SIGNALLING_ONLY":
-            raise Rejected(ErrorCode.NOT_SUPPORTED_IN_MODE, "offer: no media in SIGNALLING_ONLY")
+            raise Rejected(ErrorCode.NOT_SUPPORTED_IN_MODE, "media: none in SIGNALLING_ONLY")
         return member
 
     async def answer(self, connection_id: str, sdp: str) -> None:

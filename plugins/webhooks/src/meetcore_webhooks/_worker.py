@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import logging
 import math
 import os
@@ -61,6 +62,13 @@ from meetcore_webhooks._state import (
 __all__ = ["ConfigError", "Webhooks"]
 
 log = logging.getLogger("meetcore_webhooks")
+
+#: Where cloud hosts answer instance metadata (credentials among them): an allowed
+#: network holding one is warned about (`0.0.0.0/0` does).
+METADATA_ADDRESSES = (
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("fd00:ec2::254"),
+)
 
 URL_ENV: Final = "MEETCORE_WEBHOOK_URL"
 EVENTS_ENV: Final = "MEETCORE_WEBHOOK_EVENTS"
@@ -148,6 +156,13 @@ class Webhooks:
             self.allowed = parse_networks(allow_networks)
         except ValueError as error:
             raise ConfigError(f"allowed webhook network {error}") from None
+        for network in self.allowed:
+            if any(address in network for address in METADATA_ADDRESSES):
+                log.warning(
+                    "webhooks may go to %s, which holds the cloud metadata address: "
+                    "a room's webhook URL could read the host's credentials",
+                    network,
+                )
         unknown = sorted(set(events) - set(WEBHOOK_TYPES))
         if unknown:
             raise ConfigError(
