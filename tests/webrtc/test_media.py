@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import json
 import logging
@@ -970,6 +971,57 @@ async def test_a_forward_track_waits_for_a_key_frame_asks_for_one_and_rebases_ti
     assert other.subscribers == set()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_a_remote_track_read_that_is_cancelled_leaves_no_error_behind() -> None:
+    """A task reading a client's remote track is cancelled (an app stops counting frames),
+    then the meeting ends: the source's own read, which ends with MediaStreamError, is
+    cancelled with it and retrieved (the loop reported "Task exception was never
+    retrieved" for each such read, from benchmarks/videosdk.py)."""
+    from meetcore_client._media import RemoteTrack
+
+    class Source(aiortc.MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.reading = asyncio.Event()
+            self.cancelled = 0
+
+        async def recv(self) -> Any:
+            self.reading.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise MediaStreamError from None  # as aiortc's track, stopped under a read
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    try:
+        source = Source()
+        track = RemoteTrack(source, "video", "t1")
+        reader = asyncio.ensure_future(track.recv())
+        await source.reading.wait()
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        await eventually(lambda: source.cancelled == 1)
+        # the track still reads after that, and a read ended by stop() raises
+        source.reading.clear()
+        again = asyncio.ensure_future(track.recv())
+        await source.reading.wait()
+        track.stop()
+        with pytest.raises(MediaStreamError):
+            await again
+        await eventually(lambda: source.cancelled == 2)
+        del reader, again
+        gc.collect()  # a task's finalizer reports the exception nobody retrieved
+        await asyncio.sleep(0)
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
 
 
 async def test_key_frame_requests_are_throttled_and_audio_needs_none() -> None:

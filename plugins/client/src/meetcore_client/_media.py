@@ -90,11 +90,16 @@ class RemoteTrack(MediaStreamTrack):
         next_frame = source.recv() if source is not None else self._encoded.get()
         frame: asyncio.Future[Any] = asyncio.ensure_future(next_frame)
         waiting: set[asyncio.Future[Any]] = {frame, self._ended}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if not frame.done():
-            frame.cancel()
-            # a source that ends as it is cancelled raises MediaStreamError: retrieved
-            frame.add_done_callback(lambda f: f.cancelled() or f.exception())
+        arrived = False
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            arrived = frame.done()
+        finally:  # ended, or the caller cancelled: the frame's wait goes too
+            if not frame.done():
+                frame.cancel()
+                # a source that ends as it is cancelled raises MediaStreamError: retrieved
+                frame.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if not arrived:
             raise MediaStreamError
         self.frames += 1
         return frame.result()
