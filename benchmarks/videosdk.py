@@ -29,10 +29,8 @@ import contextlib
 import fractions
 import json
 import os
-import shutil
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,11 +44,14 @@ from aiortc.mediastreams import VideoStreamTrack
 
 from meetcore_client import Meeting, init_meeting
 from meetcore_media.tracks import ToneAudioTrack
-from meetcore_server.testing import ServeProcess, clean_env
+from meetcore_server.testing import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-SDK_SCRIPT = ROOT / "tests" / "videosdk" / "sdk_media.py"
-VIDEOSDK = "videosdk==0.4.1"  # as tests/videosdk/conftest.py pins it
+# the tests' pin of the SDK and their driver of it, shared (sdk_process.py)
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "videosdk")]
+from sdk_process import SdkProcess  # noqa: E402
+from support import VIDEOSDK, fresh_venv  # noqa: E402
+
 LOOPBACK = ["127.0.0.1"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -92,12 +93,8 @@ def sdk_python(given: str | None) -> Path:
     folder = Path.home() / ".cache" / "meetcore-bench" / VIDEOSDK.replace("==", "-")
     python = folder / "venv" / "bin" / "python"
     if not python.exists():
-        uv = shutil.which("uv") or "uv"
         folder.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_"))}
-        run: dict[str, Any] = {"check": True, "env": env, "cwd": str(folder)}
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, "venv"], **run)
-        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), VIDEOSDK], **run)
+        python = fresh_venv(folder, VIDEOSDK)
     return python
 
 
@@ -133,79 +130,31 @@ def serve() -> Any:
                     os.environ["SSL_CERT_FILE"] = previous
 
 
-class Sdk:
-    """One SDK client process: its JSON events, and commands on its stdin."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-        self._new = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while raw := await self.process.stdout.readline():
-            with contextlib.suppress(ValueError):
-                self.events.append(json.loads(raw))
-                self._new.set()
-
-    async def wait_for(self, event: str, timeout: float = 60) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for seen in self.events:
-                    if seen["event"] == event:
-                        return seen
-                    if seen["event"] == "error":
-                        raise RuntimeError(f"the SDK failed: {seen}")
-                self._new.clear()
-                await self._new.wait()
-
-    async def stats(self) -> dict[str, Any]:
-        count = len([e for e in self.events if e["event"] == "stats"])
-        assert self.process.stdin is not None
-        self.process.stdin.write(b"stats\n")
-        await self.process.stdin.drain()
-        async with asyncio.timeout(10):
-            while len(found := [e for e in self.events if e["event"] == "stats"]) == count:
-                self._new.clear()
-                await self._new.wait()
-        return found[-1]
-
-    async def close(self) -> None:
-        if self.process.returncode is None:
-            assert self.process.stdin is not None
-            with contextlib.suppress(OSError):
-                self.process.stdin.write(b"leave\n")
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        self._reader.cancel()
-
-
 @contextlib.asynccontextmanager
 async def sdk_client(
     python: Path, server: Server, room: str, peer_id: str, **options: Any
-) -> AsyncIterator[Sdk]:
-    process = await asyncio.create_subprocess_exec(
-        str(python),
-        str(SDK_SCRIPT),
-        room,
-        server.token,
-        server.url.removeprefix("https://"),
-        peer_id,
-        json.dumps(options),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=clean_env({"REQUESTS_CA_BUNDLE": server.ca, "SSL_CERT_FILE": server.ca}),
+) -> AsyncIterator[SdkProcess]:
+    client = await SdkProcess.start(
+        python,
+        room=room,
+        token=server.token,
+        signaling_base_url=server.url.removeprefix("https://"),
+        peer_id=peer_id,
+        ca=server.ca,
+        options=options,
     )
-    client = Sdk(process)
     try:
         yield client
     finally:
-        await client.close()
+        await client.stop(leave=True)
+
+
+async def joined(client: SdkProcess) -> dict[str, Any]:
+    """The client's meeting-joined event; its error instead fails the run at once."""
+    seen = await client.first(lambda e: e["event"] in ("meeting-joined", "error"), 60)
+    if seen["event"] == "error":
+        raise RuntimeError(f"the SDK failed: {seen}")
+    return seen
 
 
 def native(server: Server, room: str, **options: Any) -> Meeting:
@@ -229,14 +178,14 @@ async def joins(python: Path, count: int) -> dict[str, Any]:
         # warm both paths once (the server's first TLS handshake, imports), uncounted
         for number in range(count + 1):
             async with sdk_client(python, server, room, f"sdk-{number}", **off) as client:
-                joined = await client.wait_for("meeting-joined")
+                joined_at = await joined(client)
             meeting = native(server, room, **off)
             started = time.monotonic()
             await meeting.join()
             took = time.monotonic() - started
             await meeting.leave()
             if number:
-                sdk_times.append(joined["seconds"])
+                sdk_times.append(joined_at["seconds"])
                 native_times.append(took)
     sdk, meetcore = statistics.median(sdk_times), statistics.median(native_times)
     return {

@@ -1,8 +1,11 @@
 """The real VideoSDK Python SDK, in a virtual environment of its own (its pins clash
-with the workspace's): shared by the tests of init-config and signaling."""
+with the workspace's): shared by the tests of init-config and signaling. This folder is
+put on sys.path, so that the tests (and benchmarks/videosdk.py) say
+`from sdk_process import SdkProcess`."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -19,6 +22,8 @@ from meetcore import Engine
 from meetcore.commands import InitMeeting
 from meetcore_jwt import JWTAuth
 from meetcore_server.app import Server
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @contextmanager

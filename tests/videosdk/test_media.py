@@ -20,17 +20,17 @@ from typing import Any
 
 import httpx
 import pytest
+from sdk_process import SdkProcess
 from support import eventually
 
 import meetcore_protocol as p
 from meetcore_client import Meeting, init_meeting
 from meetcore_jwt import mint_token
 from meetcore_media.tracks import SyntheticVideoTrack, ToneAudioTrack
-from meetcore_server.testing import ServeProcess, clean_env
+from meetcore_server.testing import ServeProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.media]
 
-SDK_SCRIPT = Path(__file__).with_name("sdk_media.py")
 LOOPBACK = ["127.0.0.1"]
 #: Seconds a participant whose connection is gone stays in (`--lease-ttl`).
 LEASE = 5
@@ -84,82 +84,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 os.environ["SSL_CERT_FILE"] = previous
 
 
-class Sdk:
-    """One SDK client in its own process (`sdk_media.py`): its events, its commands."""
-
-    def __init__(self, process: asyncio.subprocess.Process, peer_id: str) -> None:
-        self.process = process
-        self.peer_id = peer_id
-        self.events: list[dict[str, Any]] = []
-        self._new = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while raw := await self.process.stdout.readline():
-            try:
-                self.events.append(json.loads(raw))
-            except ValueError:
-                continue
-            self._new.set()
-
-    async def wait_for(self, timeout: float = 30, **fields: Any) -> dict[str, Any]:
-        """The first event (seen so far or to come) with these fields."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events:
-                    if all(event.get(k) == v for k, v in fields.items()):
-                        return event
-                self._new.clear()
-                await self._new.wait()
-
-    async def command(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line.encode() + b"\n")
-        await self.process.stdin.drain()
-
-    async def stats(self) -> dict[str, Any]:
-        before = len([e for e in self.events if e["event"] == "stats"])
-        await self.command("stats")
-        async with asyncio.timeout(10):
-            while len(stats := [e for e in self.events if e["event"] == "stats"]) == before:
-                self._new.clear()
-                await self._new.wait()
-        return stats[-1]
-
-
 @asynccontextmanager
 async def sdk(
     python: Path, server: Server, room: str, peer_id: str, token: str = "", **options: Any
-) -> AsyncIterator[Sdk]:
-    process = await asyncio.create_subprocess_exec(
-        str(python),
-        str(SDK_SCRIPT),
-        room,
-        token or server.token,
-        server.base,
-        peer_id,
-        json.dumps(options),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=clean_env({"REQUESTS_CA_BUNDLE": server.ca, "SSL_CERT_FILE": server.ca}),
+) -> AsyncIterator[SdkProcess]:
+    client = await SdkProcess.start(
+        python,
+        room=room,
+        token=token or server.token,
+        signaling_base_url=server.base,
+        peer_id=peer_id,
+        ca=server.ca,
+        options=options,
     )
-    client = Sdk(process, peer_id)
     failed = True
     try:
         yield client
         failed = False
     finally:
-        if process.returncode is None:
-            process.kill()
-        client._reader.cancel()
-        assert process.stderr is not None
-        err = await process.stderr.read()
-        await process.wait()
+        err = await client.stop(leave=False)
         if failed:
             print(json.dumps(client.events, indent=1)[-4000:])
-            print(err.decode(errors="replace")[-4000:])
+            print(err[-4000:])
             print("\n".join(server.process.lines[-40:]))
 
 
@@ -242,7 +188,7 @@ async def publishing(
 
 
 async def rates(
-    sdk_client: Sdk, counted: Counted, seconds: float
+    sdk_client: SdkProcess, counted: Counted, seconds: float
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Frames per second each side decoded of each stream, over `seconds`."""
     before_sdk, before_native, started = (
