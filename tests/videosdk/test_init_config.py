@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import ssl
 import subprocess
 import sys
@@ -81,22 +82,39 @@ async def test_a_good_token_gets_the_signaling_url_and_the_ice_servers(
     ],
 )
 async def test_every_refusal_is_a_4xx_with_its_code_never_a_2xx_without_data(
-    http: httpx.AsyncClient, headers: dict[str, str], body: bytes, status: int, code: int
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[str, str],
+    body: bytes,
+    status: int,
+    code: int,
 ) -> None:
     headers = {k: TOKEN if v == "TOKEN" else v for k, v in headers.items()}
-    answer = await http.post(INIT_CONFIG_PATH, headers=headers, content=body)
+    with caplog.at_level(logging.INFO, logger="meetcore.videosdk"):
+        answer = await http.post(INIT_CONFIG_PATH, headers=headers, content=body)
     assert answer.status_code == status, answer.text
     assert answer.json()["code"] == code
     assert "data" not in answer.json()
+    # the app sees only "Failed to Join in the Meeting": the server's log says why, in
+    # one line
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("refused server-init-config for ") and "\n" not in line
+    assert f": {code} {answer.json()['error']}" in line
 
 
-async def test_a_token_for_another_room_is_refused(http: httpx.AsyncClient) -> None:
+async def test_a_token_for_another_room_is_refused(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     bound = mint_token(api_key="test-key", secret=KEYS["test-key"], room_id="other-room")
-    answer = await http.post(
-        INIT_CONFIG_PATH, headers={"Authorization": bound}, json={"roomId": "abc-def-ghi"}
-    )
+    with caplog.at_level(logging.INFO, logger="meetcore.videosdk"):
+        answer = await http.post(
+            INIT_CONFIG_PATH, headers={"Authorization": bound}, json={"roomId": "abc-def-ghi"}
+        )
     assert answer.status_code == 403, answer.text
     assert answer.json()["code"] == 4022
+    assert caplog.messages == [
+        f"refused server-init-config for abc-def-ghi: 4022 {answer.json()['error']}"
+    ]
 
 
 async def test_the_rules_of_every_front_end_apply(http: httpx.AsyncClient) -> None:

@@ -67,10 +67,13 @@ def encrypt_ice_servers(servers: Sequence[str | Mapping[str, Any]]) -> str:
     return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
 
 
-def _refuse(code: ErrorCode, message: str) -> Response:
-    status = 401 if code in (ErrorCode.INVALID_API_KEY, ErrorCode.INVALID_TOKEN) else 403
-    if code is ErrorCode.INVALID_PARAMETER:
-        status = 400
+def _refuse(code: ErrorCode, message: str, room_id: str = "?", status: int = 0) -> Response:
+    """The refusal, logged (INFO): the SDK shows the app only "Failed to Join"."""
+    if not status:
+        status = 401 if code in (ErrorCode.INVALID_API_KEY, ErrorCode.INVALID_TOKEN) else 403
+        if code is ErrorCode.INVALID_PARAMETER:
+            status = 400
+    log.info("refused server-init-config for %s: %d %s", one_line(room_id, 80), int(code), message)
     return JSONResponse({"error": message, "code": int(code)}, status_code=status)
 
 
@@ -96,8 +99,7 @@ class InitConfig:
         body = await _read(request)
         if body is None:
             why = f"the body is over {MAX_BODY_BYTES} bytes"
-            code = int(ErrorCode.INVALID_PARAMETER)
-            return JSONResponse({"error": why, "code": code}, status_code=413)
+            return _refuse(ErrorCode.INVALID_PARAMETER, why, status=413)
         try:
             room_id = msgspec.json.decode(body, type=_Body).roomId
         except msgspec.ValidationError as error:
@@ -108,7 +110,7 @@ class InitConfig:
         try:  # the rules of every front end: room binding, roles, one-line refusals
             authenticate(self.engine.plugins, token, meeting_id=room_id, action="join")
         except Rejected as refused:
-            return _refuse(refused.code, refused.message)
+            return _refuse(refused.code, refused.message, room_id)
         try:
             node = await self.home(room_id) if self.home is not None else None
         except StoreError as failure:
@@ -123,7 +125,8 @@ class InitConfig:
         else:
             secure, host = request.url.scheme == "https", request.headers.get("host", "")
             if not _HOST.fullmatch(host):
-                return _refuse(ErrorCode.INVALID_PARAMETER, "the Host header is not a host[:port]")
+                why = "the Host header is not a host[:port]"
+                return _refuse(ErrorCode.INVALID_PARAMETER, why, room_id)
         data = {
             "baseUrl": host,
             "signalingUrl": f"{'wss' if secure else 'ws'}://{host}{SIGNALING_PATH}",
