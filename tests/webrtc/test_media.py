@@ -924,6 +924,20 @@ def test_the_signalling_path_does_not_import_aiortc() -> None:
         "assert 'aiortc' not in sys.modules and 'av' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    # a server with every installed plugin, VideoSDK's routes among them: aiortc waits
+    # for the first media offer or VideoSDK connection (it was loaded at start, 0.3 s)
+    code = (
+        "import sys, anyio\n"
+        "from meetcore import Engine\n"
+        "from meetcore_server.app import Server\n"
+        "async def main():\n"
+        "    async with Engine.open('memory://', autoload=True) as engine:\n"
+        "        paths = [getattr(r, 'path', '') for r in Server(engine).app.routes]\n"
+        "        assert '/videosdk' in paths, paths\n"
+        "anyio.run(main)\n"
+        "assert 'aiortc' not in sys.modules and 'av' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # ---------------------------------------------------------------------------
