@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -110,6 +111,23 @@ def transports(peer: Peer) -> tuple[str, str]:
     return send["data"]["id"], recv["data"]["id"]
 
 
+@contextmanager
+def joined(
+    client: TestClient, peer_id: str, name: str, mode: str = "SEND_AND_RECV"
+) -> Iterator[tuple[Peer, str]]:
+    """A peer with its two transports, joined as `name`; it and its send transport."""
+    with connect(client, peer_id, mode) as ws:
+        peer = Peer(ws)
+        send, _ = transports(peer)
+        assert peer.ask("join", {"displayName": name})["ok"]
+        yield peer, send
+
+
+def producing(send: str, kind: str = "video", parameters: Any = VP8) -> dict[str, Any]:
+    """A `produce` request's data on transport `send`."""
+    return {"transportId": send, "kind": kind, "rtpParameters": parameters}
+
+
 BAD_PARAMETERS = [
     "not an object",
     {},
@@ -170,14 +188,14 @@ def test_hostile_media_requests_are_refused_and_the_connection_goes_on(
         peer = Peer(ws)
         send, recv = transports(peer)
         # before join
-        peer.refused("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8}, 3035)
+        peer.refused("produce", producing(send), 3035)
         peer.refused("closeProducer", {"producerId": "x"}, 3035)
         assert peer.ask("join", {"displayName": "P1"})["ok"]
         for data in [
             {"transportId": send, "kind": "video", "rtpParameters": "x"},
             {"transportId": send, "kind": "screen", "rtpParameters": VP8},
             {"transportId": send, "kind": "video"},
-            {"transportId": recv, "kind": "video", "rtpParameters": VP8},
+            producing(recv),
             {"transportId": "nope", "kind": "video", "rtpParameters": VP8},
             {"transportId": send, "kind": "audio", "rtpParameters": VP8},  # no Opus in it
             {"transportId": send, "kind": "video", "rtpParameters": with_(encodings=[])},
@@ -188,8 +206,8 @@ def test_hostile_media_requests_are_refused_and_the_connection_goes_on(
         peer.refused("resumeConsumer", {"consumerId": "nope"}, 3073)
         peer.refused("resumeConsumer", {"consumerId": 5}, 3073)
         # a good producer, then the same kind again (it replaces the first), then closed
-        first = peer.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})
-        second = peer.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})
+        first = peer.ask("produce", producing(send))
+        second = peer.ask("produce", producing(send))
         assert first["ok"] and second["ok"], (first, second)
         peer.refused("closeProducer", {"producerId": first["data"]["id"]}, 3073)
         assert peer.ask("closeProducer", {"producerId": second["data"]["id"]})["ok"]
@@ -201,13 +219,8 @@ def test_hostile_media_requests_are_refused_and_the_connection_goes_on(
 
 @pytest.mark.parametrize("mode", ["RECV_ONLY", "SIGNALLING_ONLY"])
 def test_a_participant_that_sends_nothing_cannot_produce(client: TestClient, mode: str) -> None:
-    with connect(client, "watcher", mode) as ws:
-        peer = Peer(ws)
-        send, _ = transports(peer)
-        assert peer.ask("join", {"displayName": "Watcher"})["ok"]
-        why = peer.refused(
-            "produce", {"transportId": send, "kind": "video", "rtpParameters": VP8}, 3066
-        )
+    with joined(client, "watcher", "Watcher", mode) as (peer, send):
+        why = peer.refused("produce", producing(send), 3066)
         assert mode in why
 
 
@@ -218,9 +231,7 @@ def test_another_peer_s_producer_cannot_be_closed(client: TestClient) -> None:
         transports(other)
         assert owner.ask("join", {"displayName": "Owner"})["ok"]
         assert other.ask("join", {"displayName": "Other"})["ok"]
-        produced = owner.ask(
-            "produce", {"transportId": send, "kind": "video", "rtpParameters": VP8}
-        )
+        produced = owner.ask("produce", producing(send))
         assert produced["ok"], produced
         other.refused("closeProducer", {"producerId": produced["data"]["id"]}, 3073)
 
@@ -253,16 +264,15 @@ def test_an_rtx_codec_that_cannot_be_told_apart_is_not_received(rtx: dict[str, A
 
 
 def test_request_data_that_cannot_be_read_is_answered_not_closed(client: TestClient) -> None:
-    with connect(client, "p1") as ws:
-        peer = Peer(ws)
-        send, _ = transports(peer)
-        assert peer.ask("join", {"displayName": "P1"})["ok"]
+    with joined(client, "p1", "P1") as (peer, send):
         for rid, data in enumerate(
             ["[1]", '"x"', "5", "true", '{"transportId": "' + send + '", "x": 1e400}'], start=100
         ):
-            ws.send_text(f'{{"request": true, "id": {rid}, "method": "produce", "data": {data}}}')
+            peer.ws.send_text(
+                f'{{"request": true, "id": {rid}, "method": "produce", "data": {data}}}'
+            )
             while True:
-                answer = json.loads(ws.receive_text())
+                answer = json.loads(peer.ws.receive_text())
                 if answer.get("response"):
                     break
             assert answer["id"] == rid and answer["ok"] is False, answer
@@ -271,7 +281,7 @@ def test_request_data_that_cannot_be_read_is_answered_not_closed(client: TestCli
             ("createWebRtcTransport", {"producing": "yes"}),
             ("connectWebRtcTransport", {"transportId": 5}),
             ("connectWebRtcTransport", {"transportId": send, "dtlsParameters": {"role": "x"}}),
-            ("produce", {"transportId": None, "kind": "video", "rtpParameters": VP8}),
+            ("produce", producing(None)),
             ("produce", {"transportId": send, "kind": 7, "rtpParameters": VP8}),
             ("closeProducer", {"producerId": ["x"]}),
             ("resumeConsumer", {"consumerId": None}),
@@ -286,32 +296,25 @@ def test_request_data_that_cannot_be_read_is_answered_not_closed(client: TestCli
             ),
         ]:
             peer.refused(method, data, 3073)
-        assert peer.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})[
-            "ok"
-        ]
+        assert peer.ask("produce", producing(send))["ok"]
 
 
 def test_producers_of_both_kinds_cannot_share_a_mid_or_an_ssrc(client: TestClient) -> None:
-    with connect(client, "p1") as ws:
-        peer = Peer(ws)
-        send, _ = transports(peer)
-        assert peer.ask("join", {"displayName": "P1"})["ok"]
-
-        def produce(kind: str, parameters: dict[str, Any]) -> dict[str, Any]:
-            return {"transportId": send, "kind": kind, "rtpParameters": parameters}
-
-        assert peer.ask("produce", produce("video", VP8))["ok"]
-        assert "mid" in peer.refused("produce", produce("audio", {**OPUS, "mid": "0"}), 3073)
+    with joined(client, "p1", "P1") as (peer, send):
+        assert peer.ask("produce", producing(send, "video", VP8))["ok"]
+        assert "mid" in peer.refused(
+            "produce", producing(send, "audio", {**OPUS, "mid": "0"}), 3073
+        )
         for ssrc in (1111, 2222):
             why = peer.refused(
-                "produce", produce("audio", {**OPUS, "encodings": [{"ssrc": ssrc}]}), 3073
+                "produce", producing(send, "audio", {**OPUS, "encodings": [{"ssrc": ssrc}]}), 3073
             )
             assert "SSRC" in why
-        assert peer.ask("produce", produce("audio", OPUS))["ok"]
+        assert peer.ask("produce", producing(send, "audio", OPUS))["ok"]
         # the video replaced on its own mid and SSRCs, not on the audio's
-        assert peer.ask("produce", produce("video", VP8))["ok"]
-        peer.refused("produce", produce("video", with_(encodings=[{"ssrc": 3333}])), 3073)
-        peer.refused("produce", produce("video", with_(mid="1")), 3073)
+        assert peer.ask("produce", producing(send, "video", VP8))["ok"]
+        peer.refused("produce", producing(send, "video", with_(encodings=[{"ssrc": 3333}])), 3073)
+        peer.refused("produce", producing(send, "video", with_(mid="1")), 3073)
 
 
 def test_a_transport_is_connected_once(client: TestClient) -> None:
@@ -344,7 +347,7 @@ def test_another_peer_s_transport_cannot_be_produced_on(client: TestClient) -> N
         transports(a)
         b_send, _ = transports(b)
         assert a.ask("join", {"displayName": "A"})["ok"]
-        a.refused("produce", {"transportId": b_send, "kind": "video", "rtpParameters": VP8}, 3073)
+        a.refused("produce", producing(b_send), 3073)
 
 
 def test_a_removed_participant_s_media_requests_are_refused(client: TestClient) -> None:
@@ -354,11 +357,11 @@ def test_a_removed_participant_s_media_requests_are_refused(client: TestClient) 
         transports(b)
         assert a.ask("join", {"displayName": "A"})["ok"]
         assert b.ask("join", {"displayName": "B"})["ok"]
-        produced = a.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})
+        produced = a.ask("produce", producing(send))
         assert produced["ok"], produced
         assert b.ask("removePeer", {"peerId": "a"})["ok"]
         a.refused("produce", {"transportId": send, "kind": "audio", "rtpParameters": OPUS}, 3035)
-        a.refused("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8}, 3035)
+        a.refused("produce", producing(send), 3035)
         a.refused("resumeConsumer", {"consumerId": "x"}, 3073)
         a.refused("join", {"displayName": "again"}, 3054)
         assert b.ask("getRouterRtpCapabilities")["ok"]
@@ -367,32 +370,22 @@ def test_a_removed_participant_s_media_requests_are_refused(client: TestClient) 
 def test_a_socket_closed_in_the_middle_of_produce_leaves_nothing_behind(
     client: TestClient,
 ) -> None:
-    with connect(client, "a") as ws:
-        a = Peer(ws)
-        send, _ = transports(a)
-        assert a.ask("join", {"displayName": "A"})["ok"]
-        data = {"transportId": send, "kind": "video", "rtpParameters": VP8}
-        ws.send_text(json.dumps({"request": True, "id": 99, "method": "produce", "data": data}))
+    with joined(client, "a", "A") as (a, send):
+        data = producing(send)
+        a.ws.send_text(json.dumps({"request": True, "id": 99, "method": "produce", "data": data}))
     with connect(client, "b") as ws:  # the server goes on; A left
         b = Peer(ws)
         b_send, _ = transports(b)
-        joined = b.ask("join", {"displayName": "B"})
-        assert joined["ok"] and joined["data"]["peers"] == [], joined
-        assert b.ask("produce", {"transportId": b_send, "kind": "video", "rtpParameters": VP8})[
-            "ok"
-        ]
+        answer = b.ask("join", {"displayName": "B"})
+        assert answer["ok"] and answer["data"]["peers"] == [], answer
+        assert b.ask("produce", producing(b_send))["ok"]
 
 
 def test_many_producers_of_one_kind_replace_each_other(client: TestClient) -> None:
-    with connect(client, "p1") as ws:
-        peer = Peer(ws)
-        send, _ = transports(peer)
-        assert peer.ask("join", {"displayName": "P1"})["ok"]
+    with joined(client, "p1", "P1") as (peer, send):
         ids = []
         for _ in range(30):
-            answer = peer.ask(
-                "produce", {"transportId": send, "kind": "video", "rtpParameters": VP8}
-            )
+            answer = peer.ask("produce", producing(send))
             assert answer["ok"], answer
             ids.append(answer["data"]["id"])
         for old in ids[:-1]:
@@ -408,7 +401,7 @@ def test_only_its_own_consumers_are_resumed(client: TestClient) -> None:
         transports(b)
         assert a.ask("join", {"displayName": "A"})["ok"]
         assert b.ask("join", {"displayName": "B"})["ok"]
-        produced = a.ask("produce", {"transportId": send, "kind": "video", "rtpParameters": VP8})
+        produced = a.ask("produce", producing(send))
         assert produced["ok"], produced
         offer = b.wait_for("newConsumer")
         assert offer["producerId"] == produced["data"]["id"] and offer["peerId"] == "a"
