@@ -37,6 +37,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import av
 import httpx
@@ -118,16 +119,12 @@ def serve() -> Any:
         command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
         command += ["--dev-tls", "--store", "memory://", "--log-level", "warning"]
         env = {"MEETCORE_ICE_ADDRESSES": "127.0.0.1"}
-        with ServeProcess(Path(folder), command=command, env=env) as process:
-            previous = os.environ.get("SSL_CERT_FILE")
-            os.environ["SSL_CERT_FILE"] = str(Path(folder) / "meetcore-dev-ca.pem")
-            try:
-                yield Server(process, Path(folder))
-            finally:
-                if previous is None:
-                    os.environ.pop("SSL_CERT_FILE", None)
-                else:
-                    os.environ["SSL_CERT_FILE"] = previous
+        trusted = {"SSL_CERT_FILE": str(Path(folder) / "meetcore-dev-ca.pem")}
+        with (
+            ServeProcess(Path(folder), command=command, env=env) as process,
+            patch.dict(os.environ, trusted),  # meetcore's client trusts the dev CA
+        ):
+            yield Server(process, Path(folder))
 
 
 @contextlib.asynccontextmanager

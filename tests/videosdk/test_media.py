@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -70,18 +71,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     command = [sys.executable, "-m", "meetcore.cli", "serve", "--port", "0", "--dev"]
     command += ["--dev-tls", "--store", "memory://", "--lease-ttl", str(LEASE)]
     env = {"MEETCORE_ICE_ADDRESSES": "127.0.0.1"}
-    with ServeProcess(folder, command=command, env=env) as process:
-        previous = os.environ.get("SSL_CERT_FILE")
-        os.environ["SSL_CERT_FILE"] = str(folder / "meetcore-dev-ca.pem")  # the Python client
-        try:
-            yield Server(process, folder)
-            failures = [line for line in process.lines if " ERROR " in line or "Traceback" in line]
-            assert not failures, "\n".join(process.lines)
-        finally:
-            if previous is None:
-                os.environ.pop("SSL_CERT_FILE", None)
-            else:
-                os.environ["SSL_CERT_FILE"] = previous
+    trusted = {"SSL_CERT_FILE": str(folder / "meetcore-dev-ca.pem")}  # the Python client
+    with ServeProcess(folder, command=command, env=env) as process, patch.dict(os.environ, trusted):
+        yield Server(process, folder)
+        failures = [line for line in process.lines if " ERROR " in line or "Traceback" in line]
+        assert not failures, "\n".join(process.lines)
 
 
 @asynccontextmanager
