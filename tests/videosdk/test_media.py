@@ -205,13 +205,17 @@ async def rates(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("first", ["sdk", "meetcore"])
 async def test_an_sdk_client_and_a_meetcore_client_get_each_other_s_audio_and_video(
-    server: Server, sdk_python: Path
+    server: Server, sdk_python: Path, first: str
 ) -> None:
-    room = server.room("media-both-ways")
+    """Whoever joins first: the late one gets the media already flowing (newPeer and
+    newConsumer on join for the SDK, the server's offer for meetcore's client)."""
+    room = server.room(f"media-both-ways-{first}")
+    early = await publishing(server, room, "Bob") if first == "meetcore" else None
     async with sdk(sdk_python, server, room, "sdk-alice") as alice:
         await alice.wait_for(event="meeting-joined")
-        bob, counted = await publishing(server, room, "Bob")
+        bob, counted = early or await publishing(server, room, "Bob")
         bob_id = bob.local_participant.id
         await alice.wait_for(event="participant-joined", id=bob_id)
         await alice.wait_for(event="stream-enabled", id=bob_id, kind="video")
