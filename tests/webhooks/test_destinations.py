@@ -43,7 +43,7 @@ from meetcore_jwt import JWTAuth, mint_token
 from meetcore_server.app import Server
 from meetcore_server.testing import ServeProcess, serve_refuses
 from meetcore_webhooks import ConfigError, Webhooks
-from meetcore_webhooks._network import IPAddress, refusal
+from meetcore_webhooks._network import IPAddress, parse_networks, refusal
 from meetcore_webhooks._state import Lane
 
 pytestmark = pytest.mark.anyio
@@ -332,6 +332,29 @@ def test_allowing_every_address_is_warned_about(caplog: pytest.LogCaptureFixture
         "169.254.0.0/16",
         "fd00::/8",
     ]
+
+
+def test_allowing_nat64_or_6to4_of_the_metadata_address_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """64:ff9b::/96 (NAT64, common on IPv6-only hosts) and 2002::/16 (6to4) allowed let
+    64:ff9b::a9fe:a9fe and 2002:a9fe:a9fe:: through, and these reach 169.254.169.254
+    (`refusal` says so itself): warned about as 169.254.0.0/16 is."""
+    for network, address in (
+        ("64:ff9b::/96", "64:ff9b::a9fe:a9fe"),
+        ("2002::/16", "2002:a9fe:a9fe::1"),
+        ("2002:a9fe:a9fe:1::/64", "2002:a9fe:a9fe:1::1"),
+    ):
+        allowed = parse_networks([network])
+        assert refusal(ipaddress.ip_address(address), allowed) is None  # it is allowed
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="meetcore_webhooks"):
+            Webhooks(allow_networks=(network,))
+        assert [r.getMessage().split()[4].rstrip(",") for r in caplog.records] == [network]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="meetcore_webhooks"):  # no false alarm
+        Webhooks(allow_networks=("64:ff9b::a00:0/104", "2002:a00::/24", "::ffff:0:0/96"))
+    assert caplog.records == []
 
 
 # -- through the rooms API -----------------------------------------------------------
