@@ -65,9 +65,13 @@ log = logging.getLogger("meetcore_webhooks")
 
 #: Where cloud hosts answer instance metadata (credentials among them): an allowed
 #: network holding one is warned about (`0.0.0.0/0` does).
-METADATA_ADDRESSES = (
-    ipaddress.ip_address("169.254.169.254"),
-    ipaddress.ip_address("fd00:ec2::254"),
+#: NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses reach the IPv4 one inside them
+#: (`_network._forms`), so their forms of 169.254.169.254 are metadata addresses too.
+METADATA_NETWORKS = (
+    ipaddress.ip_network("169.254.169.254/32"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+    ipaddress.ip_network("64:ff9b::a9fe:a9fe/128"),
+    ipaddress.ip_network("2002:a9fe:a9fe::/48"),
 )
 
 URL_ENV: Final = "MEETCORE_WEBHOOK_URL"
@@ -157,7 +161,7 @@ class Webhooks:
         except ValueError as error:
             raise ConfigError(f"allowed webhook network {error}") from None
         for network in self.allowed:
-            if any(address in network for address in METADATA_ADDRESSES):
+            if any(network.overlaps(metadata) for metadata in METADATA_NETWORKS):
                 log.warning(
                     "webhooks may go to %s, which holds the cloud metadata address: "
                     "a room's webhook URL could read the host's credentials",
