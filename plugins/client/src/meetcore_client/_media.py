@@ -97,8 +97,9 @@ class RemoteTrack(MediaStreamTrack):
         finally:  # ended, or the caller cancelled: the frame's wait goes too
             if not frame.done():
                 frame.cancel()
-                # a source that ends as it is cancelled raises MediaStreamError: retrieved
-                frame.add_done_callback(lambda f: f.cancelled() or f.exception())
+            # a source that ends as it is cancelled raises MediaStreamError, as does one
+            # that ended as the caller cancelled us (its read done, unread): retrieved
+            frame.add_done_callback(lambda f: f.cancelled() or f.exception())
         if not arrived:
             raise MediaStreamError
         self.frames += 1
