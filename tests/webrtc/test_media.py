@@ -1038,6 +1038,43 @@ async def test_a_remote_track_read_that_is_cancelled_leaves_no_error_behind() ->
         loop.set_exception_handler(None)
 
 
+async def test_a_read_cancelled_as_its_source_ends_leaves_no_error_behind() -> None:
+    """The source's read fails (MediaStreamError, the meeting ended) in the same loop
+    turn as the caller cancels recv(): the failed read is retrieved too (found by an
+    attack helper)."""
+    from meetcore_client._media import RemoteTrack
+
+    class Source:
+        def __init__(self) -> None:
+            self.read: asyncio.Future[Any] | None = None
+
+        async def recv(self) -> Any:
+            self.read = asyncio.get_running_loop().create_future()
+            return await self.read
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    try:
+        source = Source()
+        track = RemoteTrack(source, "video", "t1")  # type: ignore[arg-type]
+        reader = asyncio.ensure_future(track.recv())
+        await eventually(lambda: source.read is not None)
+        assert source.read is not None
+        source.read.set_exception(MediaStreamError())
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        del reader
+        source.read = None
+        await asyncio.sleep(0)  # the read's task finishes
+        gc.collect()  # a task's finalizer reports the exception nobody retrieved
+        await asyncio.sleep(0)
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
+
+
 async def test_key_frame_requests_are_throttled_and_audio_needs_none() -> None:
     receiver = FakeReceiver()
     video = _forward.Publication("alice", "video", receiver)  # type: ignore[arg-type]
