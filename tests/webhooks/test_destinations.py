@@ -414,6 +414,18 @@ def test_meetcore_serve_takes_allowed_networks_and_refuses_bad_ones(tmp_path: Pa
     assert line.startswith("meetcore: error: allowed webhook network '10.0.0.1/8'"), line
 
 
+def test_meetcore_serve_logs_the_metadata_warning_as_it_logs(tmp_path: Path) -> None:
+    """Through the server's logging, in its format (a JSON line here): it was printed
+    bare on stderr, before logging was set up, where a JSON log pipeline missed it."""
+    args = ["--webhook-allow-network", "0.0.0.0/0", "--log-format", "json"]
+    with ServeProcess(tmp_path, store="memory://", args=args) as server:
+        pass  # started: its plugins are made
+    lines = [line for line in server.output.splitlines() if "cloud metadata address" in line]
+    assert len(lines) == 1, server.output
+    record = json.loads(lines[0])
+    assert (record["level"], record["logger"]) == ("warning", "meetcore_webhooks"), record
+
+
 async def test_meetcore_serve_refuses_loopback_until_the_operator_allows_it(
     receiver: Receiver, tmp_path: Path
 ) -> None:

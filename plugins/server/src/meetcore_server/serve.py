@@ -401,8 +401,9 @@ async def run(
 @click.pass_obj
 def serve(pm: pluggy.PluginManager | None, /, **options: Any) -> None:
     """Run the meeting server: REST rooms API, WebSocket signaling, on one event store."""
-    plugins = _serve_plugins(pm, options) if pm is not None else []
+    # logging first: plugins made from the options may log (a warning about them)
     _logs.configure(options["log_level"], options["log_format"])
+    plugins = _serve_plugins(pm, options) if pm is not None else []
     host, port, store, dev = options["host"], options["port"], options["store"], options["dev"]
     public_url: str | None = options["public_url"]
     try:

@@ -440,7 +440,8 @@ class _Connection:
         if method == "produceData":
             if not self.owner._told_no_data:
                 self.owner._told_no_data = True
-                log.warning("a VideoSDK client opened a data channel: data is not carried yet")
+                # INFO: the SDK opens two at every join, whether the app sends data or not
+                log.info("a VideoSDK client opened a data channel: data is not carried yet")
             return {"id": secrets.token_hex(8)}
         if method == "resumeConsumer":
             consumer_id = msgspec.convert(data, _ConsumerData).consumerId
